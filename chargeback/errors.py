@@ -1,0 +1,63 @@
+"""Every error the package raises, in one hierarchy.
+
+    ChargebackError
+    ├── ConfigurationError        a setting is missing or malformed; fix the app settings
+    ├── InvalidRequestError       a caller asked for something malformed (HTTP 400)
+    ├── NotFoundError             a caller asked for something that does not exist (HTTP 404)
+    ├── ConflictError             the request contradicts stored state (HTTP 409)
+    ├── StorageError              the ledger or report store failed
+    │   ├── TransientStorageError   worth retrying: throttling, timeouts, connection loss
+    │   └── ConcurrencyError        another writer moved a slice's watermark first
+    └── MonitorError              Azure Monitor could not give a complete answer
+        └── PartialResultError      Log Analytics returned a partial result
+
+A malformed *event* is not an error: the parser returns a ``Rejection`` and the event is
+dead-lettered, because raising would make the host retry a batch that can never succeed.
+SDK exceptions are translated at the adapter boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class ChargebackError(Exception):
+    """Base class of every error raised by the package."""
+
+
+class ConfigurationError(ChargebackError):
+    """A setting is missing or malformed."""
+
+
+class InvalidRequestError(ChargebackError):
+    """A caller's request is malformed; ``field`` names the offending part."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFoundError(ChargebackError):
+    """The requested period, report or file does not exist."""
+
+
+class ConflictError(ChargebackError):
+    """The request contradicts stored state, e.g. regenerating a final report."""
+
+
+class StorageError(ChargebackError):
+    """The ledger or the report store failed in a way that is not worth retrying."""
+
+
+class TransientStorageError(StorageError):
+    """A storage failure worth retrying: the host's retry policy holds the partition."""
+
+
+class ConcurrencyError(StorageError):
+    """A slice's watermark moved under us: another owner applied events first."""
+
+
+class MonitorError(ChargebackError):
+    """Azure Monitor could not give a complete answer."""
+
+
+class PartialResultError(MonitorError):
+    """Log Analytics returned a partial result, which must not be taken as data."""
