@@ -11,6 +11,7 @@ caller dead-letters the raw body.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -69,7 +70,7 @@ REASONS: frozenset[str] = frozenset(
 # Shapes, for statistics and the dead-letter store.
 CANONICAL = "canonical"
 TOOLKIT = "genai-gateway-toolkit"
-TOKEN_USAGE = "token-usage-object"
+TOKEN_USAGE = "token-usage-object"  # noqa: S105 - a shape name, not a secret
 AI_HUB = "ai-hub-gateway"
 GENERIC = "generic"
 
@@ -275,7 +276,7 @@ def _count(fields: dict[str, Any], name: str) -> int | None:
     if isinstance(value, int):
         number = value
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise _Reject(INVALID_TOKENS, f"{name} is not a finite number")
         if not value.is_integer():
             raise _Reject(FRACTIONAL_TOKENS, f"{name} is fractional: {value!r}")
@@ -296,9 +297,7 @@ def _count(fields: dict[str, Any], name: str) -> int | None:
     return number
 
 
-_DOTNET_TIME = re.compile(
-    r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\s*([AaPp])\.?[Mm]\.?)?$"
-)
+_DOTNET_TIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\s*([AaPp])\.?[Mm]\.?)?$")
 
 
 def _event_time(raw: Any, enqueued_time: datetime) -> tuple[datetime, bool]:

@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import Azure SDKs; each implements a small core interface."""

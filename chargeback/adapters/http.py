@@ -1,0 +1,72 @@
+"""Turns core results and errors into HTTP responses with JSON bodies."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+import orjson
+
+from chargeback.errors import (
+    ChargebackError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    TransientStorageError,
+)
+
+logger = logging.getLogger("chargeback.http")
+
+_STATUS: tuple[tuple[type[ChargebackError], int], ...] = (
+    (InvalidRequestError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (TransientStorageError, 503),
+)
+
+
+def json_response(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        body=orjson.dumps(document, option=orjson.OPT_INDENT_2),
+        status_code=status,
+        mimetype="application/json",
+        charset="utf-8",
+        headers=headers,
+    )
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> func.HttpResponse:
+    return json_response({"error": {"code": code, "message": message, **extra}}, status)
+
+
+def respond(handler: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Run ``handler``; caller mistakes become 4xx with a JSON reason, failures a bare 5xx.
+
+    Server-side failures are logged with an incident id that the response carries, and never
+    expose a stack trace, a URL or a connection string to the caller.
+    """
+    try:
+        return handler()
+    except ChargebackError as exc:
+        for kind, status in _STATUS:
+            if isinstance(exc, kind):
+                if status >= 500:
+                    return _failure(exc, status, "storage_unavailable")
+                extra = {"field": exc.field} if isinstance(exc, InvalidRequestError) and exc.field else {}
+                return error_response(status, _code(kind), str(exc), **extra)
+        return _failure(exc, 500, "internal_error")
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: log it, answer 500
+        return _failure(exc, 500, "internal_error")
+
+
+def _code(kind: type[ChargebackError]) -> str:
+    return {400: "invalid_request", 404: "not_found", 409: "conflict"}[dict(_STATUS)[kind]]
+
+
+def _failure(exc: BaseException, status: int, code: str) -> func.HttpResponse:
+    incident = uuid.uuid4().hex
+    logger.error("chargeback.http failure incident=%s kind=%s", incident, type(exc).__name__, exc_info=exc)
+    return error_response(status, code, "the request could not be completed", incident=incident)

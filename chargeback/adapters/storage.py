@@ -1,0 +1,73 @@
+"""Builds Table and Blob clients from the ChargebackStorage settings and translates SDK errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential
+from azure.storage.blob import BlobServiceClient
+
+from chargeback.errors import ConfigurationError, StorageError, TransientStorageError
+from chargeback.settings import StorageSettings
+
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30}
+
+
+def _credential(settings: StorageSettings) -> Any:
+    return DefaultAzureCredential(managed_identity_client_id=settings.client_id)
+
+
+def table_service(settings: StorageSettings) -> TableServiceClient:
+    """A Table client: the connection string when set, else the service URI and an identity."""
+    if settings.connection_string:
+        return TableServiceClient.from_connection_string(settings.connection_string, **_TIMEOUTS)
+    if settings.table_service_uri is None:
+        raise ConfigurationError("no table service URI for ChargebackStorage")
+    return TableServiceClient(endpoint=settings.table_service_uri, credential=_credential(settings), **_TIMEOUTS)
+
+
+def blob_service(settings: StorageSettings) -> BlobServiceClient:
+    """A Blob client: the connection string when set, else the service URI and an identity."""
+    if settings.connection_string:
+        return BlobServiceClient.from_connection_string(settings.connection_string, **_TIMEOUTS)
+    if settings.blob_service_uri is None:
+        raise ConfigurationError("no blob service URI for ChargebackStorage")
+    return BlobServiceClient(account_url=settings.blob_service_uri, credential=_credential(settings), **_TIMEOUTS)
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Turn SDK failures into the package's errors: transient ones are worth a retry."""
+    try:
+        yield
+    except (ServiceRequestError, ServiceResponseError) as exc:
+        raise TransientStorageError(f"{what}: storage unreachable ({type(exc).__name__})") from exc
+    except HttpResponseError as exc:
+        status = exc.status_code
+        if status in TRANSIENT_STATUS:
+            raise TransientStorageError(f"{what}: storage answered {status}") from exc
+        raise StorageError(f"{what}: storage answered {status} {_code(exc)}") from exc
+
+
+def _code(exc: HttpResponseError) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def ensure_table(service: TableServiceClient, name: str) -> None:
+    with translated(f"create table {name}"), suppress(ResourceExistsError):
+        service.create_table(name)
+
+
+def ensure_container(service: BlobServiceClient, name: str) -> None:
+    with translated(f"create container {name}"), suppress(ResourceExistsError):
+        service.create_container(name)

@@ -1,0 +1,207 @@
+"""The usage ledger and the dead letters on Azure Table Storage."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Collection, Iterator, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
+from azure.storage.blob import ContainerClient
+
+from chargeback import keys
+from chargeback.adapters.storage import translated
+from chargeback.errors import ConcurrencyError
+from chargeback.ledger import NO_WATERMARK, DeadLetter, RowWrite, SliceSnapshot
+from chargeback.usage import COUNTER_FIELDS, Counters, UsageKey
+
+_IDENTITY_FIELDS = ("subscription_id", "model", "deployment", "operation")
+_ROW_SELECT = ["RowKey", "day", *_IDENTITY_FIELDS, *COUNTER_FIELDS]
+
+MAX_INLINE_BODY = 16 * 1024
+"""Bodies larger than this go to a blob: an entity property holds at most 64 KiB of UTF-16."""
+
+_PRINTABLE_CONTROLS = frozenset("\t\n\r")
+
+
+def _int64(value: int) -> EntityProperty:
+    return EntityProperty(value, EdmType.INT64)
+
+
+def _as_int(value: Any) -> int:
+    return int(value.value) if isinstance(value, EntityProperty) else int(value)
+
+
+def _counters(entity: Any) -> Counters:
+    return Counters(*(_as_int(entity.get(name, 0)) for name in COUNTER_FIELDS))
+
+
+class TableLedgerStore:
+    """``LedgerStore`` on one table: a partition per slice, a watermark row in each."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def read_slice(self, slice_key: str, days: Collection[str]) -> SliceSnapshot:
+        with translated(f"read watermark of {slice_key}"):
+            watermark = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey eq @rk",
+                parameters={"pk": slice_key, "rk": keys.WATERMARK_ROW},
+            )
+            found = next(iter(watermark), None)
+        rows: dict[str, Counters] = {}
+        for day in days:
+            low, high = keys.day_range(day)
+            with translated(f"read {day} of {slice_key}"):
+                for entity in self._table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                    parameters={"pk": slice_key, "low": low, "high": high},
+                    select=["RowKey", *COUNTER_FIELDS],
+                ):
+                    rows[entity["RowKey"]] = _counters(entity)
+        if found is None:
+            return SliceSnapshot(NO_WATERMARK, None, rows)
+        return SliceSnapshot(_as_int(found["sequence_number"]), found.metadata["etag"], rows)
+
+    def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
+        operations: list[Any] = [
+            ("upsert", self._aggregate(slice_key, write), {"mode": UpdateMode.REPLACE}) for write in writes
+        ]
+        marker = {
+            "PartitionKey": slice_key,
+            "RowKey": keys.WATERMARK_ROW,
+            "sequence_number": _int64(watermark),
+            "updated_at": datetime.now(UTC),
+        }
+        if etag is None:
+            operations.append(("create", marker))
+        else:
+            operations.append(
+                (
+                    "update",
+                    marker,
+                    {
+                        "mode": UpdateMode.REPLACE,
+                        "etag": etag,
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                )
+            )
+        with translated(f"commit to {slice_key}"):
+            try:
+                results = self._table.submit_transaction(operations)
+            except TableTransactionError as exc:
+                if exc.status_code in (409, 412):
+                    raise ConcurrencyError(f"watermark of {slice_key} moved") from exc
+                raise
+        return str(results[-1]["etag"])
+
+    @staticmethod
+    def _aggregate(slice_key: str, write: RowWrite) -> dict[str, Any]:
+        entity: dict[str, Any] = {
+            "PartitionKey": slice_key,
+            "RowKey": write.row_key,
+            "day": write.key.day.isoformat(),
+            "subscription_id": write.key.subscription_id,
+            "model": write.key.model,
+            "deployment": write.key.deployment,
+            "operation": write.key.operation,
+        }
+        for name in COUNTER_FIELDS:
+            entity[name] = _int64(getattr(write.counters, name))
+        return entity
+
+    def period_rows(self, period: str) -> Iterator[tuple[UsageKey, Counters]]:
+        low, high = keys.period_range(period[:7])
+        query = "PartitionKey ge @low and PartitionKey lt @high"
+        parameters = {"low": low, "high": high}
+        if len(period) == 10:
+            query += " and RowKey ge @rlow and RowKey lt @rhigh"
+            parameters["rlow"], parameters["rhigh"] = keys.day_range(period)
+        with translated(f"read ledger for {period}"):
+            for entity in self._table.query_entities(query, parameters=parameters, select=_ROW_SELECT):
+                if entity["RowKey"] == keys.WATERMARK_ROW:
+                    continue
+                key = UsageKey(
+                    date.fromisoformat(entity["day"]),
+                    *(str(entity[name]) for name in _IDENTITY_FIELDS),
+                )
+                yield key, _counters(entity)
+
+
+class TableDeadLetterStore:
+    """``DeadLetterStore`` on a table, partitioned by enqueued day; large bodies go to blobs."""
+
+    def __init__(self, table: TableClient, bodies: ContainerClient) -> None:
+        self._table = table
+        self._bodies = bodies
+
+    @staticmethod
+    def row_key(letter: DeadLetter) -> str:
+        return f"{keys.escape(letter.hub)}|{keys.escape(letter.partition_id)}|{letter.sequence_number:020d}"
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        by_day: dict[str, list[dict[str, Any]]] = {}
+        for letter in letters:
+            entity = self._entity(letter)
+            by_day.setdefault(entity["PartitionKey"], []).append(entity)
+        for day, entities in by_day.items():
+            for start in range(0, len(entities), 100):
+                chunk = entities[start : start + 100]
+                with translated(f"write dead letters for {day}"):
+                    self._table.submit_transaction(
+                        [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
+                    )
+
+    def _entity(self, letter: DeadLetter) -> dict[str, Any]:
+        day = letter.enqueued_time.date().isoformat()
+        row_key = self.row_key(letter)
+        entity: dict[str, Any] = {
+            "PartitionKey": day,
+            "RowKey": row_key,
+            "hub": letter.hub,
+            "partition_id": letter.partition_id,
+            "sequence_number": _int64(letter.sequence_number),
+            "enqueued_time": letter.enqueued_time,
+            "reason": letter.reason,
+            "detail": letter.detail,
+            "body_bytes": len(letter.body),
+            "dead_lettered_at": datetime.now(UTC),
+        }
+        if len(letter.body) > MAX_INLINE_BODY:
+            blob_name = f"{day}/{row_key.replace('|', '/')}.bin"
+            with translated(f"write dead-letter body {blob_name}"):
+                self._bodies.upload_blob(blob_name, letter.body, overwrite=True)
+            entity["body_encoding"] = "blob"
+            entity["body_blob"] = f"{self._bodies.container_name}/{blob_name}"
+            return entity
+        text = _readable(letter.body)
+        if text is None:
+            entity["body_encoding"] = "base64"
+            entity["body"] = base64.b64encode(letter.body).decode("ascii")
+        else:
+            entity["body_encoding"] = "utf-8"
+            entity["body"] = text
+        return entity
+
+    def count(self, period: str) -> int:
+        if len(period) == 10:
+            query, parameters = "PartitionKey eq @day", {"day": period}
+        else:
+            query = "PartitionKey ge @low and PartitionKey lt @high"
+            parameters = {"low": f"{period}-", "high": f"{period}-~"}
+        with translated(f"count dead letters for {period}"):
+            return sum(1 for _ in self._table.query_entities(query, parameters=parameters, select=["RowKey"]))
+
+
+def _readable(body: bytes) -> str | None:
+    """The body as text when it is UTF-8 without control characters, else None (store base64)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if any(ch < " " and ch not in _PRINTABLE_CONTROLS for ch in text):
+        return None
+    return text
