@@ -42,7 +42,6 @@ DEFAULTS: Mapping[str, str] = {
     RECONCILIATION_TABLE: "usagereconciliation",
     REPORTS_CONTAINER: "reports",
     DEAD_LETTER_CONTAINER: "deadletters",
-    METRIC_NAMESPACE: "openai",
     SUBSCRIPTION_DIMENSION: "Subscription ID",
     RECONCILE_SCHEDULE: "0 0 2 * * *",
     RECONCILE_TOLERANCE_PERCENT: "1.0",
@@ -78,7 +77,8 @@ class Settings:
     workspace_id: str | None
     monitor_export: str | None
     monitor_client_id: str | None
-    metric_namespace: str
+    metric_namespace: str | None
+    """Only AppMetrics rows of this namespace are compared; None compares every namespace."""
     subscription_dimension: str
     tolerance_percent: Decimal
     lag_hours: int
@@ -127,7 +127,7 @@ class Settings:
             workspace_id=get(LOG_ANALYTICS_WORKSPACE_ID),
             monitor_export=get(MONITOR_EXPORT),
             monitor_client_id=get(MONITOR_CLIENT_ID),
-            metric_namespace=need(METRIC_NAMESPACE),
+            metric_namespace=get(METRIC_NAMESPACE),
             subscription_dimension=need(SUBSCRIPTION_DIMENSION),
             tolerance_percent=_decimal(RECONCILE_TOLERANCE_PERCENT, need(RECONCILE_TOLERANCE_PERCENT)),
             lag_hours=_whole(RECONCILE_LAG_HOURS, need(RECONCILE_LAG_HOURS)),
