@@ -1,0 +1,7 @@
+"""Runs the command line: ``python -m chargeback COMMAND``."""
+
+from __future__ import annotations
+
+from chargeback.cli import main
+
+raise SystemExit(main())
