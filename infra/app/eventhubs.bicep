@@ -1,0 +1,39 @@
+// The Event Hubs namespace the gateway writes usage events to. Shared access keys are
+// disabled: APIM sends and the app receives with their managed identities. The namespace has a
+// system-assigned identity only when Capture is on; Capture writes blobs with it.
+
+param name string
+param location string = resourceGroup().location
+param tags object = {}
+param enableCapture bool = false
+
+@description('Throughput units of the Standard namespace.')
+@minValue(1)
+@maxValue(40)
+param capacity int = 1
+
+resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+    capacity: capacity
+  }
+  identity: {
+    type: enableCapture ? 'SystemAssigned' : 'None'
+  }
+  properties: {
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+    isAutoInflateEnabled: false
+    kafkaEnabled: false
+  }
+}
+
+output id string = namespace.id
+output name string = namespace.name
+output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+output principalId string = enableCapture ? namespace.identity.principalId : ''

@@ -1,0 +1,283 @@
+// The token chargeback pipeline: a Flex Consumption function app that reads the gateway's usage
+// events from Event Hubs into a Table Storage ledger, reconciles it with Azure Monitor and
+// writes monthly reports to blob storage. Optionally wires an existing API Management instance
+// (infra/apim/apim.bicep) to send the events.
+
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; it seeds the resource token and tags every resource.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource; it must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the deploying user or pipeline; empty grants nothing to it.')
+param principalId string = ''
+
+@allowed(['User', 'ServicePrincipal', 'Group'])
+@description('Kind of principal principalId names.')
+param principalType string = 'User'
+
+@description('Name of the usage event hub (EVENTHUB_NAME).')
+param eventHubName string = 'aoai-usage'
+
+@description('Consumer group the app reads with (EVENTHUB_CONSUMER_GROUP).')
+param consumerGroupName string = 'chargeback'
+
+@minValue(1)
+@maxValue(32)
+@description('Partitions of the usage hub. A Standard hub cannot change this after creation.')
+param partitionCount int = 4
+
+@minValue(1)
+@maxValue(7)
+@description('Days the hub keeps events: how far back the app can re-read after an outage.')
+param messageRetentionInDays int = 7
+
+@description('Capture every usage event to the capture blob container (Avro) for replay.')
+param enableCapture bool = false
+
+@allowed([512, 2048, 4096])
+@description('Memory of each Flex Consumption instance, in MB.')
+param instanceMemoryMB int = 2048
+
+@minValue(1)
+@maxValue(1000)
+@description('Most instances the app scales out to.')
+param maximumInstanceCount int = 40
+
+@description('NCRONTAB schedule of the reconciliation timer (RECONCILE_SCHEDULE).')
+param reconcileSchedule string = '0 0 2 * * *'
+
+@description('Ledger and monitor may differ by this many percent and still match.')
+param reconcileTolerancePercent string = '1.0'
+
+@minValue(0)
+@description('Hours the reconciliation waits for Azure Monitor ingestion before judging a day.')
+param reconcileLagHours int = 6
+
+@minValue(0)
+@description('Days after a month ends before its report is final.')
+param finalGraceDays int = 5
+
+@description('Path, relative to the app root, of the price sheet (CHARGEBACK_PRICE_SHEET).')
+param priceSheetPath string = 'config/price-sheet.json'
+
+@description('Path, relative to the app root, of the subscription to cost-center map.')
+param costCentersPath string = 'config/cost-centers.csv'
+
+@description('Namespace of the token metric APIM emits (the chargeback-token-metric fragment uses openai).')
+param metricNamespace string = 'openai'
+
+@description('Resource id of the Log Analytics workspace APIM\'s Application Insights reports to; empty creates one.')
+param existingLogAnalyticsWorkspaceId string = ''
+
+@description('Name of an existing API Management instance to wire to the hub; empty skips it.')
+param apimServiceName string = ''
+
+@description('Resource group of that API Management instance; empty means this deployment\'s.')
+param apimResourceGroupName string = ''
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${resourceToken}'
+
+// Names the code defaults to (chargeback/settings.py); Bicep creates them and sets them too.
+var ledgerTableName = 'usageledger'
+var deadLetterTableName = 'usagedeadletters'
+var reconciliationTableName = 'usagereconciliation'
+var reportsContainerName = 'reports'
+var deadLetterContainerName = 'deadletters'
+var captureContainerName = 'capture'
+
+// The dimension of APIM's token metric that carries the APIM subscription id; the token
+// metric fragment and the toolkit's policy both emit it under this default name.
+var subscriptionDimension = 'Subscription ID'
+
+var resourceGroupName = '${abbrs.resourcesResourceGroups}${environmentName}'
+
+// Where the workspace lives: ours, or the resource group of the existing one.
+var existingWorkspaceParts = split(existingLogAnalyticsWorkspaceId, '/')
+var useExistingWorkspace = !empty(existingLogAnalyticsWorkspaceId)
+var workspaceSubscriptionId = useExistingWorkspace ? existingWorkspaceParts[2] : subscription().subscriptionId
+var workspaceResourceGroupName = useExistingWorkspace ? existingWorkspaceParts[4] : resourceGroupName
+
+var wireApim = !empty(apimServiceName)
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: resourceGroupName
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    containerNames: concat(
+      [deploymentContainerName, reportsContainerName, deadLetterContainerName],
+      enableCapture ? [captureContainerName] : []
+    )
+    tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    existingLogAnalyticsWorkspaceId: existingLogAnalyticsWorkspaceId
+  }
+}
+
+module eventHubs 'app/eventhubs.bicep' = {
+  name: 'eventhubs'
+  scope: rg
+  params: {
+    name: '${abbrs.eventHubNamespaces}${resourceToken}'
+    location: location
+    tags: tags
+    enableCapture: enableCapture
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    eventHubNamespaceName: eventHubs.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+    enableCapture: enableCapture
+    captureContainerName: captureContainerName
+    capturePrincipalId: eventHubs.outputs.principalId
+  }
+}
+
+module workspaceAccess 'app/workspace-access.bicep' = {
+  name: 'workspace-access-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    workspaceName: monitoring.outputs.workspaceName
+    appPrincipalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+module eventHub 'app/eventhub.bicep' = {
+  name: 'eventhub'
+  scope: rg
+  params: {
+    namespaceName: eventHubs.outputs.name
+    eventHubName: eventHubName
+    consumerGroupName: consumerGroupName
+    partitionCount: partitionCount
+    messageRetentionInDays: messageRetentionInDays
+    enableCapture: enableCapture
+    captureStorageAccountId: storage.outputs.id
+    captureContainerName: captureContainerName
+  }
+  dependsOn: [rbac]
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
+    deploymentContainerName: deploymentContainerName
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    eventHubName: eventHub.outputs.name
+    consumerGroupName: eventHub.outputs.consumerGroupName
+    ledgerTableName: ledgerTableName
+    deadLetterTableName: deadLetterTableName
+    reconciliationTableName: reconciliationTableName
+    reportsContainerName: reportsContainerName
+    deadLetterContainerName: deadLetterContainerName
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceCustomerId
+    metricNamespace: metricNamespace
+    subscriptionDimension: subscriptionDimension
+    reconcileSchedule: reconcileSchedule
+    reconcileTolerancePercent: reconcileTolerancePercent
+    reconcileLagHours: reconcileLagHours
+    finalGraceDays: finalGraceDays
+    priceSheetPath: priceSheetPath
+    costCentersPath: costCentersPath
+  }
+  dependsOn: [rbac, workspaceAccess]
+}
+
+module apim 'apim/apim.bicep' = if (wireApim) {
+  name: 'apim-${resourceToken}'
+  scope: resourceGroup(empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName)
+  params: {
+    apimServiceName: apimServiceName
+    eventHubNamespaceName: eventHubs.outputs.name
+    eventHubNamespaceResourceGroupName: resourceGroupName
+    eventHubName: eventHub.outputs.name
+  }
+}
+
+// azd reads these into the environment; the postprovision hook and docs/deploy.md use them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output EVENTHUB_NAMESPACE_NAME string = eventHubs.outputs.name
+output EVENTHUB_FULLY_QUALIFIED_NAMESPACE string = eventHubs.outputs.fullyQualifiedNamespace
+output EVENTHUB_NAME string = eventHub.outputs.name
+output EVENTHUB_CONSUMER_GROUP string = eventHub.outputs.consumerGroupName
+output STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
+output STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+output STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceCustomerId
+output LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = monitoring.outputs.workspaceResourceId
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output RECONCILE_SCHEDULE string = reconcileSchedule
+output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''

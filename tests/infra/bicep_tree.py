@@ -1,0 +1,175 @@
+"""Reads the Bicep under infra/ with tree-sitter-bicep, for tests that check what it declares."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import tree_sitter
+import tree_sitter_bicep
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+
+_PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+
+
+def bicep_files() -> list[Path]:
+    """Every Bicep file this deployment owns (infra/local/ belongs to the local setup)."""
+    local = INFRA / "local"
+    return sorted(path for path in INFRA.rglob("*.bicep") if local not in path.parents)
+
+
+def syntax_errors(source: bytes) -> list[str]:
+    """Where tree-sitter-bicep found an ERROR or MISSING node; empty when the source parses."""
+    found: list[str] = []
+
+    def walk(node: tree_sitter.Node) -> None:
+        if node.type == "ERROR" or node.is_missing:
+            row, column = node.start_point
+            kind = "missing" if node.is_missing else "error"
+            found.append(f"{kind} at {row + 1}:{column + 1}: {_text(node)[:60]!r}")
+        for child in node.children:
+            walk(child)
+
+    walk(_PARSER.parse(source).root_node)
+    return found
+
+
+@functools.cache
+def root(path: Path) -> tree_sitter.Node:
+    return _PARSER.parse(path.read_bytes()).root_node
+
+
+def _text(node: tree_sitter.Node) -> str:
+    return (node.text or b"").decode()
+
+
+def text(node: tree_sitter.Node) -> str:
+    """The node's source text."""
+    return _text(node)
+
+
+def literal(node: tree_sitter.Node | None) -> str | None:
+    """The value of a string literal without interpolation, else None."""
+    if node is None or node.type != "string":
+        return None
+    if any(child.type == "interpolation" for child in node.named_children):
+        return None
+    return "".join(_text(child) for child in node.named_children if child.type == "string_content")
+
+
+def properties(obj: tree_sitter.Node) -> dict[str, tree_sitter.Node]:
+    """An object's top-level properties: key (identifier or quoted string) to value node."""
+    found: dict[str, tree_sitter.Node] = {}
+    for prop in obj.named_children:
+        if prop.type != "object_property":
+            continue
+        key, value = prop.named_children[0], prop.named_children[-1]
+        name = literal(key) if key.type == "string" else _text(key)
+        if name is not None:
+            found[name] = value
+    return found
+
+
+def _body(declaration: tree_sitter.Node) -> tree_sitter.Node | None:
+    """The object of a resource or module, looking through `if (...)` and `[for ...]`."""
+    for child in declaration.named_children:
+        if child.type == "object":
+            return child
+        if child.type in {"if_statement", "for_statement", "array"}:
+            inner = _body(child)
+            if inner is not None:
+                return inner
+    return None
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """A resource or module declaration: its symbol, type or path string, and body object."""
+
+    symbol: str
+    target: str
+    body: tree_sitter.Node
+
+    @property
+    def props(self) -> dict[str, tree_sitter.Node]:
+        return properties(self.body)
+
+
+def _declarations(path: Path, kind: str) -> list[Declaration]:
+    found: list[Declaration] = []
+    for node in root(path).named_children:
+        if node.type != kind:
+            continue
+        symbol, target = node.named_children[0], node.named_children[1]
+        body = _body(node)
+        if body is not None:
+            found.append(Declaration(_text(symbol), literal(target) or "", body))
+    return found
+
+
+def resources(path: Path) -> list[Declaration]:
+    return _declarations(path, "resource_declaration")
+
+
+def modules(path: Path) -> list[Declaration]:
+    return _declarations(path, "module_declaration")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: tree_sitter.Node | None
+
+
+def params(path: Path) -> dict[str, Param]:
+    """A file's parameters by name, with the default value's node when there is one."""
+    found: dict[str, Param] = {}
+    for node in root(path).named_children:
+        if node.type != "parameter_declaration":
+            continue
+        named = node.named_children
+        default = named[2] if len(named) > 2 else None
+        found[_text(named[0])] = Param(_text(named[0]), default)
+    return found
+
+
+def variables(path: Path) -> dict[str, tree_sitter.Node]:
+    """A file's variables by name, to the value's node."""
+    found: dict[str, tree_sitter.Node] = {}
+    for node in root(path).named_children:
+        if node.type == "variable_declaration":
+            name, value = node.named_children[0], node.named_children[-1]
+            found[_text(name)] = value
+    return found
+
+
+def identifiers(path: Path) -> set[str]:
+    """Every identifier and property key in a file: the names it mentions."""
+    found: set[str] = set()
+
+    def walk(node: tree_sitter.Node) -> None:
+        if node.type in {"identifier", "property_identifier"}:
+            found.add(_text(node))
+        for child in node.children:
+            walk(child)
+
+    walk(root(path))
+    return found
+
+
+def strings(path: Path) -> set[str]:
+    """Every plain string literal in a file: resource names, enum values, property values."""
+    found: set[str] = set()
+
+    def walk(node: tree_sitter.Node) -> None:
+        value = literal(node)
+        if value is not None:
+            found.add(value)
+        for child in node.children:
+            walk(child)
+
+    walk(root(path))
+    return found

@@ -1,0 +1,149 @@
+"""The Bicep parses, and every module call, file load and parameter file fits what it names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from bicep_tree import (
+    INFRA,
+    ROOT,
+    bicep_files,
+    literal,
+    modules,
+    params,
+    properties,
+    root,
+    syntax_errors,
+    text,
+    variables,
+)
+
+from chargeback import settings
+
+BICEP_FILES = bicep_files()
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_the_deployment_has_the_expected_bicep_files() -> None:
+    names = {_id(path) for path in BICEP_FILES}
+    assert {"infra/main.bicep", "infra/app/rbac.bicep", "infra/apim/apim.bicep"} <= names
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=_id)
+def test_every_bicep_file_parses_without_errors(path: Path) -> None:
+    assert syntax_errors(path.read_bytes()) == []
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "param name string =\n",
+        "resource r 'Microsoft.Web/sites@2024-04-01' = {\n  name: \n}\n",
+        "var x = {\n  a: 'b'\n",
+    ],
+    ids=["param-without-value", "property-without-value", "unclosed-object"],
+)
+def test_a_broken_snippet_is_reported(broken: str) -> None:
+    assert syntax_errors(broken.encode()) != []
+
+
+def _module_calls() -> list[tuple[Path, str, Path, set[str]]]:
+    calls = []
+    for path in BICEP_FILES:
+        for module in modules(path):
+            passed = set(properties(module.props["params"]))
+            calls.append((path, module.symbol, (path.parent / module.target).resolve(), passed))
+    return calls
+
+
+MODULE_CALLS = _module_calls()
+
+
+@pytest.mark.parametrize(
+    ("caller", "symbol", "target", "passed"),
+    MODULE_CALLS,
+    ids=[f"{_id(c)}:{s}" for c, s, _, _ in MODULE_CALLS],
+)
+def test_every_module_call_passes_exactly_parameters_the_module_declares(
+    caller: Path, symbol: str, target: Path, passed: set[str]
+) -> None:
+    assert target.is_file(), f"{symbol} in {_id(caller)} points at a missing file"
+    declared = params(target)
+    required = {name for name, param in declared.items() if param.default is None}
+    assert passed - set(declared) == set(), "passes parameters the module does not declare"
+    assert required - passed == set(), "leaves required parameters unset"
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=_id)
+def test_every_file_a_bicep_file_loads_exists(path: Path) -> None:
+    loads = re.findall(r"load(?:Text|Json)Content\('([^']+)'\)", text(root(path)))
+    for relative in loads:
+        assert (path.parent / relative).is_file(), f"{_id(path)} loads missing {relative}"
+
+
+def test_the_parameter_file_maps_azd_environment_values_onto_main_bicep_parameters() -> None:
+    document = json.loads((INFRA / "main.parameters.json").read_text())
+    mapped = document["parameters"]
+    declared = params(INFRA / "main.bicep")
+    assert set(mapped) <= set(declared)
+    assert mapped["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    assert mapped["location"]["value"] == "${AZURE_LOCATION}"
+    assert mapped["principalId"]["value"] == "${AZURE_PRINCIPAL_ID}"
+
+
+def test_main_bicep_leaves_only_azd_supplied_parameters_without_a_default() -> None:
+    declared = params(INFRA / "main.bicep")
+    assert {name for name, param in declared.items() if param.default is None} == {
+        "environmentName",
+        "location",
+    }
+
+
+@pytest.mark.parametrize(
+    ("parameter", "setting"),
+    [
+        ("eventHubName", settings.EVENTHUB_NAME),
+        ("consumerGroupName", settings.EVENTHUB_CONSUMER_GROUP),
+        ("reconcileSchedule", settings.RECONCILE_SCHEDULE),
+        ("reconcileTolerancePercent", settings.RECONCILE_TOLERANCE_PERCENT),
+        ("priceSheetPath", settings.PRICE_SHEET),
+        ("costCentersPath", settings.COST_CENTERS),
+    ],
+)
+def test_main_bicep_defaults_match_the_code_defaults(parameter: str, setting: str) -> None:
+    param = params(INFRA / "main.bicep")[parameter]
+    assert literal(param.default) == settings.DEFAULTS[setting]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "setting"),
+    [
+        ("reconcileLagHours", settings.RECONCILE_LAG_HOURS),
+        ("finalGraceDays", settings.FINAL_GRACE_DAYS),
+    ],
+)
+def test_main_bicep_whole_number_defaults_match_the_code_defaults(parameter: str, setting: str) -> None:
+    param = params(INFRA / "main.bicep")[parameter]
+    assert param.default is not None
+    assert text(param.default) == settings.DEFAULTS[setting]
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting"),
+    [
+        ("ledgerTableName", settings.LEDGER_TABLE),
+        ("deadLetterTableName", settings.DEAD_LETTER_TABLE),
+        ("reconciliationTableName", settings.RECONCILIATION_TABLE),
+        ("reportsContainerName", settings.REPORTS_CONTAINER),
+        ("deadLetterContainerName", settings.DEAD_LETTER_CONTAINER),
+        ("subscriptionDimension", settings.SUBSCRIPTION_DIMENSION),
+    ],
+)
+def test_main_bicep_creates_the_tables_and_containers_the_code_defaults_to(variable: str, setting: str) -> None:
+    assert literal(variables(INFRA / "main.bicep")[variable]) == settings.DEFAULTS[setting]

@@ -1,0 +1,75 @@
+"""The resources are locked to Entra ID sign-in and shaped the way the pipeline uses them."""
+
+from __future__ import annotations
+
+import pytest
+from bicep_tree import INFRA, Declaration, literal, modules, properties, resources, text
+
+APP = INFRA / "app"
+
+
+def resource(path_name: str, resource_type: str) -> Declaration:
+    (found,) = [r for r in resources(APP / path_name) if r.target.split("@")[0] == resource_type]
+    return found
+
+
+def props_of(declaration: Declaration) -> dict[str, str]:
+    return {name: text(value) for name, value in properties(declaration.props["properties"]).items()}
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("allowSharedKeyAccess", "false"),
+        ("allowBlobPublicAccess", "false"),
+        ("minimumTlsVersion", "'TLS1_2'"),
+        ("supportsHttpsTrafficOnly", "true"),
+    ],
+)
+def test_the_storage_account_accepts_only_entra_id_over_tls_1_2(setting: str, value: str) -> None:
+    assert props_of(resource("storage.bicep", "Microsoft.Storage/storageAccounts"))[setting] == value
+
+
+def test_the_storage_account_creates_its_tables_in_bicep() -> None:
+    tables = resource("storage.bicep", "Microsoft.Storage/storageAccounts/tableServices/tables")
+    assert text(tables.props["name"]) == "tableName"
+    (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "storage"]
+    passed = properties(call.props["params"])
+    assert text(passed["tableNames"]) == "[ledgerTableName, deadLetterTableName, reconciliationTableName]"
+    assert "reportsContainerName, deadLetterContainerName" in text(passed["containerNames"])
+    assert "enableCapture ? [captureContainerName] : []" in text(passed["containerNames"])
+
+
+def test_the_event_hubs_namespace_is_standard_with_keys_disabled() -> None:
+    namespace = resource("eventhubs.bicep", "Microsoft.EventHub/namespaces")
+    assert props_of(namespace)["disableLocalAuth"] == "true"
+    assert literal(properties(namespace.props["sku"])["name"]) == "Standard"
+
+
+def test_application_insights_is_workspace_based_with_local_auth_disabled() -> None:
+    component = props_of(resource("monitoring.bicep", "Microsoft.Insights/components"))
+    assert component["DisableLocalAuth"] == "true"
+    assert component["WorkspaceResourceId"] == "workspaceResourceId"
+
+
+def test_the_hub_takes_its_partitions_and_retention_from_parameters() -> None:
+    hub = props_of(resource("eventhub.bicep", "Microsoft.EventHub/namespaces/eventhubs"))
+    assert (hub["partitionCount"], hub["messageRetentionInDays"]) == ("partitionCount", "messageRetentionInDays")
+
+
+def test_capture_writes_avro_in_the_default_path_format_with_the_namespace_identity() -> None:
+    capture = props_of(resource("eventhub.bicep", "Microsoft.EventHub/namespaces/eventhubs"))["captureDescription"]
+    assert capture.startswith("enableCapture")
+    assert "encoding: 'Avro'" in capture
+    assert "'{Namespace}/{EventHub}/{PartitionId}/{Year}/{Month}/{Day}/{Hour}/{Minute}/{Second}'" in capture
+    assert "type: 'SystemAssigned'" in capture
+
+
+def test_the_app_reads_with_its_own_consumer_group() -> None:
+    group = resource("eventhub.bicep", "Microsoft.EventHub/namespaces/eventhubs/consumergroups")
+    assert text(group.props["name"]) == "consumerGroupName"
+
+
+def test_capture_is_switched_on_only_after_its_role_is_granted() -> None:
+    (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "eventHub"]
+    assert "rbac" in text(call.props["dependsOn"])
