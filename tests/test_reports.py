@@ -1,0 +1,502 @@
+"""Reports: the views of a period, their totals, and each rendering read back by its own reader."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from chargeback import reports
+from chargeback.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
+from chargeback.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet, usage_frame
+from chargeback.reconcile import LEDGER_SHORT, MONITOR_SHORT, ReconciliationLine
+from chargeback.report_formats import FOCUS_COLUMNS, neutralise
+from chargeback.reports import (
+    ADJUSTMENT,
+    FORMATS,
+    LINE_VIEW_COLUMNS,
+    USAGE,
+    Report,
+    build_report,
+)
+from chargeback.usage import Counters, UsageKey, UsageRow
+
+PERIOD = "2026-11"
+ONE = "aoai-product-subscription-one"
+THREE = "aoai-product-subscription-three"
+HR = "hr-chatbot-dev"
+FORMULA = '=HYPERLINK("http://x","y")'
+
+SHEET = {
+    "currency": "USD",
+    "models": [{"model": "gpt-4o", "input": "2.50", "cached_input": "1.25", "output": "10.00"}],
+    "default": {"blended": "5.00"},
+    "provisioned": [{"deployment": "gpt-4o-ptu", "monthly_cost": "100.00"}],
+}
+CENTERS = f"""subscription_id,cost_center,business_unit,owner
+{ONE},CC-1001,Digital Products,one@contoso.com
+{HR},CC-2001,Human Resources,hr@contoso.com
+"""
+FOCUS_REQUIRED = (
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "PricingQuantity",
+    "PricingUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ServiceName",
+    "ServiceCategory",
+    "ProviderName",
+    "PublisherName",
+    "InvoiceIssuerName",
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "ResourceId",
+    "SkuId",
+    "Tags",
+    "x_CostCenter",
+    "x_BusinessUnit",
+    "x_Model",
+    "x_Deployment",
+    "x_PricingMethod",
+    "x_ReconciliationStatus",
+)
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
+
+
+def usage(
+    day: date,
+    subscription: str,
+    model: str = "gpt-4o",
+    deployment: str = "chat",
+    *,
+    prompt: int = 0,
+    completion: int = 0,
+    cached: int = 0,
+    unsplit: int = 0,
+) -> UsageRow:
+    counters = Counters(
+        requests=1,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        total_tokens=prompt + completion + unsplit,
+        unsplit_requests=1 if unsplit else 0,
+        unsplit_tokens=unsplit,
+    )
+    return UsageRow(UsageKey(day, subscription, model, deployment, "chat"), counters)
+
+
+ROWS = [
+    # 600,000 × 2.50 + 400,000 × 1.25 + 100,000 × 10.00 per 1M = 3.00
+    usage(date(2026, 11, 3), ONE, prompt=1_000_000, cached=400_000, completion=100_000),
+    # 100.00 of capacity split 100 : 100 : 100 → 33.34 (lowest id, ONE) / 33.33 / 33.33
+    usage(date(2026, 11, 4), ONE, deployment="gpt-4o-ptu", prompt=60, completion=40),
+    usage(date(2026, 11, 4), THREE, deployment="gpt-4o-ptu", prompt=60, completion=40),
+    usage(date(2026, 11, 5), HR, deployment="gpt-4o-ptu", prompt=60, completion=40),
+    # 2,000,000 unsplit × 5.00 per 1M = 10.00
+    usage(date(2026, 11, 6), HR, "unknown", "unknown", unsplit=2_000_000),
+    # 10,000 × 2.50 per 1M = 0.025 → 0.02 (half to even)
+    usage(date(2026, 11, 7), FORMULA, prompt=10_000),
+]
+# late October usage: 1,000,000 × 2.50 per 1M = 2.50
+ADJUSTMENTS = [("2026-10", usage(date(2026, 10, 31), ONE, prompt=1_000_000))]
+RECONCILIATION = [
+    ReconciliationLine(PERIOD, ONE, 1_100_100, 1_100_600, 500, Decimal("0.05"), LEDGER_SHORT),
+    ReconciliationLine(PERIOD, HR, 2_000_100, 1_999_600, -500, Decimal("-0.03"), MONITOR_SHORT),
+]
+GRAND_TOTAL = Decimal("115.52")  # 3.00 + 33.34 + 33.33 + 33.33 + 10.00 + 0.02 + 2.50
+
+
+@pytest.fixture(name="sheet")
+def fixture_sheet() -> PriceSheet:
+    return parse_price_sheet(SHEET)
+
+
+@pytest.fixture(name="centers")
+def fixture_centers() -> CostCenterMap:
+    return parse_cost_centers_csv(CENTERS)
+
+
+@pytest.fixture(name="report")
+def fixture_report(sheet: PriceSheet, centers: CostCenterMap) -> Report:
+    return build_report(
+        PERIOD,
+        ROWS,
+        sheet,
+        centers,
+        reconciliation=RECONCILIATION,
+        adjustments=ADJUSTMENTS,
+        generated_at=datetime(2026, 12, 2, 3, 4, 5, tzinfo=UTC),
+    )
+
+
+def line(report: Report, subscription: str, category: str = USAGE, deployment: str | None = None) -> pd.Series[Any]:
+    lines = report.lines
+    mine = lines[(lines["subscription_id"] == subscription) & (lines["charge_category"] == category)]
+    if deployment is not None:
+        mine = mine[mine["deployment"] == deployment]
+    assert len(mine) == 1, mine
+    return mine.iloc[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+
+
+def test_lines_have_exactly_the_documented_columns(report: Report) -> None:
+    assert tuple(report.lines.columns) == LINE_VIEW_COLUMNS
+
+
+def test_the_grand_total_equals_the_sum_of_line_costs_exactly(report: Report) -> None:
+    assert report.grand_total == sum(report.lines["cost"], Decimal(0)) == GRAND_TOTAL
+    assert isinstance(report.grand_total, Decimal)
+
+
+def test_cost_center_and_subscription_roll_ups_sum_to_the_grand_total(report: Report) -> None:
+    assert sum(report.by_cost_center["cost"], Decimal(0)) == report.grand_total
+    assert sum(report.by_subscription["cost"], Decimal(0)) == report.grand_total
+
+
+def test_lines_carry_the_cost_center_of_their_subscription(report: Report) -> None:
+    hr = line(report, HR, deployment="unknown")
+    assert (hr["cost_center"], hr["business_unit"], hr["owner"]) == ("CC-2001", "Human Resources", "hr@contoso.com")
+
+
+def test_provisioned_capacity_is_split_to_the_cent_among_its_users(report: Report) -> None:
+    shares = {s: line(report, s, deployment="gpt-4o-ptu")["cost"] for s in (ONE, THREE, HR)}
+    assert shares == {ONE: Decimal("33.34"), THREE: Decimal("33.33"), HR: Decimal("33.33")}
+    assert line(report, ONE, deployment="gpt-4o-ptu")["pricing"] == PTU_ALLOCATION
+
+
+def test_unmapped_subscriptions_are_listed_as_unallocated(report: Report) -> None:
+    assert sorted(report.unallocated["subscription_id"]) == sorted([THREE, FORMULA])
+    assert line(report, THREE)["cost_center"] == UNALLOCATED
+    assert report.totals["unallocated_cost"] == Decimal("33.35")  # 33.33 + 0.02
+    assert report.by_cost_center["cost_center"].iloc[-1] == UNALLOCATED
+
+
+def test_late_usage_becomes_an_adjustment_line_for_its_original_period(report: Report) -> None:
+    late = line(report, ONE, ADJUSTMENT)
+    assert (late["period"], late["adjusted_period"], late["cost"]) == (PERIOD, "2026-10", Decimal("2.50"))
+    assert line(report, ONE, deployment="chat")["adjusted_period"] is None
+    assert report.totals["adjustment_cost"] == Decimal("2.50")
+
+
+def test_reconciliation_columns_follow_the_subscription(report: Report) -> None:
+    one = line(report, ONE, deployment="chat")
+    assert (one["monitor_total_tokens"], one["delta_tokens"], one["reconciliation_status"]) == (
+        1_100_600,
+        500,
+        LEDGER_SHORT,
+    )
+
+
+def test_reconciliation_columns_are_empty_without_a_reconciliation_line(report: Report) -> None:
+    three = line(report, THREE)
+    assert pd.isna(three["monitor_total_tokens"])
+    assert three["reconciliation_status"] is None
+
+
+def test_the_reconciliation_view_has_the_reconciliation_line_fields(report: Report) -> None:
+    assert list(report.reconciliation.columns) == [
+        "period",
+        "subscription_id",
+        "ledger_tokens",
+        "monitor_tokens",
+        "delta_tokens",
+        "delta_percent",
+        "status",
+    ]
+    assert list(report.reconciliation["status"]) == [LEDGER_SHORT, MONITOR_SHORT]
+
+
+def test_the_daily_view_has_tokens_per_day_per_subscription(report: Report) -> None:
+    hr = report.daily[report.daily["subscription_id"] == HR]
+    assert list(zip(hr["day"], hr["total_tokens"], strict=True)) == [
+        (date(2026, 11, 5), 100),
+        (date(2026, 11, 6), 2_000_000),
+    ]
+
+
+def test_row_counts_cover_every_view(report: Report) -> None:
+    assert report.row_counts() == {
+        "lines": 7,
+        "by_cost_center": 3,
+        "by_subscription": 4,
+        "daily": 6,
+        "reconciliation": 2,
+        "unallocated": 2,
+    }
+
+
+@pytest.mark.parametrize("shape", ["rows", "frame", "chunks"])
+def test_the_ledger_may_be_rows_a_frame_or_frames_built_in_chunks(
+    report: Report, sheet: PriceSheet, centers: CostCenterMap, shape: str
+) -> None:
+    ledger: Any = {
+        "rows": iter(ROWS),
+        "frame": usage_frame(ROWS),
+        "chunks": (usage_frame(ROWS[i : i + 2]) for i in range(0, len(ROWS), 2)),
+    }[shape]
+    again = build_report(PERIOD, ledger, sheet, centers, reconciliation=RECONCILIATION, adjustments=ADJUSTMENTS)
+    pd.testing.assert_frame_equal(again.lines, report.lines)
+
+
+def test_an_adjustment_must_belong_to_an_earlier_period(sheet: PriceSheet, centers: CostCenterMap) -> None:
+    with pytest.raises(ValueError, match="before"):
+        build_report(PERIOD, [], sheet, centers, adjustments=[(PERIOD, ROWS[0])])
+
+
+# --------------------------------------------------------------------------------------------
+# Renderings
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "filename"),
+    [
+        ("csv", "text/csv", "chargeback-2026-11.csv"),
+        ("json", "application/json", "chargeback-2026-11.json"),
+        ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "chargeback-2026-11.xlsx"),
+        ("parquet", "application/vnd.apache.parquet", "chargeback-2026-11.parquet"),
+        ("focus", "text/csv", "chargeback-2026-11-focus.csv"),
+    ],
+)
+def test_each_format_has_a_content_type_and_file_name(
+    report: Report, fmt: str, content_type: str, filename: str
+) -> None:
+    assert FORMATS[fmt][0] == content_type
+    assert (report.content_type(fmt), report.filename(fmt)) == (content_type, filename)
+    assert report.render(fmt)
+
+
+def test_an_unknown_format_is_refused(report: Report) -> None:
+    with pytest.raises(ValueError, match="unknown report format"):
+        report.render("pdf")
+
+
+def test_the_csv_is_utf8_with_a_byte_order_mark_and_loads_with_pandas(report: Report) -> None:
+    data = report.render("csv")
+    assert data.startswith(b"\xef\xbb\xbf")
+    frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert tuple(frame.columns) == LINE_VIEW_COLUMNS
+    assert sum(Decimal(c) for c in frame["cost"]) == GRAND_TOTAL
+
+
+@pytest.mark.parametrize(
+    ("text", "safe"),
+    [
+        (FORMULA, "'" + FORMULA),
+        ("+1", "'+1"),
+        ("-2", "'-2"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("plain", "plain"),
+        ("", ""),
+    ],
+)
+def test_text_that_starts_like_a_formula_is_neutralised(text: str, safe: str) -> None:
+    assert neutralise(text) == safe
+
+
+def test_the_csv_neutralises_formula_text_but_not_negative_numbers(sheet: PriceSheet, centers: CostCenterMap) -> None:
+    report = build_report(PERIOD, ROWS, sheet, centers, reconciliation=RECONCILIATION)
+    frame = pd.read_csv(io.BytesIO(report.render("csv")), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    assert "'" + FORMULA in set(frame["subscription_id"])
+    assert FORMULA not in set(frame["subscription_id"])
+    assert "-500" in set(frame["delta_tokens"])
+
+
+def test_the_json_is_structured_with_decimals_as_strings(report: Report) -> None:
+    document = json.loads(report.render("json"))
+    assert set(document) >= {
+        "period",
+        "currency",
+        "generated_at",
+        "lines",
+        "by_cost_center",
+        "by_subscription",
+        "totals",
+        "reconciliation",
+        "unallocated",
+    }
+    assert (document["period"], document["currency"]) == (PERIOD, "USD")
+    assert document["generated_at"] == "2026-12-02T03:04:05Z"
+    assert document["totals"]["cost"] == "115.52"
+    assert {entry["cost"] for entry in document["lines"]} >= {"3.00", "33.34", "0.02"}
+    assert all(isinstance(entry["total_tokens"], int) for entry in document["lines"])
+    assert document["reconciliation"][1]["delta_percent"] == "-0.03"
+
+
+def test_the_xlsx_has_a_sheet_per_view_with_numeric_money_in_currency_format(report: Report) -> None:
+    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))
+    assert workbook.sheetnames[:5] == ["lines", "by cost center", "by subscription", "daily", "reconciliation"]
+    sheet = workbook["lines"]
+    header = [cell.value for cell in sheet[1]]
+    assert tuple(header) == LINE_VIEW_COLUMNS
+    assert all(cell.font.bold for cell in sheet[1])
+    assert sheet.freeze_panes == "A2"
+    assert sheet.column_dimensions["D"].width > 10
+    cost = sheet.cell(row=2, column=header.index("cost") + 1)
+    assert isinstance(cost.value, int | float)
+    assert "USD" in cost.number_format
+    assert isinstance(sheet.cell(row=2, column=header.index("total_tokens") + 1).value, int)
+
+
+def test_the_xlsx_neutralises_formula_text(report: Report) -> None:
+    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))
+    sheet = workbook["lines"]
+    texts = [cell.value for row in sheet.iter_rows(min_row=2) for cell in row if isinstance(cell.value, str)]
+    assert "'" + FORMULA in texts
+    assert not any(text.startswith("=") for text in texts)
+    assert all(cell.data_type != "f" for row in sheet.iter_rows() for cell in row)
+
+
+def test_the_parquet_reads_back_with_pandas_typed(report: Report) -> None:
+    data = report.render("parquet")
+    schema = pq.read_schema(io.BytesIO(data))
+    assert str(schema.field("cost").type) == "decimal128(18, 2)"
+    assert str(schema.field("total_tokens").type) == "int64"
+    frame = pd.read_parquet(io.BytesIO(data))
+    assert tuple(frame.columns) == LINE_VIEW_COLUMNS
+    assert frame["total_tokens"].dtype == np.int64
+    assert sum(frame["cost"], Decimal(0)) == GRAND_TOTAL
+    assert list(frame["subscription_id"]) == list(report.lines["subscription_id"])
+
+
+def test_the_focus_csv_has_the_focus_columns(report: Report) -> None:
+    frame = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
+    assert set(FOCUS_REQUIRED) <= set(frame.columns)
+    assert tuple(frame.columns) == FOCUS_COLUMNS
+    standard = {*FOCUS_REQUIRED, "ChargeFrequency", "ResourceName"}
+    assert all(column.startswith("x_") for column in frame.columns if column not in standard)
+
+
+def test_the_focus_csv_is_typed_as_focus_expects(report: Report) -> None:
+    frame = pd.read_csv(io.BytesIO(report.render("focus")), keep_default_na=False)
+    assert frame["ConsumedQuantity"].dtype == np.int64
+    assert frame["BilledCost"].dtype == np.float64
+    costs = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str)["BilledCost"]
+    assert sum(Decimal(c) for c in costs) == GRAND_TOTAL
+    for column in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
+        assert all(ISO_UTC.match(value) for value in frame[column])
+    assert set(frame["BillingPeriodStart"]) == {"2026-11-01T00:00:00Z"}
+    assert set(frame["BillingPeriodEnd"]) == {"2026-12-01T00:00:00Z"}
+    assert set(frame["ServiceCategory"]) == {"AI and Machine Learning"}
+    assert set(frame["ChargeCategory"]) == {"Usage", "Adjustment"}
+    assert all(isinstance(json.loads(tags), dict) for tags in frame["Tags"])
+
+
+def test_focus_marks_late_usage_as_an_adjustment_charged_in_its_own_period(report: Report) -> None:
+    frame = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
+    late = frame[frame["ChargeCategory"] == "Adjustment"]
+    assert len(late) == 1
+    assert late.iloc[0]["ChargeClass"] == "Correction"
+    assert (late.iloc[0]["ChargePeriodStart"], late.iloc[0]["ChargePeriodEnd"]) == (
+        "2026-10-01T00:00:00Z",
+        "2026-11-01T00:00:00Z",
+    )
+    assert late.iloc[0]["BillingPeriodStart"] == "2026-11-01T00:00:00Z"
+
+
+def test_the_focus_csv_neutralises_formula_text(report: Report) -> None:
+    frame = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
+    assert "'" + FORMULA in set(frame["SubAccountId"])
+    assert not any(value.startswith("=") for value in frame.to_numpy().ravel())
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_an_empty_period_renders_in_every_format(sheet: PriceSheet, centers: CostCenterMap, fmt: str) -> None:
+    quiet = parse_price_sheet({key: value for key, value in SHEET.items() if key != "provisioned"})
+    report = build_report(PERIOD, [], quiet, centers)
+    assert report.grand_total == Decimal("0.00")
+    assert report.render(fmt)
+
+
+# --------------------------------------------------------------------------------------------
+# Scale
+
+
+@pytest.mark.slow
+def test_a_month_of_ten_thousand_subscriptions_and_twenty_models_builds_in_seconds(
+    sheet: PriceSheet, centers: CostCenterMap
+) -> None:
+    subscriptions, models, days = 10_000, 20, 31
+    count = subscriptions * models * days
+    rng = np.random.default_rng(7)
+    sub_index = np.repeat(np.arange(subscriptions), models * days)
+    model_index = np.tile(np.repeat(np.arange(models), days), subscriptions)
+    day_index = np.tile(np.arange(days), subscriptions * models)
+    names = ["gpt-4o", "unknown", *(f"gpt-4o-2024-{i:02d}" for i in range(models - 2))]
+    prompt = rng.integers(0, 100_000, count)
+    completion = rng.integers(0, 20_000, count)
+    frame = pd.DataFrame(
+        {
+            "day": np.datetime64("2026-12-01", "s") + day_index.astype("timedelta64[D]"),
+            "subscription_id": pd.Categorical.from_codes(
+                sub_index, pd.Index([f"sub-{i:05d}" for i in range(subscriptions)])
+            ),
+            "model": pd.Categorical.from_codes(model_index, pd.Index(names)),
+            "deployment": pd.Categorical.from_codes(
+                model_index, pd.Index(["gpt-4o-ptu", *(f"d{i}" for i in range(1, models))])
+            ),
+            "requests": rng.integers(1, 100, count),
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": prompt // 4,
+            "unsplit_tokens": np.zeros(count, dtype=np.int64),
+            "total_tokens": prompt + completion,
+        }
+    )
+    started = time.perf_counter()
+    report = build_report("2026-12", frame, sheet, centers)
+    elapsed = time.perf_counter() - started
+    assert len(report.lines) == subscriptions * models
+    assert report.grand_total == sum(report.lines["cost"], Decimal(0))
+    assert elapsed <= 20, elapsed
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "focus"])
+def test_a_report_reloaded_from_its_bundle_renders_the_same_file(report: Report, fmt: str) -> None:
+    assert reports.from_bundle(reports.to_bundle(report)).render(fmt) == report.render(fmt)
+
+
+def test_filtering_by_subscription_keeps_its_lines_and_recomputes_every_total(report: Report) -> None:
+    subscription = str(report.lines["subscription_id"].iloc[0])
+    narrowed = reports.filtered(report, subscription=subscription)
+    mine = report.lines[report.lines["subscription_id"] == subscription]
+    assert set(narrowed.lines["subscription_id"]) == {subscription}
+    assert narrowed.grand_total == sum(mine["cost"], Decimal(0))
+    assert set(narrowed.by_subscription["subscription_id"]) == {subscription}
+    assert set(narrowed.daily["subscription_id"]) <= {subscription}
+    assert int(narrowed.by_cost_center["total_tokens"].sum()) == int(mine["total_tokens"].sum())
+
+
+def test_filtering_by_an_unknown_cost_center_leaves_an_empty_report(report: Report) -> None:
+    narrowed = reports.filtered(report, cost_center="no-such-center")
+    assert narrowed.lines.empty
+    assert narrowed.grand_total == Decimal(0)
+    assert narrowed.render("csv")
