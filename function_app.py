@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from chargeback import ingest, periods, runtime, usage_view
+from chargeback import ingest, periods, report_service, runtime, usage_view
 from chargeback.adapters import eventhub, http
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -38,5 +38,47 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
         ledger = runtime.services().ledger
         document = usage_view.usage_document(period, ledger.period_rows(period), ledger.dead_letter_count(period))
         return http.json_response(document)
+
+    return http.respond(handle)
+
+
+@app.function_name("reconcile_and_report")
+@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def reconcile_and_report(timer: func.TimerRequest) -> None:
+    report_service.run_schedule(runtime.services().reports, report_service.utc_now())
+
+
+@app.function_name("list_reports")
+@app.route(route="reports", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+def list_reports(req: func.HttpRequest) -> func.HttpResponse:
+    return http.respond(
+        lambda: http.json_response({"reports": report_service.list_reports(runtime.services().reports)})
+    )
+
+
+@app.function_name("report")
+@app.route(
+    route="reports/{period}", methods=[func.HttpMethod.GET, func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
+)
+def report(req: func.HttpRequest) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        period = periods.parse_month(req.route_params.get("period", ""))
+        context = runtime.services().reports
+        if req.method == "POST":
+            return http.json_response(report_service.generate(context, period, report_service.utc_now()))
+        found = report_service.download(
+            context,
+            period,
+            report_service.parse_format(req.params.get("format")),
+            subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
+            cost_center=report_service.parse_filter(req.params.get("cost_center"), "cost_center"),
+        )
+        return http.file_response(
+            found.data,
+            content_type=found.content_type,
+            filename=found.filename,
+            etag=found.etag,
+            if_none_match=req.headers.get("If-None-Match"),
+        )
 
     return http.respond(handle)

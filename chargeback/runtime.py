@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from chargeback import report_service
 from chargeback.adapters import storage
+from chargeback.adapters.blobs import BlobReportStore
+from chargeback.adapters.monitor import monitor_source
+from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
+from chargeback.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.ledger import Ledger
+from chargeback.monitor import MonitorSource
+from chargeback.pricing import PriceSheet, load_price_sheet
 from chargeback.settings import Settings
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+"""Where function_app.py lives; relative paths in settings are read from here."""
+
+
+def app_path(setting: str) -> Path:
+    path = Path(setting)
+    return path if path.is_absolute() else APP_ROOT / path
 
 
 @dataclass
@@ -44,6 +61,34 @@ class Services:
             TableLedgerStore(self.table(names.ledger_table)),
             TableDeadLetterStore(self.table(names.dead_letter_table), self.container(names.dead_letter_container)),
         )
+
+    @cached_property
+    def reports(self) -> report_service.ReportContext:
+        settings = self.settings
+        return report_service.ReportContext(
+            usage=self.ledger,
+            reports=BlobReportStore(self.container(settings.storage.reports_container)),
+            reconciliations=TableReconciliationStore(self.table(settings.storage.reconciliation_table)),
+            monitor=self.monitor,
+            price_sheet=self.price_sheet,
+            cost_centers=self.cost_centers,
+            lag_hours=settings.lag_hours,
+            tolerance_percent=settings.tolerance_percent,
+            grace_days=settings.final_grace_days,
+        )
+
+    def monitor(self) -> MonitorSource:
+        export = self.settings.monitor_export
+        if export:
+            return monitor_source(dataclasses.replace(self.settings, monitor_export=str(app_path(export))))
+        return monitor_source(self.settings)
+
+    def price_sheet(self) -> PriceSheet:
+        """Read on every use, so a price change needs no restart."""
+        return load_price_sheet(app_path(self.settings.price_sheet))
+
+    def cost_centers(self) -> CostCenterMap:
+        return load_cost_centers(app_path(self.settings.cost_centers))
 
 
 _lock = threading.Lock()

@@ -70,3 +70,16 @@ def _failure(exc: BaseException, status: int, code: str) -> func.HttpResponse:
     incident = uuid.uuid4().hex
     logger.error("chargeback.http failure incident=%s kind=%s", incident, type(exc).__name__, exc_info=exc)
     return error_response(status, code, "the request could not be completed", incident=incident)
+
+
+def file_response(
+    data: bytes, *, content_type: str, filename: str, etag: str, if_none_match: str | None
+) -> func.HttpResponse:
+    """A download: attachment disposition, a strong ETag, and 304 when the caller has it already."""
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
+    offered = {tag.strip() for tag in (if_none_match or "").split(",")}
+    if etag in offered or "*" in offered:
+        return func.HttpResponse(status_code=304, headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    headers["X-Content-Type-Options"] = "nosniff"
+    return func.HttpResponse(body=data, status_code=200, mimetype=content_type, headers=headers)

@@ -1,0 +1,355 @@
+"""Reports are reconciled, generated, finalised and downloaded through the registered functions."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import openpyxl
+import orjson
+import pandas as pd
+import pytest
+from azure.functions import meta
+from azure.functions.timer import TimerRequestConverter
+
+from chargeback import report_service, runtime
+from chargeback.adapters.hostshape import HostEvent
+from tests.functions import deliver, registered
+
+pytestmark = pytest.mark.azurite
+
+OCTOBER_DAY = datetime(2026, 10, 20, 12, tzinfo=UTC)
+DURING_OCTOBER = datetime(2026, 10, 25, 9, tzinfo=UTC)
+AFTER_OCTOBER_GRACE = datetime(2026, 11, 7, 2, tzinfo=UTC)
+DURING_NOVEMBER = datetime(2026, 11, 20, 2, tzinfo=UTC)
+
+
+def event(subscription: str, prompt: int, completion: int, when: datetime, *, model: str = "gpt-4o") -> bytes:
+    return orjson.dumps(
+        {
+            "schema": "chargeback.usage/v1",
+            "subscriptionId": subscription,
+            "eventTime": when.isoformat(),
+            "model": model,
+            "deployment": "gpt-4o",
+            "operationId": "ChatCompletions_Create",
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion},
+        }
+    )
+
+
+def send(bodies: list[bytes], when: datetime, *, partition: str = "0", first: int = 0) -> None:
+    deliver([HostEvent(body, first + i, when) for i, body in enumerate(bodies)], partition_id=partition)
+
+
+def request(
+    method: str, route: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    parts = route.split("/")
+    function_name = "list_reports" if len(parts) == 1 else "report"
+    route_params = {} if len(parts) == 1 else {"period": parts[1]}
+    req = func.HttpRequest(
+        method, f"/api/{route}", params=params or {}, route_params=route_params, headers=headers or {}, body=b""
+    )
+    response: func.HttpResponse = registered(function_name).get_user_function()(req)
+    return response
+
+
+def body(response: func.HttpResponse) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(response.get_body())
+    return document
+
+
+@pytest.fixture(name="clock")
+def fixture_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
+    """Sets the time the report service believes it is."""
+
+    def set_now(moment: datetime) -> None:
+        monkeypatch.setattr(report_service, "utc_now", lambda: moment)
+
+    return set_now
+
+
+PRICE_SHEET = {
+    "currency": "USD",
+    "minor_unit_digits": 2,
+    "models": [
+        {"model": "gpt-4o", "effective_from": "2024-10-01", "input": "2.50", "cached_input": "1.25", "output": "10.00"}
+    ],
+    "default": [{"effective_from": "2024-01-01", "blended": "5.00"}],
+}
+
+
+@pytest.fixture(name="october")
+def fixture_october(
+    app_settings: dict[str, str], clock: Callable[[datetime], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """October usage for two mapped subscriptions and one without a cost center."""
+    sheet = tmp_path / "price-sheet.json"
+    sheet.write_text(json.dumps(PRICE_SHEET))
+    monkeypatch.setenv("CHARGEBACK_PRICE_SHEET", str(sheet))
+    send(
+        [
+            event("aoai-product-subscription-one", 1_000_000, 100_000, OCTOBER_DAY),
+            event("aoai-product-subscription-two", 2_000_000, 0, OCTOBER_DAY),
+            event("aoai-product-subscription-three", 10, 10, OCTOBER_DAY),
+        ],
+        OCTOBER_DAY,
+    )
+    clock(DURING_OCTOBER)
+
+
+def test_every_report_endpoint_requires_a_function_key() -> None:
+    for name in ("list_reports", "report", "get_usage"):
+        [trigger] = [
+            b for b in json.loads(registered(name).get_function_json())["bindings"] if b["type"] == "httpTrigger"
+        ]
+        assert trigger["authLevel"] == "FUNCTION", name
+
+
+def test_generating_a_report_returns_its_manifest(october: None) -> None:
+    response = request("POST", "reports/2026-10")
+    assert response.status_code == 200
+    manifest = body(response)
+    assert manifest["status"] == "draft"
+    assert manifest["currency"] == "USD"
+    # gpt-4o since 2024-10-01: input 2.50, output 10.00 per 1M tokens.
+    # one: 1M × 2.50 + 0.1M × 10.00 = 3.50; two: 2M × 2.50 = 5.00; three: 20 tokens ≈ 0.00
+    assert manifest["grand_total"] == "8.50"
+    assert manifest["unallocated_subscriptions"] == ["aoai-product-subscription-three"]
+    assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus"}
+
+
+def test_the_listing_shows_each_period_with_status_and_links(october: None) -> None:
+    request("POST", "reports/2026-10")
+    listing = body(request("GET", "reports"))["reports"]
+    assert [(r["period"], r["status"]) for r in listing] == [("2026-10", "draft")]
+    assert listing[0]["links"]["xlsx"] == "/api/reports/2026-10?format=xlsx"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "suffix"),
+    [
+        ("csv", "text/csv", ".csv"),
+        ("json", "application/json", ".json"),
+        ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
+        ("parquet", "application/vnd.apache.parquet", ".parquet"),
+        ("focus", "text/csv", "-focus.csv"),
+    ],
+)
+def test_each_format_downloads_as_an_attachment_with_its_content_type(
+    october: None, fmt: str, content_type: str, suffix: str
+) -> None:
+    request("POST", "reports/2026-10")
+    response = request("GET", "reports/2026-10", {"format": fmt})
+    assert response.status_code == 200
+    assert response.mimetype == content_type
+    assert response.headers["Content-Disposition"] == f'attachment; filename="chargeback-2026-10{suffix}"'
+    assert response.headers["ETag"].startswith('"')
+    assert response.get_body()
+
+
+def test_csv_is_the_default_format(october: None) -> None:
+    request("POST", "reports/2026-10")
+    response = request("GET", "reports/2026-10")
+    rows = list(csv.DictReader(io.StringIO(response.get_body().decode("utf-8-sig"))))
+    assert {row["subscription_id"] for row in rows} >= {"aoai-product-subscription-one"}
+
+
+def test_the_xlsx_opens_with_a_sheet_per_view_and_numbers_as_numbers(october: None) -> None:
+    request("POST", "reports/2026-10")
+    workbook = openpyxl.load_workbook(io.BytesIO(request("GET", "reports/2026-10", {"format": "xlsx"}).get_body()))
+    assert len(workbook.sheetnames) >= 5
+    sheet = workbook[workbook.sheetnames[0]]
+    header = [cell.value for cell in sheet[1]]
+    cost = header.index("cost") + 1
+    values = [sheet.cell(row=r, column=cost).value for r in range(2, sheet.max_row + 1)]
+    assert any(isinstance(v, int | float) and v > 0 for v in values)
+
+
+def test_the_parquet_reads_back_with_pandas(october: None) -> None:
+    request("POST", "reports/2026-10")
+    frame = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-10", {"format": "parquet"}).get_body()))
+    assert set(frame["subscription_id"]) == {
+        "aoai-product-subscription-one",
+        "aoai-product-subscription-two",
+        "aoai-product-subscription-three",
+    }
+    assert int(frame["total_tokens"].sum()) == 3_100_020
+
+
+def test_the_focus_export_has_the_focus_columns(october: None) -> None:
+    request("POST", "reports/2026-10")
+    text = request("GET", "reports/2026-10", {"format": "focus"}).get_body().decode("utf-8-sig")
+    header = next(csv.reader(io.StringIO(text)))
+    for column in ("BilledCost", "EffectiveCost", "BillingCurrency", "ChargeCategory", "x_CostCenter"):
+        assert column in header
+
+
+def test_an_unchanged_file_answers_304_to_its_etag(october: None) -> None:
+    request("POST", "reports/2026-10")
+    first = request("GET", "reports/2026-10", {"format": "json"})
+    again = request("GET", "reports/2026-10", {"format": "json"}, {"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.get_body() == b""
+    other = request("GET", "reports/2026-10", {"format": "json"}, {"If-None-Match": '"stale"'})
+    assert other.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "status", "field"),
+    [
+        ("reports/2026-10", {"format": "pdf"}, 400, "format"),
+        ("reports/2026-10", {"format": "../manifest"}, 400, "format"),
+        ("reports/2026-13", {}, 400, "period"),
+        ("reports/2026-10-01", {}, 400, "period"),
+        ("reports/..%2F..%2Fsecrets", {}, 400, "period"),
+        ("reports/2026-10", {"subscription": "../../etc/passwd"}, 400, "subscription"),
+        ("reports/2026-10", {"cost_center": "CC\r\nSet-Cookie: x"}, 400, "cost_center"),
+        ("reports/2031-01", {}, 404, None),
+    ],
+)
+def test_bad_report_requests_get_a_4xx_with_a_json_reason(
+    october: None, route: str, params: dict[str, str], status: int, field: str | None
+) -> None:
+    request("POST", "reports/2026-10")
+    response = request("GET", route, params)
+    assert response.status_code == status
+    error = body(response)["error"]
+    assert error["message"]
+    assert error.get("field") == field
+
+
+def test_a_report_is_final_once_the_month_and_the_grace_period_are_over(
+    october: None, clock: Callable[[datetime], None]
+) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    assert body(request("POST", "reports/2026-10"))["status"] == "final"
+    refused = request("POST", "reports/2026-10")
+    assert refused.status_code == 409
+    assert body(refused)["error"]["code"] == "conflict"
+
+
+def test_late_usage_for_a_final_month_is_billed_once_as_adjustments_next_month(
+    october: None, clock: Callable[[datetime], None]
+) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    request("POST", "reports/2026-10")
+    final_csv = request("GET", "reports/2026-10").get_body()
+    late_time = datetime(2026, 10, 31, 23, 0, tzinfo=UTC)
+    send([event("aoai-product-subscription-one", 400_000, 0, late_time)], late_time, partition="1")
+    send([event("aoai-product-subscription-one", 1_000_000, 0, DURING_NOVEMBER)], DURING_NOVEMBER, partition="2")
+    clock(DURING_NOVEMBER)
+    november = body(request("POST", "reports/2026-11"))
+    assert november["adjusted_periods"] == ["2026-10"]
+    lines = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-11", {"format": "parquet"}).get_body()))
+    adjustments = lines[lines["charge_category"] == "adjustment"]
+    assert adjustments[["adjusted_period", "subscription_id", "total_tokens"]].values.tolist() == [
+        ["2026-10", "aoai-product-subscription-one", 400_000]
+    ]
+    assert request("GET", "reports/2026-10").get_body() == final_csv
+    clock(datetime(2026, 12, 8, 2, tzinfo=UTC))
+    request("POST", "reports/2026-11")
+    december = body(request("POST", "reports/2026-12"))
+    assert december["adjusted_periods"] == []
+
+
+def test_the_timer_reconciles_against_a_monitor_export_and_finds_the_loss(
+    october: None, clock: Callable[[datetime], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = tmp_path / "appmetrics.csv"
+    properties = '"{""Subscription ID"":""%s""}"'
+    export.write_text(
+        "TimeGenerated,Name,Sum,ItemCount,Properties\n"
+        f"2026-10-20T12:00:00Z,Total Tokens,1100000,1,{properties % 'aoai-product-subscription-one'}\n"
+        f"2026-10-20T12:00:00Z,Total Tokens,2500000,2,{properties % 'aoai-product-subscription-two'}\n"
+        f"2026-10-20T12:00:00Z,Total Tokens,20,1,{properties % 'aoai-product-subscription-three'}\n"
+    )
+    monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(export))
+    runtime.reset()  # settings change restarts the app
+    clock(datetime(2026, 11, 2, 2, tzinfo=UTC))
+    timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
+    registered("reconcile_and_report").get_user_function()(timer)
+    listing = {r["period"]: r for r in body(request("GET", "reports"))["reports"]}
+    assert listing["2026-10"]["status"] == "draft"
+    assert listing["2026-10"]["reconciliation"] == "reconciled"
+    recon = json.loads(request("GET", "reports/2026-10", {"format": "json"}).get_body())["reconciliation"]
+    statuses = {line["subscription_id"]: line["status"] for line in recon}
+    assert statuses == {
+        "aoai-product-subscription-one": "matched",
+        "aoai-product-subscription-two": "ledger_short",
+        "aoai-product-subscription-three": "matched",
+    }
+
+
+def test_the_timer_finalises_last_month_once_its_grace_period_is_over(
+    october: None, clock: Callable[[datetime], None]
+) -> None:
+    timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
+    clock(datetime(2026, 11, 3, 2, tzinfo=UTC))
+    registered("reconcile_and_report").get_user_function()(timer)
+    clock(AFTER_OCTOBER_GRACE)
+    registered("reconcile_and_report").get_user_function()(timer)
+    listing = {r["period"]: r["status"] for r in body(request("GET", "reports"))["reports"]}
+    assert listing == {"2026-10": "final", "2026-11": "draft"}
+
+
+def csv_rows(response: func.HttpResponse) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(response.get_body().decode("utf-8-sig"))))
+
+
+def test_a_subscription_filter_narrows_every_format_to_that_subscription(october: None) -> None:
+    request("POST", "reports/2026-10")
+    response = request("GET", "reports/2026-10", {"subscription": "aoai-product-subscription-two"})
+    assert response.status_code == 200
+    assert {row["subscription_id"] for row in csv_rows(response)} == {"aoai-product-subscription-two"}
+    assert "aoai-product-subscription-two" in response.headers["Content-Disposition"]
+    document = json.loads(
+        request(
+            "GET", "reports/2026-10", {"format": "json", "subscription": "aoai-product-subscription-two"}
+        ).get_body()
+    )
+    assert document["totals"]["cost"] == "5.00"
+
+
+def test_a_cost_center_filter_keeps_that_cost_centers_lines(october: None) -> None:
+    request("POST", "reports/2026-10")
+    rows = csv_rows(request("GET", "reports/2026-10", {"cost_center": "CC-1001"}))
+    assert {row["cost_center"] for row in rows} == {"CC-1001"}
+    assert {row["subscription_id"] for row in rows} == {"aoai-product-subscription-one"}
+
+
+def test_a_filtered_download_has_its_own_etag(october: None) -> None:
+    request("POST", "reports/2026-10")
+    whole = request("GET", "reports/2026-10").headers["ETag"]
+    narrowed = request("GET", "reports/2026-10", {"subscription": "aoai-product-subscription-one"})
+    assert narrowed.headers["ETag"] != whole
+    again = request(
+        "GET",
+        "reports/2026-10",
+        {"subscription": "aoai-product-subscription-one"},
+        {"If-None-Match": narrowed.headers["ETag"]},
+    )
+    assert again.status_code == 304
+
+
+def test_a_subscription_id_that_is_a_formula_is_neutralised_in_csv_and_xlsx(
+    app_settings: dict[str, str], clock: Callable[[datetime], None]
+) -> None:
+    formula = '=HYPERLINK("http://evil.example","click")'
+    send([event(formula, 100, 10, OCTOBER_DAY)], OCTOBER_DAY)
+    clock(DURING_OCTOBER)
+    request("POST", "reports/2026-10")
+    subscriptions = {row["subscription_id"] for row in csv_rows(request("GET", "reports/2026-10"))}
+    assert "'" + formula in subscriptions
+    assert formula not in subscriptions
+    workbook = openpyxl.load_workbook(io.BytesIO(request("GET", "reports/2026-10", {"format": "xlsx"}).get_body()))
+    cells = [cell.value for sheet in workbook.worksheets for row in sheet.iter_rows() for cell in row]
+    assert formula not in cells
+    assert "'" + formula in cells
