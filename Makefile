@@ -23,6 +23,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint
+	sh scripts/install-chromium.sh
 	$(BIN)/pytest
 
 demo: setup

@@ -11,7 +11,7 @@ from pathlib import Path
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from chargeback import report_service
+from chargeback import report_page, report_service
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobReportStore
 from chargeback.adapters.monitor import monitor_source
@@ -75,6 +75,7 @@ class Services:
             lag_hours=settings.lag_hours,
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
+            render_extra={"html": report_page.render_page},
         )
 
     def monitor(self) -> MonitorSource:

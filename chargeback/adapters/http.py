@@ -75,11 +75,16 @@ def _failure(exc: BaseException, status: int, code: str) -> func.HttpResponse:
 def file_response(
     data: bytes, *, content_type: str, filename: str, etag: str, if_none_match: str | None
 ) -> func.HttpResponse:
-    """A download: attachment disposition, a strong ETag, and 304 when the caller has it already."""
+    """A report file with a strong ETag (304 when the caller has it); pages inline, the rest as attachments."""
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
     offered = {tag.strip() for tag in (if_none_match or "").split(",")}
     if etag in offered or "*" in offered:
         return func.HttpResponse(status_code=304, headers=headers)
-    headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     headers["X-Content-Type-Options"] = "nosniff"
+    if content_type.startswith("text/html"):
+        # The report page is shown, not saved; it runs no script and loads nothing from anywhere.
+        headers["Content-Disposition"] = f'inline; filename="{filename}"'
+        headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+    else:
+        headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return func.HttpResponse(body=data, status_code=200, mimetype=content_type, headers=headers)

@@ -1,0 +1,162 @@
+"""`python -m chargeback demo` runs the whole pipeline, counts every event once and finds the injected loss."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chargeback import demo, traffic
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--requests", "300", "--days", "6", "--month", "2026-10", "--seed", "11"]
+
+pytestmark = [pytest.mark.slow]
+
+
+def options(out: Path) -> demo.DemoOptions:
+    return demo.DemoOptions(requests=300, days=6, subscriptions=6, seed=11, partitions=4, month="2026-10", out=out)
+
+
+@pytest.fixture(name="run", scope="module")
+def fixture_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One small demo run through the command line, as `make demo` starts it."""
+    out = tmp_path_factory.mktemp("demo")
+    finished = subprocess.run(
+        [sys.executable, "-m", "chargeback", "demo", *SMALL, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return finished, out
+
+
+def summary_of(stdout: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
+    return document
+
+
+def test_the_demo_exits_0(run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    finished, _ = run
+    assert finished.returncode == 0, finished.stderr[-3000:]
+
+
+def test_the_printed_totals_equal_the_simulators_ground_truth(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    finished, out = run
+    truth = traffic.simulate(options(out).scenario()).truth()
+    summary = summary_of(finished.stdout)
+    printed = {name: (s["requests"], s["total_tokens"]) for name, s in summary["subscriptions"].items()}
+    assert printed == {name: (t.requests, t.total_tokens) for name, t in truth.ledger.items()}
+    assert summary["totals"]["requests"] == sum(t.requests for t in truth.ledger.values())
+    for name, (requests, tokens) in printed.items():
+        assert any(
+            name in line and f"{requests:,}" in line and f"{tokens:,}" in line for line in finished.stdout.splitlines()
+        )
+
+
+def test_events_were_delivered_more_than_once_yet_counted_once(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    summary = summary_of(run[0].stdout)
+    delivery = summary["delivery"]
+    assert delivery["redelivered_batches"] > 0
+    assert delivery["events"] > delivery["distinct_events"]
+    assert summary["checks"]["ledger_equals_ground_truth"] is True
+
+
+def test_malformed_events_are_dead_lettered_not_counted(run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    finished, out = run
+    summary = summary_of(finished.stdout)
+    assert (
+        summary["dead_letters"]
+        == summary["expected_dead_letters"]
+        == traffic.simulate(options(out).scenario()).truth().dead_letters
+    )
+    assert f"Dead letters: {summary['dead_letters']}" in finished.stdout
+
+
+def test_reconciliation_finds_exactly_the_injected_loss(run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    summary = summary_of(run[0].stdout)
+    statuses = {name: s["reconciliation"] for name, s in summary["subscriptions"].items()}
+    assert statuses.pop(traffic.LOSSY_SUBSCRIPTION) == "ledger_short"
+    assert set(statuses.values()) == {"matched"}
+    lost = traffic.simulate(options(run[1]).scenario()).truth().lost[traffic.LOSSY_SUBSCRIPTION]
+    assert summary["subscriptions"][traffic.LOSSY_SUBSCRIPTION]["delta_tokens"] == lost.total_tokens
+
+
+def test_the_report_files_are_downloaded_and_the_page_is_named(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    finished, out = run
+    summary = summary_of(finished.stdout)
+    names = {Path(path).name for path in summary["files"]}
+    assert {"chargeback-2026-10.csv", "chargeback-2026-10.xlsx", "chargeback-2026-10.html"} <= names
+    assert all((out / name).stat().st_size > 0 for name in names)
+    assert (out / demo.EXPORT_NAME).is_file()
+    assert summary["report_page"].endswith("/api/reports/2026-10?format=html")
+    assert f"Report page:  {summary['report_page']}" in finished.stdout
+
+
+def test_the_output_charts_tokens_per_day_with_block_characters(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    chart = run[0].stdout.split("Tokens per day")[1]
+    for name in traffic.subscription_names(6):
+        [row] = [line for line in chart.splitlines() if line.strip().startswith(name)]
+        assert any(block in row for block in demo.SPARKS)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [([0, 1, 2, 4, 8], " ▁▂▄█"), ([5, 5], "██"), ([0, 0], "  "), ([], "")],
+)
+def test_a_sparkline_scales_each_value_to_the_largest(values: list[int], expected: str) -> None:
+    assert demo.sparkline(values) == expected
+
+
+def test_keep_running_leaves_the_endpoints_up_until_interrupted(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chargeback",
+            "demo",
+            *SMALL,
+            "--requests",
+            "60",
+            "--out",
+            str(tmp_path),
+            "--keep-running",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        summary: dict[str, Any] | None = None
+        for line in process.stdout:
+            if line.startswith("{"):
+                summary = json.loads(line)
+            if "Press Ctrl-C" in line:
+                break
+        assert summary is not None
+        with urllib.request.urlopen(summary["reports_url"], timeout=30) as answer:  # noqa: S310 - http://127.0.0.1
+            assert "2026-10" in {report["period"] for report in json.loads(answer.read())["reports"]}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

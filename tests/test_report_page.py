@@ -1,0 +1,315 @@
+"""The report page is self-contained, escapes every text, and renders its charts in a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from chargeback import report_page, report_service
+from chargeback.adapters.hostshape import HostEvent
+from chargeback.cost_centers import load_cost_centers
+from chargeback.local_host import LocalHost
+from chargeback.pricing import load_price_sheet
+from chargeback.reconcile import ReconciliationLine
+from chargeback.reports import Report, build_report
+from chargeback.usage import Counters, UsageKey, UsageRow
+from tests.functions import deliver, registered
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+SCRIPT = "<script>alert('owned')</script>"
+FORMULA = '=HYPERLINK("http://evil.example","click")'
+OCTOBER_DAY = datetime(2026, 10, 14, 9, 30, tzinfo=UTC)
+DURING_NOVEMBER_GRACE = datetime(2026, 11, 2, 2, tzinfo=UTC)
+
+
+def usage(subscription: str, day: int, tokens: int, *, deployment: str = "gpt-4o") -> UsageRow:
+    key = UsageKey(date(2026, 10, day), subscription, "gpt-4o", deployment, "ChatCompletions_Create")
+    return UsageRow(key, Counters(requests=3, prompt_tokens=tokens - 100, completion_tokens=100, total_tokens=tokens))
+
+
+@pytest.fixture(name="report", scope="module")
+def fixture_report() -> Report:
+    rows = [
+        usage("aoai-product-subscription-one", 3, 1_200_000),
+        usage("aoai-product-subscription-one", 4, 900_000),
+        usage(SCRIPT, 4, 500_000),
+        usage(FORMULA, 9, 250_000, deployment="gpt-4o-ptu"),
+    ]
+    one = "aoai-product-subscription-one"
+    reconciliation = [
+        ReconciliationLine("2026-10", one, 2_100_000, 2_300_000, 200_000, Decimal("8.70"), "ledger_short"),
+        ReconciliationLine("2026-10", SCRIPT, 500_000, 500_000, 0, Decimal("0.00"), "matched"),
+    ]
+    return build_report(
+        "2026-10",
+        rows,
+        load_price_sheet(ROOT / "config" / "price-sheet.json"),
+        load_cost_centers(ROOT / "config" / "cost-centers.csv"),
+        reconciliation=reconciliation,
+        generated_at=DURING_NOVEMBER_GRACE,
+    )
+
+
+MANIFEST = {
+    "status": "draft",
+    "generated_at": "2026-11-02T02:00:00Z",
+    "final_after": "2026-11-06T00:00:00Z",
+    "reconciliation": {"status": "reconciled", "window": ["2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z"]},
+    "files": [
+        {"format": "csv", "name": "chargeback-2026-10.csv"},
+        {"format": "xlsx", "name": "chargeback-2026-10.xlsx"},
+        {"format": "parquet", "name": "chargeback-2026-10.parquet"},
+    ],
+}
+
+
+@pytest.fixture(name="page", scope="module")
+def fixture_page(report: Report) -> str:
+    return report_page.render_page(report, MANIFEST).decode("utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# The page itself
+
+
+def test_the_page_runs_no_script_and_loads_nothing_from_elsewhere(page: str) -> None:
+    assert "<script" not in page.lower()
+    assert " src=" not in page
+    assert "<link" not in page
+    assert "url(" not in page
+    assert all(href.startswith('"?format=') for href in page.split(" href=")[1:])
+    assert "default-src 'none'" in page
+
+
+def test_hostile_subscription_ids_are_escaped_everywhere(page: str) -> None:
+    assert "&lt;script&gt;alert(&#x27;owned&#x27;)&lt;/script&gt;" in page
+    assert FORMULA not in page
+    assert "=HYPERLINK(&quot;http://evil.example&quot;,&quot;click&quot;)" in page
+
+
+def test_the_page_has_a_chart_for_each_view(page: str) -> None:
+    for chart in ("cost-centers", "subscription-cost", "subscription-tokens", "daily-tokens", "reconciliation"):
+        assert f'<svg id="{chart}"' in page
+
+
+def test_the_daily_chart_stacks_a_bar_per_subscription_and_day(page: str) -> None:
+    daily = page.split('<svg id="daily-tokens"')[1].split("</svg>", maxsplit=1)[0]
+    assert daily.count('class="bar"') == 4
+
+
+def test_reconciliation_statuses_are_shown_with_their_deltas(page: str) -> None:
+    section = page.split("Reconciliation with Azure Monitor")[1]
+    assert "ledger_short" in section
+    assert "+200,000" in section
+    assert "+8.70 %" in section
+
+
+def test_the_page_links_to_the_other_formats_of_the_same_period(page: str) -> None:
+    for fmt in ("csv", "xlsx", "parquet"):
+        assert f'href="?format={fmt}"' in page
+
+
+def test_a_period_without_usage_shows_only_the_idle_provisioned_capacity(report: Report) -> None:
+    empty = build_report(
+        "2026-10",
+        [],
+        load_price_sheet(ROOT / "config" / "price-sheet.json"),
+        load_cost_centers(ROOT / "config" / "cost-centers.csv"),
+    )
+    page = report_page.render_page(empty, {"status": "draft", "files": []}).decode("utf-8")
+    assert '<svg id="daily-tokens"' not in page
+    assert "No usage in this period." in page
+    assert "No subscription was judged." in page
+    assert "No other format was generated." in page
+
+
+# --------------------------------------------------------------------------------------------
+# In a real browser, served by the registered functions
+
+
+def chromium() -> Path:
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (CI must render the report page)")
+    pytest.skip(f"{CHROMIUM} is missing: run scripts/install-chromium.sh to test the report page in a browser")
+
+
+def browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
+    command = [
+        str(chromium()),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,2000",
+        *extra,
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, timeout=120, check=True)
+
+
+def png_colours(data: bytes) -> set[bytes]:
+    """The distinct colours of an 8-bit RGB or RGBA PNG, decoded with zlib and struct only."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, idat = 8, b""
+    width = height = channels = 0
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        chunk = data[position + 8 : position + 8 + length]
+        position += 12 + length
+        if kind == b"IHDR":
+            width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
+            assert (depth, interlace) == (8, 0) and colour_type in (2, 6)
+            channels = 3 if colour_type == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    previous = bytearray(stride)
+    colours: set[bytes] = set()
+    for row in range(height):
+        start = row * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        unfilter(kind, line, previous, channels)
+        colours.update(bytes(line[i : i + 3]) for i in range(0, stride, channels * 4))
+        previous = line
+    return colours
+
+
+def unfilter(kind: int, line: bytearray, previous: bytearray, bpp: int) -> None:
+    if kind == 1:
+        for i in range(bpp, len(line)):
+            line[i] = (line[i] + line[i - bpp]) & 0xFF
+    elif kind == 2:
+        mask = int.from_bytes(b"\x7f" * len(line), "big")
+        a, b = int.from_bytes(line, "big"), int.from_bytes(previous, "big")
+        line[:] = (((a & mask) + (b & mask)) ^ ((a ^ b) & ~mask & ((1 << (8 * len(line))) - 1))).to_bytes(
+            len(line), "big"
+        )
+    elif kind == 3:
+        for i in range(len(line)):
+            left = line[i - bpp] if i >= bpp else 0
+            line[i] = (line[i] + ((left + previous[i]) >> 1)) & 0xFF
+    elif kind == 4:
+        for i in range(len(line)):
+            a = line[i - bpp] if i >= bpp else 0
+            b = previous[i]
+            c = previous[i - bpp] if i >= bpp else 0
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+
+
+def test_the_png_decoder_reads_every_filter_type() -> None:
+    width, rows = 2, [(0, b"\x10\x20\x30" * 2), (1, b"\x05\x05\x05\x01\x01\x01"), (2, b"\x01\x01\x01\x01\x01\x01"),
+                      (3, b"\x02\x02\x02\x02\x02\x02"), (4, b"\x00\x00\x00\x03\x03\x03")]  # fmt: skip
+    raw = b"".join(bytes([kind]) + line for kind, line in rows)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, len(rows), 8, 2, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    # first pixel of each row: 10 20 30 / 05 05 05 / 06 06 06 / 05 05 05 (2+6>>1) / 05 05 05 (Paeth picks b)
+    assert png_colours(png) == {b"\x10\x20\x30", b"\x05\x05\x05", b"\x06\x06\x06"}
+
+
+USAGE = [
+    (3, "aoai-product-subscription-one", 900_000),
+    (7, "aoai-product-subscription-two", 400_000),
+    (7, SCRIPT, 300_000),
+    (12, FORMULA, 200_000),
+    (20, "aoai-product-subscription-one", 600_000),
+]
+
+
+def monitor_export(path: Path) -> Path:
+    """What Azure Monitor saw: the same usage, and 20 % more for subscription two."""
+    lines = ["TimeGenerated,Name,Sum,ItemCount,Properties"]
+    for day, subscription, prompt in USAGE:
+        total = prompt + prompt // 10
+        if subscription == "aoai-product-subscription-two":
+            total += total // 5
+        properties = json.dumps({"Subscription ID": subscription}).replace('"', '""')
+        lines.append(f'2026-10-{day:02d}T09:00:00Z,Total Tokens,{total},1,"{properties}"')
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(name="served")
+def fixture_served(app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """The registered HTTP functions on 127.0.0.1, over October usage with hostile subscription ids."""
+    monkeypatch.setattr(report_service, "utc_now", lambda: DURING_NOVEMBER_GRACE)
+    monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(monitor_export(tmp_path / "appmetrics.csv")))
+    bodies = [
+        orjson.dumps(
+            {
+                "schema": "chargeback.usage/v1",
+                "subscriptionId": subscription,
+                "eventTime": OCTOBER_DAY.replace(day=day).isoformat(),
+                "model": "gpt-4o",
+                "deployment": "gpt-4o",
+                "operationId": "ChatCompletions_Create",
+                "usage": {"prompt_tokens": tokens, "completion_tokens": tokens // 10},
+            }
+        )
+        for day, subscription, tokens in USAGE
+    ]
+    times = [OCTOBER_DAY.replace(day=day) for day, _, _ in USAGE]
+    deliver([HostEvent(body, n, times[n]) for n, body in enumerate(bodies)], partition_id="0")
+    with LocalHost(registered) as host:
+        yield host.url
+
+
+def test_the_report_page_renders_its_charts_in_headless_chromium(served: str, tmp_path: Path) -> None:
+    browser = chromium()
+    generate = urllib.request.Request(f"{served}/api/reports/2026-10", method="POST")  # noqa: S310 - loopback
+    with urllib.request.urlopen(generate) as answer:  # noqa: S310 - http://127.0.0.1
+        manifest = json.loads(answer.read())
+    assert "html" in {entry["format"] for entry in manifest["files"]}
+    url = f"{served}/api/reports/2026-10?format=html"
+    with urllib.request.urlopen(url) as answer:  # noqa: S310 - http://127.0.0.1
+        assert answer.headers.get_content_type() == "text/html"
+        disposition = answer.headers.get("Content-Disposition") or ""
+        page = answer.read().decode("utf-8")
+    assert "<script" not in page
+    assert not disposition.startswith("attachment"), (
+        "the page must be served inline: a browser downloads an attachment instead of showing it"
+    )
+
+    screenshot = tmp_path / "report-page.png"
+    browse(url, tmp_path / "profile-shot", f"--screenshot={screenshot}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copyfile(screenshot, ARTIFACTS / "report-page.png")
+    colours = png_colours(screenshot.read_bytes())
+    assert len(colours) > 50, f"the screenshot looks blank: {len(colours)} colours (kept in artifacts/)"
+
+    dom = browse(url, tmp_path / "profile-dom", "--dump-dom").stdout.decode("utf-8")
+    for chart in ("cost-centers", "subscription-cost", "subscription-tokens", "daily-tokens", "reconciliation"):
+        assert f'<svg id="{chart}"' in dom
+    assert dom.count('class="bar"') >= 15
+    assert "<script" not in dom.lower(), "a hostile subscription id became an element"
+    assert "&lt;script&gt;" in dom
+    assert "ledger_short" in dom
+    assert browser.exists()
