@@ -33,7 +33,7 @@ NOW = datetime(2024, 5, 20, 9, 0, tzinfo=UTC)
 ONE_PERCENT = Decimal("1.0")
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:  # noqa: PLR0917
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 

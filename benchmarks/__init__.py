@@ -1,0 +1,1 @@
+"""Benchmarks of the chargeback pipeline: ``python -m benchmarks`` (see README.md)."""

@@ -1,0 +1,378 @@
+"""``python -m benchmarks``: run the scenarios, print a table, write benchmarks/results.json.
+
+Runs against Azurite (scenarios 2-4) each happen in a fresh subprocess with a fresh Azurite,
+so that each reports its own peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import core
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.json"
+SCENARIOS = ("parse", "e2e", "naive", "scale", "subscriptions")
+
+TARGET_PARSE_FOLD = 150_000
+TARGET_END_TO_END = 30_000
+TARGET_RATIO = 50
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How big each scenario is: a full run, or ``--quick`` for a smoke run."""
+
+    core_events: int
+    core_rounds: int
+    e2e_events: int
+    naive_events: int
+    scale_sizes: tuple[int, ...]
+    subscription_counts: tuple[int, ...]
+    subscription_events: int
+
+    @classmethod
+    def full(cls, events: int | None) -> Plan:
+        return cls(
+            core_events=50_000,
+            core_rounds=3,
+            e2e_events=events or 200_000,
+            naive_events=5_000,
+            scale_sizes=(50_000, 200_000, 1_000_000),
+            subscription_counts=(10, 1_000, 10_000),
+            subscription_events=50_000,
+        )
+
+    @classmethod
+    def quick(cls, events: int | None) -> Plan:
+        return cls(
+            core_events=2_000,
+            core_rounds=1,
+            e2e_events=events or 5_000,
+            naive_events=300,
+            scale_sizes=(5_000, 10_000),
+            subscription_counts=(10, 1_000),
+            subscription_events=5_000,
+        )
+
+
+def quick_parse_fold() -> list[dict[str, Any]]:
+    """Scenario 1 at ``--quick`` size (what the smoke test runs)."""
+    plan = Plan.quick(None)
+    return core.run(plan.core_events, rounds=plan.core_rounds)
+
+
+class Runs:
+    """Runs against Azurite, each in a child process, remembered so no run is made twice.
+
+    A run that also timed the naive baseline serves a request for the same run without it.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[int, int, int], dict[str, Any]] = {}
+
+    def get(self, *, events: int, batch_size: int, subscriptions: int, naive_events: int = 0) -> dict[str, Any]:
+        key = (events, batch_size, subscriptions)
+        done = self._done.get(key)
+        if done is None or (naive_events and "naive" not in done):
+            spec = {"events": events, "batch_size": batch_size, "subscriptions": subscriptions}
+            if naive_events:
+                spec["naive_events"] = naive_events
+            done = self._done[key] = _child(spec)
+        return done
+
+
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    label = ", ".join(f"{name}={value}" for name, value in spec.items())
+    print(f"  running against a fresh Azurite: {label} …", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        output = Path(folder) / "result.json"
+        command = [sys.executable, "-m", "benchmarks", "--child", json.dumps(spec), "--output", str(output)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        subprocess.run(command, check=True, cwd=ROOT, env=env)
+        result: dict[str, Any] = json.loads(output.read_text())
+    return result
+
+
+def _run_child(spec: str, output: Path) -> None:
+    from benchmarks import endtoend
+
+    options = json.loads(spec)
+    result = endtoend.run(
+        options["events"],
+        batch_size=options.get("batch_size", 1000),
+        subscriptions=options.get("subscriptions", 10),
+        naive_events=options.get("naive_events", 0),
+    )
+    output.write_text(json.dumps(result, indent=2))
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def run(scenarios: Sequence[str], plan: Plan) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    runs = Runs()
+    if "parse" in scenarios:
+        print("scenario 1: parse + fold, no I/O …", file=sys.stderr, flush=True)
+        results["parse_fold"] = core.run(plan.core_events, rounds=plan.core_rounds)
+    main_spec = {"events": plan.e2e_events, "batch_size": 1000, "subscriptions": 10}
+    if "e2e" in scenarios or "naive" in scenarios:
+        print("scenarios 2-3: the registered function on Azurite, and the naive baseline …", file=sys.stderr)
+        main = runs.get(**main_spec, naive_events=plan.naive_events)
+        if "e2e" in scenarios:
+            small = runs.get(events=plan.e2e_events, batch_size=100, subscriptions=10)
+            results["end_to_end"] = [small, _strip(main)]
+        if "naive" in scenarios:
+            naive = dict(main["naive"])
+            if main.get("events_per_s") and naive.get("events_per_s"):
+                naive["end_to_end_events_per_s"] = main["events_per_s"]
+                naive["ratio"] = round(main["events_per_s"] / naive["events_per_s"], 1)
+                naive["function_only_ratio"] = round(main["function_events_per_s"] / naive["events_per_s"], 1)
+            results["naive"] = naive
+    if "scale" in scenarios:
+        print("scenario 4: growth with events …", file=sys.stderr)
+        results["scale_events"] = [
+            _strip(runs.get(events=size, batch_size=1000, subscriptions=10)) for size in plan.scale_sizes
+        ]
+    if "subscriptions" in scenarios:
+        print("scenario 4: growth with distinct subscriptions …", file=sys.stderr)
+        results["scale_subscriptions"] = [
+            _strip(runs.get(events=plan.subscription_events, batch_size=1000, subscriptions=count))
+            for count in plan.subscription_counts
+        ]
+    return results
+
+
+def _strip(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k != "naive"}
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with the measured value and whether it was met."""
+    checks: list[dict[str, Any]] = []
+    mixed = [row for row in results.get("parse_fold", []) if row["shape"] == core.MIXED]
+    if mixed:
+        value = mixed[0]["parse_fold_events_per_s"]
+        wanted = f">= {TARGET_PARSE_FOLD}"
+        checks.append(_check("parse + fold, mixed shapes, events/s", value, wanted, value >= TARGET_PARSE_FOLD))
+    thousand = [row for row in results.get("end_to_end", []) if row["batch_size"] == 1000]
+    if thousand:
+        row = thousand[0]
+        value = row["events_per_s"]
+        wanted = f">= {TARGET_END_TO_END}"
+        checks.append(_check("end to end, batches of 1,000, events/s", value, wanted, value >= TARGET_END_TO_END))
+        value = row["max_transactions_per_slice"]
+        checks.append(_check("Table transactions per touched slice per batch (max)", value, "<= 1", value <= 1))
+        value = row["steady_reads"]
+        checks.append(_check("reads in steady state", value, "== 0", value == 0))
+    naive = results.get("naive", {})
+    if "ratio" in naive:
+        ratio = naive["ratio"]
+        checks.append(_check("end to end / naive baseline", ratio, f">= {TARGET_RATIO}", ratio >= TARGET_RATIO))
+    sizes = results.get("scale_events", [])
+    if sizes and sizes[-1]["rss_mib_at_50k"] is not None:
+        last = sizes[-1]
+        growth = round(last["rss_mib_end"] - last["rss_mib_at_50k"], 1)
+        label = f"RSS growth from 50,000 to {last['events']:,} events in one run, MiB"
+        checks.append(_check(label, growth, "flat (< 5% of RSS)", growth < 0.05 * last["rss_mib_at_50k"]))
+    return checks
+
+
+def _check(name: str, value: Any, target: str, met: bool) -> dict[str, Any]:
+    return {"target": name, "measured": value, "wanted": target, "met": met}
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_cell(value) for value in row] for row in rows]
+    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+    lines = [
+        " | ".join(header.ljust(width) for header, width in zip(headers, widths, strict=True)),
+        "-|-".join("-" * width for width in widths),
+    ]
+    lines += [" | ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1 else f"{value:,.1f}"
+    return "-" if value is None else str(value)
+
+
+def render(results: dict[str, Any]) -> str:
+    parts: list[str] = []
+    if "parse_fold" in results:
+        parts.append("1. Parse and parse + fold (in-memory store, no I/O), one core, CPU time")
+        parts.append(
+            _table(
+                ["shape", "events", "bytes min/mean/max", "parse ev/s", "parse+fold ev/s", "applied", "in ledger"],
+                [
+                    [
+                        row["shape"],
+                        row["generated"],
+                        f"{row['body_bytes_min']}/{row['body_bytes_mean']}/{row['body_bytes_max']}",
+                        row["parse_events_per_s"],
+                        row["parse_fold_events_per_s"],
+                        row["applied"],
+                        row["requests_in_ledger"],
+                    ]
+                    for row in results["parse_fold"]
+                ],
+            )
+        )
+    runs = [("2", row) for row in results.get("end_to_end", [])]
+    runs += [("4 events", row) for row in results.get("scale_events", [])]
+    runs += [("4 subscriptions", row) for row in results.get("scale_subscriptions", [])]
+    if runs:
+        parts.append("\n2/4. The registered function on Azurite (host-shaped batches, 4 partitions)")
+        parts.append(
+            _table(
+                [
+                    "scenario",
+                    "events",
+                    "batch",
+                    "subs",
+                    "ev/s",
+                    "fn-only ev/s",
+                    "tx/batch",
+                    "max tx/slice",
+                    "reads warm/steady",
+                    "RSS start",
+                    "RSS@50k",
+                    "RSS end",
+                    "peak RSS",
+                    "ledger ok",
+                ],
+                [
+                    [
+                        name,
+                        row["events"],
+                        row["batch_size"],
+                        row["subscriptions"],
+                        row["events_per_s"],
+                        row["function_events_per_s"],
+                        row["transactions_per_batch"],
+                        row["max_transactions_per_slice"],
+                        f"{row['warmup_reads']}/{row['steady_reads']}",
+                        row["rss_mib_start"],
+                        row["rss_mib_at_50k"],
+                        row["rss_mib_end"],
+                        row["peak_rss_mib"],
+                        row.get("ledger_matches"),
+                    ]
+                    for name, row in runs
+                ],
+            )
+        )
+        parts.append("\nWhere the time goes (seconds of wall time; CPU seconds for Python and Azurite)")
+        parts.append(
+            _table(
+                ["scenario", "events", "batch", "converter", "function", "commit", "http", "py CPU", "Azurite CPU"],
+                [
+                    [
+                        name,
+                        row["events"],
+                        row["batch_size"],
+                        row["seconds_converter"],
+                        row["seconds_function"],
+                        row["seconds_commit"],
+                        row["seconds_http"],
+                        row["python_cpu_seconds"],
+                        row["azurite_cpu_seconds"],
+                    ]
+                    for name, row in runs
+                ],
+            )
+        )
+    if "naive" in results:
+        naive = results["naive"]
+        parts.append("\n3. Naive baseline: get_entity + add + upsert_entity per event, same events, same Azurite")
+        parts.append(
+            _table(
+                ["events", "ev/s", "http share", "end-to-end ev/s", "ratio", "fn-only ratio", "in table"],
+                [
+                    [
+                        naive["events"],
+                        naive["events_per_s"],
+                        naive["http_share"],
+                        naive.get("end_to_end_events_per_s"),
+                        naive.get("ratio"),
+                        naive.get("function_only_ratio"),
+                        naive["requests_in_table"],
+                    ]
+                ],
+            )
+        )
+    checks = results.get("targets", [])
+    if checks:
+        parts.append("\nTargets")
+        parts.append(
+            _table(
+                ["target", "measured", "wanted", "met"],
+                [[check["target"], check["measured"], check["wanted"], check["met"]] for check in checks],
+            )
+        )
+    return "\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small inputs: a smoke run of every scenario")
+    parser.add_argument("--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)")
+    parser.add_argument("--events", type=int, help="events for the end-to-end scenario (default 200,000)")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (JSON)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _run_child(args.child, args.output)
+        return 0
+    plan = Plan.quick(args.events) if args.quick else Plan.full(args.events)
+    scenarios = tuple(args.only or SCENARIOS)
+    started = time.perf_counter()
+    results = run(scenarios, plan)
+    results["targets"] = targets(results)
+    document = {
+        "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]).strip(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "quick": args.quick,
+        "plan": plan.__dict__,
+        "seconds": round(time.perf_counter() - started, 1),
+        **results,
+    }
+    args.output.write_text(json.dumps(document, indent=2) + "\n")
+    print(render(results))
+    print(f"\n{document['seconds']} s; results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
