@@ -19,6 +19,8 @@ class InMemoryLedgerStore:
         self.watermarks: dict[str, tuple[int, str]] = {}
         self.reads = 0
         self.commits = 0
+        self.markers: dict[str, set[int]] = {}
+        """Redrive markers per slice: sequence numbers of dead letters re-applied into it."""
         self._etags = itertools.count(1)
 
     def read_slice(self, slice_key: str, days: Collection[str]) -> SliceSnapshot:
@@ -44,6 +46,18 @@ class InMemoryLedgerStore:
         self.commits += 1
         return new_etag
 
+    def redriven(self, slice_key: str) -> set[int]:
+        return set(self.markers.get(slice_key, ()))
+
+    def commit_redriven(
+        self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int, sequence_number: int
+    ) -> str:
+        if sequence_number in self.markers.get(slice_key, ()):
+            raise ConcurrencyError(f"redrive marker {sequence_number} of {slice_key} exists")
+        new_etag = self.commit(slice_key, etag, writes, watermark)
+        self.markers.setdefault(slice_key, set()).add(sequence_number)
+        return new_etag
+
     def period_rows(self, period: str) -> Iterator[tuple[UsageKey, Counters]]:
         month = period[:7]
         low, high = keys.period_range(month)
@@ -66,3 +80,17 @@ class InMemoryDeadLetterStore:
 
     def count(self, period: str) -> int:
         return sum(1 for letter in self.letters.values() if letter.enqueued_time.isoformat().startswith(period))
+
+    def find(self, period: str | None = None, reason: str | None = None) -> Iterator[DeadLetter]:
+        for letter in list(self.letters.values()):
+            if period is not None and not letter.enqueued_time.date().isoformat().startswith(period):
+                continue
+            if reason is None or letter.reason == reason:
+                yield letter
+
+    def remove(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            self.letters.pop((letter.hub, letter.partition_id, letter.sequence_number), None)
+
+    def identities(self, day: str) -> set[tuple[str, str, int]]:
+        return {key for key, letter in self.letters.items() if letter.enqueued_time.date().isoformat() == day}

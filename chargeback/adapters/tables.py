@@ -25,6 +25,9 @@ MAX_INLINE_BODY = 16 * 1024
 
 _PRINTABLE_CONTROLS = frozenset("\t\n\r")
 
+REDRIVEN_ROW_PREFIX = "!redriven|"
+"""Row keys of redrive markers: one per dead letter re-applied into a slice (see chargeback.redrive)."""
+
 
 def _int64(value: int) -> EntityProperty:
     return EntityProperty(value, EdmType.INT64)
@@ -98,6 +101,62 @@ class TableLedgerStore:
                 raise
         return str(results[-1]["etag"])
 
+    def redriven(self, slice_key: str) -> set[int]:
+        """Sequence numbers of the dead letters already re-applied into this slice."""
+        with translated(f"read redrive markers of {slice_key}"):
+            return {
+                _as_int(entity["sequence_number"])
+                for entity in self._table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                    parameters={"pk": slice_key, "low": REDRIVEN_ROW_PREFIX, "high": REDRIVEN_ROW_PREFIX[:-1] + "}"},
+                    select=["sequence_number"],
+                )
+            }
+
+    def commit_redriven(
+        self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int, sequence_number: int
+    ) -> str:
+        """Like ``commit``, plus a marker row for ``sequence_number`` that must not exist yet:
+        a re-applied dead letter is counted once even if redrive runs twice or races itself."""
+        operations: list[Any] = [
+            ("upsert", self._aggregate(slice_key, write), {"mode": UpdateMode.REPLACE}) for write in writes
+        ]
+        operations.append(
+            (
+                "create",
+                {
+                    "PartitionKey": slice_key,
+                    "RowKey": f"{REDRIVEN_ROW_PREFIX}{sequence_number:020d}",
+                    "sequence_number": _int64(sequence_number),
+                    "redriven_at": datetime.now(UTC),
+                },
+            )
+        )
+        marker = {
+            "PartitionKey": slice_key,
+            "RowKey": keys.WATERMARK_ROW,
+            "sequence_number": _int64(watermark),
+            "updated_at": datetime.now(UTC),
+        }
+        if etag is None:
+            operations.append(("create", marker))
+        else:
+            operations.append(
+                (
+                    "update",
+                    marker,
+                    {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
+                )
+            )
+        with translated(f"commit redriven event to {slice_key}"):
+            try:
+                results = self._table.submit_transaction(operations)
+            except TableTransactionError as exc:
+                if exc.status_code in (409, 412):
+                    raise ConcurrencyError(f"watermark or redrive marker of {slice_key} moved") from exc
+                raise
+        return str(results[-1]["etag"])
+
     @staticmethod
     def _aggregate(slice_key: str, write: RowWrite) -> dict[str, Any]:
         entity: dict[str, Any] = {
@@ -122,7 +181,7 @@ class TableLedgerStore:
             parameters["rlow"], parameters["rhigh"] = keys.day_range(period)
         with translated(f"read ledger for {period}"):
             for entity in self._table.query_entities(query, parameters=parameters, select=_ROW_SELECT):
-                if entity["RowKey"] == keys.WATERMARK_ROW:
+                if entity["RowKey"].startswith("!"):  # the watermark and redrive markers
                     continue
                 key = UsageKey(
                     date.fromisoformat(entity["day"]),
@@ -194,6 +253,74 @@ class TableDeadLetterStore:
             parameters = {"low": f"{period}-", "high": f"{period}-~"}
         with translated(f"count dead letters for {period}"):
             return sum(1 for _ in self._table.query_entities(query, parameters=parameters, select=["RowKey"]))
+
+    def find(self, period: str | None = None, reason: str | None = None) -> Iterator[DeadLetter]:
+        """The dead letters of an enqueued month or day (all when ``None``), optionally of one reason."""
+        clauses: list[str] = []
+        parameters: dict[str, str] = {}
+        if period is not None and len(period) == 10:
+            clauses.append("PartitionKey eq @day")
+            parameters["day"] = period
+        elif period is not None:
+            clauses.append("PartitionKey ge @low and PartitionKey lt @high")
+            parameters.update(low=f"{period}-", high=f"{period}-~")
+        if reason is not None:
+            clauses.append("reason eq @reason")
+            parameters["reason"] = reason
+        with translated(f"list dead letters for {period or 'every period'}"):
+            entities = (
+                self._table.query_entities(" and ".join(clauses), parameters=parameters)
+                if clauses
+                else self._table.list_entities()
+            )
+            for entity in entities:
+                yield DeadLetter(
+                    hub=str(entity["hub"]),
+                    partition_id=str(entity["partition_id"]),
+                    sequence_number=_as_int(entity["sequence_number"]),
+                    enqueued_time=_aware(entity["enqueued_time"]),
+                    body=self._body(entity),
+                    reason=str(entity["reason"]),
+                    detail=str(entity.get("detail") or ""),
+                )
+
+    def identities(self, day: str) -> set[tuple[str, str, int]]:
+        """(hub, partition, sequence number) of every dead letter enqueued on ``day``."""
+        with translated(f"list dead letters of {day}"):
+            return {
+                (str(entity["hub"]), str(entity["partition_id"]), _as_int(entity["sequence_number"]))
+                for entity in self._table.query_entities(
+                    "PartitionKey eq @day",
+                    parameters={"day": day},
+                    select=["hub", "partition_id", "sequence_number"],
+                )
+            }
+
+    def _body(self, entity: Any) -> bytes:
+        encoding = entity.get("body_encoding")
+        if encoding == "blob":
+            name = str(entity["body_blob"]).split("/", 1)[1]
+            with translated(f"read dead-letter body {name}"):
+                return bytes(self._bodies.download_blob(name).readall())
+        if encoding == "base64":
+            return base64.b64decode(entity["body"])
+        return str(entity.get("body") or "").encode("utf-8")
+
+    def remove(self, letters: Sequence[DeadLetter]) -> None:
+        """Delete dead letters (and their body blobs); deleting one already gone is not an error."""
+        for letter in letters:
+            day = letter.enqueued_time.date().isoformat()
+            row_key = self.row_key(letter)
+            with translated(f"delete dead letter {row_key}"):
+                if len(letter.body) > MAX_INLINE_BODY:
+                    blob = self._bodies.get_blob_client(f"{day}/{row_key.replace('|', '/')}.bin")
+                    if blob.exists():
+                        blob.delete_blob()
+                self._table.delete_entity(partition_key=day, row_key=row_key)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _readable(body: bytes) -> str | None:

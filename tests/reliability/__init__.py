@@ -1,0 +1,1 @@
+"""Faults against real Azurite: outages, throttling, racing owners, crashes, and a soak."""
