@@ -30,6 +30,9 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_TOKENS = 100_000_000
 """No single request uses this many tokens; a larger count is corruption, not usage."""
 
+MAX_IDENTIFIER_CHARS = 512
+"""Subscription, model, deployment and operation names are short; longer ones are not names."""
+
 MAX_TIME_SKEW = timedelta(days=7)
 """An event time further than this from the enqueued time is not trusted."""
 
@@ -224,6 +227,9 @@ def _from_document(document: dict[str, Any], enqueued_time: datetime) -> EventFi
         model = _name("model", model)
     if deployment.__class__ is not str or deployment.strip().lower() in _NOT_SENT:
         deployment = _name("deployment", deployment, "deploymentname", deployment_name)
+    longest = max(len(subscription), len(operation_id), len(model), len(deployment))
+    if longest > MAX_IDENTIFIER_CHARS:
+        raise _Reject(INVALID_FIELD, f"an identifier is {longest} characters long; at most {MAX_IDENTIFIER_CHARS}")
     return (
         subscription,
         request_id,

@@ -29,6 +29,9 @@ from chargeback.usage import ZERO, Counters, UsageKey, UsageRow
 MAX_ROWS_PER_COMMIT = 99
 """A transaction holds at most 100 entities: 99 aggregates and the watermark."""
 
+MAX_COMMIT_BYTES = 3 * 1024 * 1024
+"""A transaction's body may not pass 4 MiB; chunks are cut well before, by a pessimistic estimate."""
+
 MAX_CONFLICT_RETRIES = 8
 """How often a slice is re-read after losing a race before the batch is handed back to the host."""
 
@@ -394,24 +397,38 @@ def _dead_letter(batch: Batch, received: ReceivedEvent, enqueued: datetime, reje
 
 
 def _chunks(pending: list[_Parsed]) -> Iterator[tuple[list[_Parsed], dict[_Key, list[_Delta]]]]:
-    """Cut a slice's events, in sequence order, into runs touching at most MAX_ROWS_PER_COMMIT rows;
-    each with its deltas grouped by row, rows in first-touched order."""
+    """Cut a slice's events, in sequence order, into runs that fit one transaction: at most
+    MAX_ROWS_PER_COMMIT rows and MAX_COMMIT_BYTES; each with its deltas grouped by row, rows in
+    first-touched order."""
     groups = _grouped(pending)
-    if len(groups) <= MAX_ROWS_PER_COMMIT:
+    if len(groups) <= MAX_ROWS_PER_COMMIT and sum(map(_row_bytes, groups)) <= MAX_COMMIT_BYTES:
         if pending:
             yield pending, groups
         return
     chunk: list[_Parsed] = []
     touched: set[_Key] = set()
+    size = 0
     for item in pending:
         key = item[1]
-        if key not in touched and len(touched) == MAX_ROWS_PER_COMMIT:
-            yield chunk, _grouped(chunk)
-            chunk, touched = [], set()
-        touched.add(key)
+        if key not in touched:
+            row_bytes = _row_bytes(key)
+            if touched and (len(touched) == MAX_ROWS_PER_COMMIT or size + row_bytes > MAX_COMMIT_BYTES):
+                yield chunk, _grouped(chunk)
+                chunk, touched, size = [], set(), 0
+            touched.add(key)
+            size += row_bytes
         chunk.append(item)
     if chunk:
         yield chunk, _grouped(chunk)
+
+
+def _row_bytes(key: _Key) -> int:
+    """An upper bound on one aggregate's share of a transaction body.
+
+    Each identifier appears in the entity and, escaped, in its row key and URL; a character may
+    take up to 12 bytes as a JSON escape pair. 2 KiB covers the counters and the envelope.
+    """
+    return 2048 + 36 * (len(key[1]) + len(key[2]) + len(key[3]) + len(key[4]))
 
 
 def _grouped(items: list[_Parsed]) -> dict[_Key, list[_Delta]]:

@@ -144,20 +144,14 @@ CORPUS: list[tuple[str, bytes, Expectation]] = [
     ("a subscription that looks like a key range", event("2026-11|~", 1), Accepted("2026-11|~", 1)),
     ("a subscription that looks like the watermark", event("!watermark", 1), Accepted("!watermark", 1)),
     ("percent escapes that must stay literal", event("%7C%2F", 1), Accepted("%7C%2F", 1)),
-    ("a 2000-character subscription (hashed key)", event("k" * 2000, 1), Accepted("k" * 2000, 1)),
-    ("a 10000-character model name", event("longmodel", 1, model="m" * 10_000), Accepted("longmodel", 1)),
-]  # fmt: skip
-
-KNOWN_DEFECTS: list[tuple[str, bytes, Expectation, str]] = [
     (
-        "a 40000-character subscription",
-        event("s" * 40_000, 1),
-        events.INVALID_FIELD,
-        "the parser accepts identifiers longer than a Table property holds (64 KiB of UTF-16): the "
-        "commit fails with a non-transient 400 PropertyValueTooLarge and the batch is retried forever",
+        "identifiers at the length limit (hashed key)",
+        event("k" * events.MAX_IDENTIFIER_CHARS, 1, model="m" * events.MAX_IDENTIFIER_CHARS),
+        Accepted("k" * events.MAX_IDENTIFIER_CHARS, 1),
     ),
-]
-"""Corpus entries the pipeline does not yet survive: they run as strict xfails until fixed."""
+    ("a 2000-character subscription", event("k" * 2000, 1), events.INVALID_FIELD),
+    ("a 10000-character model name", event("longmodel", 1, model="m" * 10_000), events.INVALID_FIELD),
+]  # fmt: skip
 
 
 @contextmanager
@@ -236,19 +230,6 @@ def check(body: bytes, expectation: Expectation) -> None:
     ("case", "body", "expectation"), CORPUS, ids=[f"{i:03d} {case[:60]}" for i, (case, _, _) in enumerate(CORPUS)]
 )
 def test_each_hostile_event_is_counted_or_dead_lettered_as_classified(
-    app_settings: dict[str, str], case: str, body: bytes, expectation: Expectation
-) -> None:
-    check(body, expectation)
-
-
-@pytest.mark.parametrize(
-    ("case", "body", "expectation"),
-    [
-        pytest.param(case, body, expected, marks=pytest.mark.xfail(strict=True, reason=why))
-        for case, body, expected, why in KNOWN_DEFECTS
-    ],
-)  # fmt: skip
-def test_known_defects_are_still_defects(
     app_settings: dict[str, str], case: str, body: bytes, expectation: Expectation
 ) -> None:
     check(body, expectation)
@@ -333,23 +314,24 @@ def test_arbitrary_bytes_never_escape_and_every_event_is_accounted_for(
     assert totals["marker"][1] == 7 * totals["marker"][0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dead letters are written 100 per transaction whatever their size: 100 bodies of 16 KB of emoji "
-    "exceed the 4 MiB transaction limit (413 RequestBodyTooLarge) and the batch is retried forever",
-)
 def test_a_batch_of_large_non_ascii_dead_letters_is_stored(app_settings: dict[str, str]) -> None:
     emoji = ("\U0001f600" * 4000).encode()
     line = deliver_accounted([emoji] * 100, partition="3")
     assert line["dead_lettered"] == 100
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a chunk holds 99 aggregates whatever their size: 99 subscriptions of 8000 emoji exceed the "
-    "4 MiB transaction limit (413 RequestBodyTooLarge) and the batch is retried forever",
-)
-def test_a_batch_of_many_long_identifiers_is_committed(app_settings: dict[str, str]) -> None:
-    bodies = [event(f"{i}" + "\U0001f600" * 8000, 1) for i in range(99)]
+def test_a_batch_of_many_identifiers_as_long_as_allowed_is_committed_in_chunks_that_fit(
+    app_settings: dict[str, str],
+) -> None:
+    longest = events.MAX_IDENTIFIER_CHARS
+    long = "\U0001f600" * (longest - 3)
+    bodies = [
+        event(f"{i:03d}{long}", 1, model=f"{i:03d}{long}", deploymentName=long, OperationName=long) for i in range(99)
+    ]
     line = deliver_accounted(bodies, partition="4")
-    assert line["applied"] + line["dead_lettered"] == 99
+    assert (line["applied"], line["dead_lettered"]) == (99, 0)
+    assert line["transactions"] > 1
+
+
+def test_an_identifier_longer_than_allowed_is_dead_lettered_not_retried_forever(app_settings: dict[str, str]) -> None:
+    check(event("s" * 40_000, 1), events.INVALID_FIELD)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -207,8 +208,7 @@ class TableDeadLetterStore:
             entity = self._entity(letter)
             by_day.setdefault(entity["PartitionKey"], []).append(entity)
         for day, entities in by_day.items():
-            for start in range(0, len(entities), 100):
-                chunk = entities[start : start + 100]
+            for chunk in _transactions(entities):
                 with translated(f"write dead letters for {day}"):
                     self._table.submit_transaction(
                         [("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in chunk]
@@ -321,6 +321,25 @@ class TableDeadLetterStore:
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+MAX_TRANSACTION_BYTES = 3 * 1024 * 1024
+"""A transaction's body may not pass 4 MiB; dead-letter bodies can be large, so cut by size too."""
+
+
+def _transactions(entities: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Runs of at most 100 entities whose bodies, JSON-escaped, stay under MAX_TRANSACTION_BYTES."""
+    chunk: list[dict[str, Any]] = []
+    size = 0
+    for entity in entities:
+        entity_bytes = 1024 + sum(len(json.dumps(value)) for value in entity.values() if isinstance(value, str))
+        if chunk and (len(chunk) == 100 or size + entity_bytes > MAX_TRANSACTION_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(entity)
+        size += entity_bytes
+    if chunk:
+        yield chunk
 
 
 def _readable(body: bytes) -> str | None:
