@@ -24,11 +24,13 @@ from benchmarks import core
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SCENARIOS = ("parse", "e2e", "naive", "scale", "subscriptions")
+SCENARIOS = ("parse", "e2e", "naive", "scale", "subscriptions", "reports")
 
 TARGET_PARSE_FOLD = 150_000
 TARGET_END_TO_END = 30_000
 TARGET_RATIO = 50
+TARGET_REPORT_SECONDS = 20
+TARGET_REPORT_MIB = 2048
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Plan:
     scale_sizes: tuple[int, ...]
     subscription_counts: tuple[int, ...]
     subscription_events: int
+    report_size: tuple[int, int, int]
+    """(subscriptions, models, days) of the report scenario's ledger."""
 
     @classmethod
     def full(cls, events: int | None) -> Plan:
@@ -53,6 +57,7 @@ class Plan:
             scale_sizes=(50_000, 200_000, 1_000_000),
             subscription_counts=(10, 1_000, 10_000),
             subscription_events=50_000,
+            report_size=(10_000, 20, 31),
         )
 
     @classmethod
@@ -65,6 +70,7 @@ class Plan:
             scale_sizes=(5_000, 10_000),
             subscription_counts=(10, 1_000),
             subscription_events=5_000,
+            report_size=(100, 5, 31),
         )
 
 
@@ -96,7 +102,7 @@ class Runs:
 
 def _child(spec: dict[str, Any]) -> dict[str, Any]:
     label = ", ".join(f"{name}={value}" for name, value in spec.items())
-    print(f"  running against a fresh Azurite: {label} …", file=sys.stderr, flush=True)
+    print(f"  running in a fresh process: {label} …", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         output = Path(folder) / "result.json"
         command = [sys.executable, "-m", "benchmarks", "--child", json.dumps(spec), "--output", str(output)]
@@ -107,9 +113,12 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_child(spec: str, output: Path) -> None:
-    from benchmarks import endtoend
+    from benchmarks import endtoend, reports
 
     options = json.loads(spec)
+    if "report" in options:
+        output.write_text(json.dumps(reports.run(*options["report"]), indent=2))
+        return
     result = endtoend.run(
         options["events"],
         batch_size=options.get("batch_size", 1000),
@@ -164,6 +173,9 @@ def run(scenarios: Sequence[str], plan: Plan) -> dict[str, Any]:
             _strip(runs.get(events=plan.subscription_events, batch_size=1000, subscriptions=count))
             for count in plan.subscription_counts
         ]
+    if "reports" in scenarios:
+        print("scenario 5: a month's report in every format …", file=sys.stderr)
+        results["report"] = _child({"report": list(plan.report_size)})
     return results
 
 
@@ -199,6 +211,13 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         growth = round(last["rss_mib_end"] - last["rss_mib_at_50k"], 1)
         label = f"RSS growth from 50,000 to {last['events']:,} events in one run, MiB"
         checks.append(_check(label, growth, "flat (< 5% of RSS)", growth < 0.05 * last["rss_mib_at_50k"]))
+    report = results.get("report")
+    if report:
+        label = f"report for {report['subscriptions']:,} subscriptions, every format, seconds"
+        value = report["seconds_total"]
+        checks.append(_check(label, value, f"<= {TARGET_REPORT_SECONDS}", value <= TARGET_REPORT_SECONDS))
+        value = report["peak_rss_mib"]
+        checks.append(_check("report peak RSS, MiB", value, f"<= {TARGET_REPORT_MIB}", value <= TARGET_REPORT_MIB))
     return checks
 
 
@@ -328,6 +347,28 @@ def render(results: dict[str, Any]) -> str:
                         naive.get("function_only_ratio"),
                         naive["requests_in_table"],
                     ]
+                ],
+            )
+        )
+    report = results.get("report")
+    if report:
+        parts.append(
+            f"\n5. A month's report: {report['subscriptions']:,} subscriptions × {report['models']} models × "
+            f"{report['days']} days = {report['ledger_rows']:,} ledger rows, {report['report_lines']:,} lines"
+        )
+        steps = list(report["seconds"])
+        parts.append(
+            _table(
+                ["step", *steps, "total", "peak RSS MiB"],
+                [
+                    ["seconds", *(report["seconds"][step] for step in steps), report["seconds_total"], ""],
+                    [
+                        "MB",
+                        "",
+                        *(round(report["bytes"][step] / 1e6, 1) for step in steps[1:]),
+                        "",
+                        report["peak_rss_mib"],
+                    ],
                 ],
             )
         )

@@ -501,7 +501,12 @@ def focus_frame(report: Report) -> pd.DataFrame:
             "ChargeDescription": [
                 _describe(*row)
                 for row in zip(
-                    lines["model"], lines["deployment"], totals, pricing, details["rates_applied"], strict=True
+                    lines["model"].to_numpy(dtype=object),
+                    lines["deployment"].to_numpy(dtype=object),
+                    totals,
+                    pricing.to_numpy(dtype=object),
+                    details["rates_applied"].to_numpy(),
+                    strict=True,
                 )
             ],
             "ChargeFrequency": np.where(pricing == PTU_ALLOCATION, "Recurring", "Usage-Based"),
@@ -521,10 +526,7 @@ def focus_frame(report: Report) -> pd.DataFrame:
             "ResourceId": lines["deployment"].astype(str),
             "ResourceName": lines["deployment"].astype(str),
             "SkuId": lines["model"].astype(str),
-            "Tags": [
-                json.dumps({"CostCenter": c, "BusinessUnit": b, "Owner": o}, ensure_ascii=False)
-                for c, b, o in zip(lines["cost_center"], lines["business_unit"], lines["owner"], strict=True)
-            ],
+            "Tags": _tags(lines),
             "x_CostCenter": lines["cost_center"].astype(str),
             "x_BusinessUnit": lines["business_unit"].astype(str),
             "x_Owner": lines["owner"].astype(str),
@@ -544,6 +546,27 @@ def focus_frame(report: Report) -> pd.DataFrame:
         index=lines.index,
     )
     return frame.loc[:, list(FOCUS_COLUMNS)]
+
+
+def _tags(lines: pd.DataFrame) -> list[str]:
+    """FOCUS Tags per line as JSON; computed once per distinct (cost center, unit, owner)."""
+    owners = zip(
+        lines["cost_center"].to_numpy(dtype=object),
+        lines["business_unit"].to_numpy(dtype=object),
+        lines["owner"].to_numpy(dtype=object),
+        strict=True,
+    )
+    cache: dict[tuple[Any, Any, Any], str] = {}
+    tags = []
+    for triple in owners:
+        text = cache.get(triple)
+        if text is None:
+            center, unit, owner = triple
+            text = cache[triple] = json.dumps(
+                {"CostCenter": center, "BusinessUnit": unit, "Owner": owner}, ensure_ascii=False
+            )
+        tags.append(text)
+    return tags
 
 
 def _period_iso(period: str) -> tuple[str, str]:

@@ -50,6 +50,12 @@ SUBSCRIPTION_COLUMNS = (
 CHART_WIDTH = 760
 LABEL_WIDTH = 250
 MAX_LABEL_CHARS = 34
+MAX_SHOWN = 25
+"""Subscriptions drawn and listed on the page, largest first; the files hold every one."""
+MAX_STACKED = 10
+"""Subscriptions stacked by name in the daily chart; the rest are summed as "others"."""
+OTHERS = "others"
+OTHERS_COLOUR = "#bab0ac"
 
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 """The page needs nothing but its own inline styles; a browser refuses anything else, script included."""
@@ -174,7 +180,11 @@ def _subscriptions(report: Report, colours: Mapping[str, str]) -> str:
     frame = report.by_subscription
     if frame.empty:
         return _empty("No usage in this period.")
-    records = _records(frame)
+    ranked = frame.assign(_cost=[_float(c) for c in frame["cost"]]).sort_values(
+        ["_cost", "total_tokens", "subscription_id"], ascending=[False, False, True], kind="stable"
+    )
+    records = _records(ranked.head(MAX_SHOWN))
+    rest = ranked.iloc[MAX_SHOWN:]
     cost_bars = [
         _Bar(r["subscription_id"], _float(r["cost"]), _money(r["cost"], report.currency), colours[r["subscription_id"]])
         for r in records
@@ -200,10 +210,18 @@ def _subscriptions(report: Report, colours: Mapping[str, str]) -> str:
             for r in records
         ],
     )
+    more = ""
+    if len(rest):
+        more = (
+            f'<p class="meta">The {len(records)} largest of {len(frame):,} subscriptions; the other '
+            f"{len(rest):,} ({_money(sum(rest['cost'], Decimal(0)), report.currency)}, "
+            f"{_count(int(rest['total_tokens'].sum()))} tokens) are in the CSV, XLSX and JSON files.</p>"
+        )
     return (
         _bar_chart("subscription-cost", "Cost per subscription", cost_bars)
         + _bar_chart("subscription-tokens", "Tokens per subscription", token_bars)
         + table
+        + more
     )
 
 
@@ -214,16 +232,22 @@ def _daily(report: Report, colours: Mapping[str, str]) -> str:
     start = periods.month_start(report.period).date()
     end = periods.month_end(report.period).date()
     days = [start + timedelta(days=offset) for offset in range((end - start).days)]
+    totals = frame.groupby("subscription_id", observed=True)["total_tokens"].sum().sort_values(ascending=False)
+    named = {str(name) for name in totals.index[:MAX_STACKED]}
+    shown = {name: colour for name, colour in colours.items() if name in named}
+    if len(totals) > MAX_STACKED:
+        shown[OTHERS] = OTHERS_COLOUR
+    label = frame["subscription_id"].astype(str).where(frame["subscription_id"].astype(str).isin(named), OTHERS)
+    summed = frame.assign(_label=label).groupby(["day", "_label"], observed=True)["total_tokens"].sum()
     tokens: dict[date, dict[str, int]] = {day: {} for day in days}
-    for record in _records(frame):
-        day = record["day"]
-        if isinstance(day, date) and day in tokens:
-            per_day = tokens[day]
-            name = str(record["subscription_id"])
-            per_day[name] = per_day.get(name, 0) + int(record["total_tokens"])
-    return _stacked_columns("daily-tokens", f"Tokens per day, {report.period}", days, tokens, colours) + _legend(
-        colours
-    )
+    for day, name, value in zip(
+        summed.index.get_level_values(0), summed.index.get_level_values(1), summed.to_numpy(), strict=True
+    ):
+        moment = pd.Timestamp(day).date()
+        if moment in tokens:
+            tokens[moment][str(name)] = int(value)
+    chart = _stacked_columns("daily-tokens", f"Tokens per day, {report.period}", days, tokens, shown)
+    return chart + _legend(shown)
 
 
 def _reconciliation(report: Report, manifest: Mapping[str, Any]) -> str:
@@ -238,7 +262,15 @@ def _reconciliation(report: Report, manifest: Mapping[str, Any]) -> str:
     frame = report.reconciliation
     if frame.empty:
         return intro + _empty("No subscription was judged.")
-    records = _records(frame)
+    ranked = frame.assign(_matched=frame["status"] == "matched", _size=frame["delta_tokens"].abs()).sort_values(
+        ["_matched", "_size", "subscription_id"], ascending=[True, False, True], kind="stable"
+    )
+    records = _records(ranked.head(MAX_SHOWN))
+    if len(ranked) > MAX_SHOWN:
+        intro += (
+            f'<p class="meta">Findings first, then the largest deltas: {MAX_SHOWN} of {len(ranked):,} subscriptions '
+            "shown; every line is in the report files.</p>"
+        )
     bars = [
         _Bar(
             r["subscription_id"],

@@ -123,6 +123,23 @@ def test_the_page_links_to_the_other_formats_of_the_same_period(page: str) -> No
         assert f'href="?format={fmt}"' in page
 
 
+def test_a_month_of_many_subscriptions_shows_the_largest_and_says_where_the_rest_are() -> None:
+    rows = [usage(f"team-{i:03d}", 1 + i % 28, 10_000 * (i + 1)) for i in range(200)]
+    report = build_report(
+        "2026-10",
+        rows,
+        load_price_sheet(ROOT / "config" / "price-sheet.json"),
+        load_cost_centers(ROOT / "config" / "cost-centers.csv"),
+    )
+    page = report_page.render_page(report, MANIFEST).decode("utf-8")
+    assert "team-199" in page  # the largest
+    assert "team-000" not in page  # the smallest is summed, not drawn
+    assert f"The {report_page.MAX_SHOWN} largest of 201 subscriptions" in page
+    legend = page[page.index('<div class="legend">') :].split("</div>", 1)[0]
+    assert legend.count("<span>") == report_page.MAX_STACKED + 1
+    assert f"</i>{report_page.OTHERS}</span>" in legend
+
+
 def test_a_period_without_usage_shows_only_the_idle_provisioned_capacity(report: Report) -> None:
     empty = build_report(
         "2026-10",

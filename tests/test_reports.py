@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from benchmarks.reports import ledger_frame
 from chargeback import report_formats, reports
 from chargeback.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
 from chargeback.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet, usage_frame
@@ -510,42 +511,12 @@ def test_an_empty_period_renders_in_every_format(sheet: PriceSheet, centers: Cos
 # Scale
 
 
-def big_month(subscriptions: int, models: int, days: int) -> pd.DataFrame:
-    """A month of ledger rows for every (subscription, model, day), with PTU on the first model."""
-    count = subscriptions * models * days
-    rng = np.random.default_rng(7)
-    model_index = np.tile(np.repeat(np.arange(models), days), subscriptions)
-    day_index = np.tile(np.arange(days), subscriptions * models)
-    names = ["gpt-4o", "unknown", *(f"gpt-4o-2024-{i:02d}" for i in range(models - 2))]
-    prompt = rng.integers(0, 100_000, count)
-    completion = rng.integers(0, 20_000, count)
-    return pd.DataFrame(
-        {
-            "day": np.datetime64("2026-12-01", "s") + day_index.astype("timedelta64[D]"),
-            "subscription_id": pd.Categorical.from_codes(
-                np.repeat(np.arange(subscriptions), models * days),
-                pd.Index([f"sub-{i:05d}" for i in range(subscriptions)]),
-            ),
-            "model": pd.Categorical.from_codes(model_index, pd.Index(names)),
-            "deployment": pd.Categorical.from_codes(
-                model_index, pd.Index(["gpt-4o-ptu", *(f"d{i}" for i in range(1, models))])
-            ),
-            "requests": rng.integers(1, 100, count),
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cached_tokens": prompt // 4,
-            "unsplit_tokens": np.zeros(count, dtype=np.int64),
-            "total_tokens": prompt + completion,
-        }
-    )
-
-
 @pytest.mark.slow
 def test_a_month_of_ten_thousand_subscriptions_and_twenty_models_prices_and_renders_whole(
     sheet: PriceSheet, centers: CostCenterMap
 ) -> None:
     subscriptions, models, days = 10_000, 20, 31
-    report = build_report("2026-12", big_month(subscriptions, models, days), sheet, centers)
+    report = build_report("2026-12", ledger_frame(subscriptions, models, days), sheet, centers)
     assert len(report.lines) >= subscriptions * models
     assert report.grand_total == sum(report.lines["cost"], Decimal(0))
     workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")), read_only=True)
