@@ -1,6 +1,6 @@
 """Generates gateway usage events in the four real shapes, deterministically, as a stream.
 
-Field names, types and time formats follow /work/shared/samples/events (the shapes the
+Field names, types and time formats follow tests/fixtures/events (the shapes the
 gateways really send); the values vary: subscriptions, models, operations, token counts and
 event times. Each body is padded with a ``userAgent`` field to a size drawn from
 [``min_bytes``, ``max_bytes``], as gateway events with client details are.

@@ -13,7 +13,8 @@ from chargeback import runtime
 from chargeback.emulator import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "samples" / "events"
+SAMPLES = ROOT / "tests" / "fixtures" / "events"
+"""The gateways' event shapes, one JSON event per line, as real APIM policies write them."""
 
 
 @pytest.fixture(name="azurite", scope="session")

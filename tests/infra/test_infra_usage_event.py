@@ -15,7 +15,7 @@ from bicep_tree import INFRA, ROOT
 from chargeback.events import CANONICAL, UsageEvent, parse_event
 
 USAGE_EVENT = INFRA / "apim" / "fragments" / "chargeback-usage-event.xml"
-CANONICAL_SAMPLE = ROOT.parent / "shared" / "samples" / "events" / "canonical.jsonl"
+CANONICAL_SAMPLE = ROOT / "tests" / "fixtures" / "events" / "canonical.jsonl"
 
 Context = dict[str, Any]
 
