@@ -70,37 +70,7 @@ class TableLedgerStore:
         return SliceSnapshot(_as_int(found["sequence_number"]), found.metadata["etag"], rows)
 
     def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
-        operations: list[Any] = [
-            ("upsert", self._aggregate(slice_key, write), {"mode": UpdateMode.REPLACE}) for write in writes
-        ]
-        marker = {
-            "PartitionKey": slice_key,
-            "RowKey": keys.WATERMARK_ROW,
-            "sequence_number": _int64(watermark),
-            "updated_at": datetime.now(UTC),
-        }
-        if etag is None:
-            operations.append(("create", marker))
-        else:
-            operations.append(
-                (
-                    "update",
-                    marker,
-                    {
-                        "mode": UpdateMode.REPLACE,
-                        "etag": etag,
-                        "match_condition": MatchConditions.IfNotModified,
-                    },
-                )
-            )
-        with translated(f"commit to {slice_key}"):
-            try:
-                results = self._table.submit_transaction(operations)
-            except TableTransactionError as exc:
-                if exc.status_code in (409, 412):
-                    raise ConcurrencyError(f"watermark of {slice_key} moved") from exc
-                raise
-        return str(results[-1]["etag"])
+        return self._transact(slice_key, etag, writes, watermark, extra=[], what="watermark")
 
     def redriven(self, slice_key: str) -> set[int]:
         """Sequence numbers of the dead letters already re-applied into this slice."""
@@ -119,20 +89,30 @@ class TableLedgerStore:
     ) -> str:
         """Like ``commit``, plus a marker row for ``sequence_number`` that must not exist yet:
         a re-applied dead letter is counted once even if redrive runs twice or races itself."""
+        marker = {
+            "PartitionKey": slice_key,
+            "RowKey": f"{REDRIVEN_ROW_PREFIX}{sequence_number:020d}",
+            "sequence_number": _int64(sequence_number),
+            "redriven_at": datetime.now(UTC),
+        }
+        return self._transact(slice_key, etag, writes, watermark, extra=[("create", marker)], what="redrive marker")
+
+    def _transact(
+        self,
+        slice_key: str,
+        etag: str | None,
+        writes: Sequence[RowWrite],
+        watermark: int,
+        *,
+        extra: list[Any],
+        what: str,
+    ) -> str:
+        """One entity-group transaction: the aggregates, ``extra`` rows, then the watermark under its ETag
+        (created when ``etag`` is None). A lost condition is a ``ConcurrencyError``."""
         operations: list[Any] = [
             ("upsert", self._aggregate(slice_key, write), {"mode": UpdateMode.REPLACE}) for write in writes
         ]
-        operations.append(
-            (
-                "create",
-                {
-                    "PartitionKey": slice_key,
-                    "RowKey": f"{REDRIVEN_ROW_PREFIX}{sequence_number:020d}",
-                    "sequence_number": _int64(sequence_number),
-                    "redriven_at": datetime.now(UTC),
-                },
-            )
-        )
+        operations += extra
         marker = {
             "PartitionKey": slice_key,
             "RowKey": keys.WATERMARK_ROW,
@@ -142,19 +122,14 @@ class TableLedgerStore:
         if etag is None:
             operations.append(("create", marker))
         else:
-            operations.append(
-                (
-                    "update",
-                    marker,
-                    {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified},
-                )
-            )
-        with translated(f"commit redriven event to {slice_key}"):
+            condition = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+            operations.append(("update", marker, condition))
+        with translated(f"commit to {slice_key}"):
             try:
                 results = self._table.submit_transaction(operations)
             except TableTransactionError as exc:
                 if exc.status_code in (409, 412):
-                    raise ConcurrencyError(f"watermark or redrive marker of {slice_key} moved") from exc
+                    raise ConcurrencyError(f"{what} of {slice_key} moved") from exc
                 raise
         return str(results[-1]["etag"])
 
