@@ -43,18 +43,9 @@ RSS_CHECKPOINT = 50_000
 
 
 def _settings(azurite: Azurite, suffix: str) -> dict[str, str]:
-    return {
-        "ChargebackStorage": azurite.connection_string,
-        "EVENTHUB_NAME": HUB,
-        "EVENTHUB_CONSUMER_GROUP": "chargeback",
-        "CHARGEBACK_LEDGER_TABLE": f"ledger{suffix}",
-        "CHARGEBACK_DEAD_LETTER_TABLE": f"dead{suffix}",
-        "CHARGEBACK_RECONCILIATION_TABLE": f"recon{suffix}",
-        "CHARGEBACK_REPORTS_CONTAINER": f"reports-{suffix}",
-        "CHARGEBACK_DEAD_LETTER_CONTAINER": f"dead-{suffix}",
-        "CHARGEBACK_PRICE_SHEET": str(ROOT / "config" / "price-sheet.json"),
-        "CHARGEBACK_COST_CENTERS": str(ROOT / "config" / "cost-centers.csv"),
-    }
+    values = azurite.app_settings(suffix)
+    values["EVENTHUB_NAME"] = HUB
+    return values
 
 
 def ingest_function() -> Callable[[Any], None]:

@@ -325,8 +325,7 @@ def _summary(
 
 
 def _app_settings(azurite: Azurite, export: Path) -> dict[str, str]:
-    values = {name: value for name, value in settings.DEFAULTS.items()}
-    values[settings.STORAGE_CONNECTION] = azurite.connection_string
+    values = azurite.app_settings()
     values[settings.MONITOR_EXPORT] = str(export)
     return values
 

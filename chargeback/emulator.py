@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from chargeback import settings
 from chargeback.errors import ConfigurationError
 
 HOST = "127.0.0.1"
@@ -69,6 +70,17 @@ class Azurite:
             f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
             f"TableEndpoint={self.table_endpoint};"
         )
+
+    def app_settings(self, suffix: str = "") -> dict[str, str]:
+        """The app's settings against this emulator; a suffix gives tables and containers of their own."""
+        values = dict(settings.DEFAULTS)
+        values[settings.STORAGE_CONNECTION] = self.connection_string
+        if suffix:
+            for name in (settings.LEDGER_TABLE, settings.DEAD_LETTER_TABLE, settings.RECONCILIATION_TABLE):
+                values[name] += suffix
+            for name in (settings.REPORTS_CONTAINER, settings.DEAD_LETTER_CONTAINER):
+                values[name] += f"-{suffix}"
+        return values
 
     def start(self) -> Azurite:
         if not self.executable.exists():

@@ -38,19 +38,9 @@ def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(name="app_settings")
 def fixture_app_settings(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Settings pointing the app at Azurite, with tables and containers of this test's own."""
-    suffix = uuid.uuid4().hex[:10]
-    values = {
-        "ChargebackStorage": azurite.connection_string,
-        "EVENTHUB_NAME": "aoai-usage",
-        "EVENTHUB_CONSUMER_GROUP": "chargeback",
-        "CHARGEBACK_LEDGER_TABLE": f"ledger{suffix}",
-        "CHARGEBACK_DEAD_LETTER_TABLE": f"dead{suffix}",
-        "CHARGEBACK_RECONCILIATION_TABLE": f"recon{suffix}",
-        "CHARGEBACK_REPORTS_CONTAINER": f"reports-{suffix}",
-        "CHARGEBACK_DEAD_LETTER_CONTAINER": f"dead-{suffix}",
-        "CHARGEBACK_PRICE_SHEET": str(ROOT / "config" / "price-sheet.json"),
-        "CHARGEBACK_COST_CENTERS": str(ROOT / "config" / "cost-centers.csv"),
-    }
+    values = azurite.app_settings(uuid.uuid4().hex[:10])
+    values["CHARGEBACK_PRICE_SHEET"] = str(ROOT / "config" / "price-sheet.json")
+    values["CHARGEBACK_COST_CENTERS"] = str(ROOT / "config" / "cost-centers.csv")
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
