@@ -35,6 +35,12 @@ def parse_period(text: str) -> str:
     raise InvalidRequestError(f"period must be YYYY-MM or YYYY-MM-DD, got {text[:40]!r}", field="period")
 
 
+def month_bounds(period: str) -> tuple[datetime, datetime]:
+    """The month ``YYYY-MM`` as [first instant, first instant of the next month), in UTC."""
+    parse_month(period)
+    return month_start(period), month_end(period)
+
+
 def month_start(period: str) -> datetime:
     year, month = int(period[:4]), int(period[5:7])
     return datetime(year, month, 1, tzinfo=UTC)

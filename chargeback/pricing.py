@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from chargeback.errors import ConfigurationError
-from chargeback.periods import parse_month
+from chargeback.periods import month_bounds
 from chargeback.usage import UNKNOWN, Counters, UsageRow
 
 PER_TOKEN = "per_token"  # noqa: S105 - a pricing method, not a secret
@@ -376,11 +376,8 @@ def _date(entry: Mapping[str, Any], name: str, where: str, *, default: date | No
 
 def period_bounds(period: str) -> tuple[date, date]:
     """The first day of ``period`` (``YYYY-MM``) and the first day after it."""
-    parse_month(period)
-    year, month = int(period[:4]), int(period[5:7])
-    start = date(year, month, 1)
-    end = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
-    return start, end
+    start, end = month_bounds(period)
+    return start.date(), end.date()
 
 
 def metered_cost(sheet: PriceSheet, model: str, day: date, counters: Counters) -> Decimal:

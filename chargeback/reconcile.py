@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from chargeback.errors import InvalidRequestError
+from chargeback import periods
 from chargeback.monitor import MonitorSource, MonitorTotals
 from chargeback.usage import UsageRow
 
@@ -19,7 +18,6 @@ ONLY_IN_LEDGER = "only_in_ledger"
 ONLY_IN_MONITOR = "only_in_monitor"
 STATUSES = (MATCHED, LEDGER_SHORT, MONITOR_SHORT, ONLY_IN_LEDGER, ONLY_IN_MONITOR)
 
-_PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _CENT = Decimal("0.01")
 
 
@@ -38,15 +36,8 @@ class ReconciliationLine:
     status: str
 
 
-def period_bounds(period: str) -> tuple[datetime, datetime]:
-    """The month ``YYYY-MM`` as [first instant, first instant of the next month), in UTC."""
-    match = _PERIOD.fullmatch(period)
-    if match is None:
-        raise InvalidRequestError(f"a period is a month written YYYY-MM, got {period!r}", field="period")
-    year, month = int(match.group(1)), int(match.group(2))
-    start = datetime(year, month, 1, tzinfo=UTC)
-    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    return start, end
+period_bounds = periods.month_bounds
+"""The month ``YYYY-MM`` as [first instant, first instant of the next month), in UTC."""
 
 
 def judged_window(period: str, now: datetime, lag_hours: int) -> tuple[datetime, datetime] | None:
