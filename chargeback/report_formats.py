@@ -290,7 +290,7 @@ def _write_sheet(workbook: Any, title: str, frame: pd.DataFrame, styles: _Styles
         sample = frame.iloc[:, index].head(200).to_numpy(dtype=object)
         size = max([len(name), *(len(_text_cell(v)) for v in sample)]) + 2
         # set_column would add Excel's cell padding; a width in pixels (7 to a character) is
-        # stored as given, as openpyxl stored it
+        # stored exactly as given
         sheet.set_column_pixels(index, index, min(max(size, 8), 60) * sheet.max_digit_width)
     letters = [xl_col_to_name(index) for index in range(width)]
     row_data = sheet.row_data_fh
@@ -363,9 +363,9 @@ def _column_cells(column: pd.Series[Any], letter: str, style: int, decimals_only
 def _cell_body(value: Any, style: int, styles: _Styles, *, decimals_only: bool) -> str:
     """The XML of a cell holding ``value`` after its reference, or ``""`` when it is empty.
 
-    As in the openpyxl workbooks these replace, a Decimal or float is written to 16 significant
-    digits (an integral one reads back as an int), an empty text is an empty cell, and a date or
-    time outside a column of dates is formatted as one.
+    A Decimal or float is written to 16 significant digits (an integral one reads back as an
+    int), an empty text is an empty cell, and a date or time outside a column of dates is
+    formatted as one.
     """
     if value is None or value is pd.NA or value is pd.NaT:
         return ""
