@@ -15,6 +15,7 @@ starts at or before the first event not yet applied (Event Hubs checkpoints guar
 from __future__ import annotations
 
 import operator
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -217,6 +218,9 @@ class Ledger:
         self._store = store
         self._dead_letters = dead_letters
         self._cache: OrderedDict[str, _CachedSlice] = OrderedDict()
+        # The worker runs invocations of different partitions on threads; they share the cache
+        # (never a slice: a slice belongs to one partition, which the host hands one batch at a time).
+        self._cache_lock = threading.Lock()
         self._max_cached_slices = max_cached_slices
         self._max_cached_days = max_cached_days
 
@@ -301,19 +305,31 @@ class Ledger:
                     outcome.time_fallbacks += fallbacks
             except ConcurrencyError:
                 outcome.conflicts += 1
-                self._cache.pop(slice_key, None)
+                self._forget(slice_key)
                 continue
             except BaseException:
                 # The commit may or may not have landed: forget what we think the slice holds.
-                self._cache.pop(slice_key, None)
+                self._forget(slice_key)
                 raise
             outcome.applied += applied
             outcome.skipped += len(part) - applied
             return
         raise ConcurrencyError(f"slice {slice_key} kept moving after {MAX_CONFLICT_RETRIES} re-reads")
 
+    def _forget(self, slice_key: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(slice_key, None)
+
+    def _remember(self, slice_key: str, state: _CachedSlice) -> None:
+        with self._cache_lock:
+            self._cache[slice_key] = state
+            self._cache.move_to_end(slice_key)
+            while len(self._cache) > self._max_cached_slices:
+                self._cache.popitem(last=False)
+
     def _slice(self, slice_key: str, days: set[str], outcome: BatchOutcome) -> _CachedSlice:
-        state = self._cache.get(slice_key)
+        with self._cache_lock:
+            state = self._cache.get(slice_key)
         if state is None:
             missing = days
         elif state.complete:
@@ -321,8 +337,8 @@ class Ledger:
         else:
             missing = days - state.days.keys()
         if state is not None and not missing:
-            self._cache.move_to_end(slice_key)
             self._touch(state, days)
+            self._remember(slice_key, state)
             return state
         snapshot = self._store.read_slice(slice_key, sorted(missing))
         outcome.reads += 1 + len(missing)
@@ -341,10 +357,7 @@ class Ledger:
         else:
             state.rows.update(snapshot.rows)
         self._touch(state, days)
-        self._cache[slice_key] = state
-        self._cache.move_to_end(slice_key)
-        while len(self._cache) > self._max_cached_slices:
-            self._cache.popitem(last=False)
+        self._remember(slice_key, state)
         return state
 
     def _touch(self, state: _CachedSlice, days: Collection[str]) -> None:

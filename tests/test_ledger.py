@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
@@ -296,3 +297,20 @@ def test_events_past_the_month_boundary_land_in_their_own_months(ledger: Ledger)
     outcome = ledger.apply(batch("0", bodies))
     assert (outcome.slices, outcome.transactions) == (2, 2)
     assert (totals(ledger.period_rows("2026-10")), totals(ledger.period_rows("2026-11"))) == ({"a": 1}, {"a": 2})
+
+
+def test_partitions_applied_on_threads_at_once_are_each_counted_exactly(store: InMemoryLedgerStore) -> None:
+    ledger = Ledger(store, InMemoryDeadLetterStore(), max_cached_slices=2)
+    days = [date(2026, 10, 28), date(2026, 11, 1), date(2026, 11, 2)]
+
+    def feed(partition: str) -> None:
+        for round_ in range(60):
+            events = [(round_ * 3 + i, usage_body(f"p{partition}", 1, day=days[i])) for i in range(3)]
+            ledger.apply(batch(partition, events))
+            ledger.apply(batch(partition, events))  # and every batch once more
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(feed, [str(p) for p in range(8)]))
+    month = totals(ledger.period_rows("2026-10"))
+    assert totals(ledger.period_rows("2026-11")) == {f"p{p}": 2 * 2 * 60 for p in range(8)}
+    assert month == {f"p{p}": 2 * 60 for p in range(8)}
