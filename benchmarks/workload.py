@@ -91,13 +91,6 @@ class Workload:
         request_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         document: dict[str, Any]
         if shape == CANONICAL:
-            usage: dict[str, Any] = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
-            if cached:
-                usage["prompt_tokens_details"] = {"cached_tokens": cached}
             document = {
                 "schema": "chargeback.usage/v1",
                 "requestId": request_id,
@@ -111,7 +104,7 @@ class Workload:
                 "backendId": f"payg-backend-{rng.randint(1, 3)}",
                 "region": "swedencentral",
                 "stream": rng.random() < 0.3,
-                "usage": usage,
+                "usage": _usage(prompt, completion, cached),
             }
         elif shape == TOOLKIT:
             document = {
@@ -126,18 +119,11 @@ class Workload:
                 "TotalTokens": str(prompt + completion),
             }
         elif shape == TOKEN_USAGE:
-            token_usage: dict[str, Any] = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
-            if cached:
-                token_usage["prompt_tokens_details"] = {"cached_tokens": cached}
             document = {
                 "SubscriptionId": subscription,
                 "OperationName": operation_id,
                 "RequestId": request_id,
-                "TokenUsage": token_usage,
+                "TokenUsage": _usage(prompt, completion, cached),
             }
         elif shape == AI_HUB:
             document = {
@@ -199,3 +185,15 @@ class Workload:
                 partition_id=partition,
                 events=[ReceivedEvent(e.body, e.sequence_number, e.enqueued_time) for e in events],
             )
+
+
+def _usage(prompt: int, completion: int, cached: int) -> dict[str, Any]:
+    """The Azure OpenAI ``usage`` object, as the canonical and TokenUsage shapes carry it."""
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return usage
