@@ -516,7 +516,7 @@ def focus_frame(report: Report) -> pd.DataFrame:
             "ConsumedUnit": "Tokens",
             "ServiceName": FOCUS_SERVICE_NAME,
             "ServiceCategory": FOCUS_SERVICE_CATEGORY,
-            "ProviderName": FOCUS_PROVIDER,
+            "ProviderName": report.invoice_issuer,
             "PublisherName": FOCUS_PROVIDER,
             "InvoiceIssuerName": report.invoice_issuer,
             "BillingAccountId": lines["cost_center"].astype(str),

@@ -73,7 +73,8 @@ FORMATS: Mapping[str, tuple[str, str]] = {
 }
 """Report format → (content type, file-name suffix)."""
 
-DEFAULT_INVOICE_ISSUER = "Azure OpenAI gateway chargeback"
+DEFAULT_INVOICE_ISSUER = "AI gateway platform"
+"""The platform team running the gateway: provider and invoice issuer of the chargeback."""
 
 LedgerInput = pd.DataFrame | Iterable[UsageRow] | Iterable[pd.DataFrame]
 """A period's usage: a usage frame, frames built in chunks, or ledger rows one by one."""
