@@ -70,6 +70,7 @@ FORMATS: Mapping[str, tuple[str, str]] = {
     "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
     "parquet": ("application/vnd.apache.parquet", ".parquet"),
     "focus": ("text/csv", "-focus.csv"),
+    "focus-parquet": ("application/vnd.apache.parquet", "-focus.parquet"),
 }
 """Report format → (content type, file-name suffix)."""
 
@@ -137,6 +138,7 @@ class Report:
             "xlsx": report_formats.render_xlsx,
             "parquet": report_formats.render_parquet,
             "focus": report_formats.render_focus,
+            "focus-parquet": report_formats.render_focus_parquet,
         }
         return renderers[fmt](self)
 
