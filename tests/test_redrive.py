@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from chargeback import cli, events, runtime
-from chargeback.adapters.hostshape import HostEvent
 from chargeback.adapters.tables import TableDeadLetterStore
-from chargeback.ledger import DeadLetter, Ledger, RowWrite
-from chargeback.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
-from chargeback.redrive import ALREADY_PRESENT, APPLIED, Redriver
+from chargeback.app import runtime
+from chargeback.domain import events
+from chargeback.ingestion.ledger import DeadLetter, Ledger, RowWrite
+from chargeback.ops import cli
+from chargeback.ops.redrive import ALREADY_PRESENT, APPLIED, Redriver
+from devtools.hostshape import HostEvent
+from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
 from tests.functions import deliver
 
 ENQUEUED = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)

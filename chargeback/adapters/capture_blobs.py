@@ -9,9 +9,9 @@ from azure.storage.blob import ContainerClient
 
 from chargeback.adapters import storage
 from chargeback.adapters.storage import translated
-from chargeback.capture import CaptureFile, parse_blob_name
-from chargeback.errors import ConfigurationError
-from chargeback.settings import StorageSettings
+from chargeback.app.settings import StorageSettings
+from chargeback.domain.errors import ConfigurationError
+from chargeback.ops.capture import CaptureFile, parse_blob_name
 
 
 def capture_container(settings: StorageSettings, location: str) -> tuple[ContainerClient, str]:

@@ -16,8 +16,8 @@ from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient
 
-from chargeback.errors import ConfigurationError, StorageError, TransientStorageError
-from chargeback.settings import StorageSettings
+from chargeback.app.settings import StorageSettings
+from chargeback.domain.errors import ConfigurationError, StorageError, TransientStorageError
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30}

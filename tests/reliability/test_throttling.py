@@ -7,12 +7,12 @@ import threading
 import pytest
 from azure.data.tables import TableServiceClient
 
-from chargeback import runtime
-from chargeback.adapters.hostshape import HostEvent
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
-from chargeback.errors import StorageError, TransientStorageError
-from chargeback.ledger import Batch, Ledger, ReceivedEvent
-from chargeback.memory import InMemoryDeadLetterStore
+from chargeback.app import runtime
+from chargeback.domain.errors import StorageError, TransientStorageError
+from chargeback.ingestion.ledger import Batch, Ledger, ReceivedEvent
+from devtools.hostshape import HostEvent
+from devtools.memory import InMemoryDeadLetterStore
 from tests.functions import deliver
 from tests.reliability.proxy import Action, FaultProxy, Rule
 from tests.reliability.stream import ENQUEUED, body, events, host_delivers, ledger_totals, truth
