@@ -163,8 +163,8 @@ def ingest_lines() -> Iterator[list[dict[str, Any]]]:
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if message.startswith("chargeback.ingestion.ingest "):
-                lines.append(json.loads(message.removeprefix("chargeback.ingestion.ingest ")))
+            if message.startswith("chargeback.ingest "):
+                lines.append(json.loads(message.removeprefix("chargeback.ingest ")))
 
     handler = Collect()
     logger = logging.getLogger("chargeback.ingestion.ingest")
