@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from chargeback.billing.cost_centers import load_cost_centers
-from chargeback.billing.pricing import load_price_sheet
+from chargeback.billing.prices import load_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
 from chargeback.reports import page as report_page

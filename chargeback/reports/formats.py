@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from chargeback.billing.pricing import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT, period_bounds
+from chargeback.billing.prices import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT
+from chargeback.domain.periods import period_bounds
 
 if TYPE_CHECKING:
     from chargeback.reports.build import Report
