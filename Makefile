@@ -30,16 +30,17 @@ $(FOCUS_VENV)/.installed: requirements-focus.txt scripts/focus-python.sh
 focus-validator: $(FOCUS_VENV)/.installed
 
 lint: setup
-	$(BIN)/ruff check chargeback function_app.py tests benchmarks
-	$(BIN)/ruff format --check chargeback function_app.py tests benchmarks
+	$(BIN)/ruff check chargeback devtools function_app.py tests benchmarks
+	$(BIN)/ruff format --check chargeback devtools function_app.py tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint focus-validator
 	sh scripts/install-chromium.sh
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/python -m chargeback demo $(ARGS)
+	$(BIN)/python -m devtools demo $(ARGS)
 
 bench: setup
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -14,17 +14,17 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from chargeback import reports
-from chargeback.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
-from chargeback.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet
-from chargeback.report_formats import (
+from chargeback.app.settings import Settings
+from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
+from chargeback.billing.prices import PTU_ALLOCATION, PriceSheet, parse_price_sheet
+from chargeback.reports import build as reports
+from chargeback.reports.build import ADJUSTMENT, Report, build_report
+from chargeback.reports.formats import (
     FOCUS_APPLICABILITY_CRITERIA,
     FOCUS_COLUMNS,
     FOCUS_PRICING_UNIT,
     model_publisher,
 )
-from chargeback.reports import ADJUSTMENT, Report, build_report
-from chargeback.settings import Settings
 from tests import focus_validator
 from tests.test_reports import ADJUSTMENTS, CENTERS, FORMULA, GRAND_TOTAL, PERIOD, RECONCILIATION, ROWS, SHEET, usage
 

@@ -1,0 +1,355 @@
+"""Prices a period's usage frame in one currency, vectorised: per token, blended, or a share of PTU capacity."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from chargeback.billing.allocation import allocate, money_column
+from chargeback.billing.frames import (
+    LEDGER_COUNTERS,
+    LINE_KEYS,
+    normalise_usage_frame,
+    usage_frame,
+)
+from chargeback.billing.prices import (
+    BLENDED,
+    PER_TOKEN,
+    PTU_ALLOCATION,
+    UNALLOCATED_SUBSCRIPTION,
+    BlendedRate,
+    PriceSheet,
+    TokenRate,
+)
+from chargeback.domain.errors import ConfigurationError
+from chargeback.domain.periods import period_bounds
+from chargeback.domain.usage import UNKNOWN, UsageRow
+
+LINE_COLUMNS = (
+    *LINE_KEYS,
+    *LEDGER_COUNTERS,
+    "input_price_per_1m",
+    "cached_input_price_per_1m",
+    "output_price_per_1m",
+    "blended_price_per_1m",
+    "rates_applied",
+    "cost_minor",
+    "cost",
+    "currency",
+    "pricing",
+)
+DAILY_COLUMNS = ("day", "subscription_id", *LEDGER_COUNTERS, "metered_cost_minor", "metered_cost")
+_CHUNK_ROWS = 1_000_000
+_INT64_HEADROOM = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class PricedUsage:
+    """The priced lines of a period and its daily metered totals per subscription."""
+
+    lines: pd.DataFrame
+    """One row per (subscription, model, deployment), columns :data:`LINE_COLUMNS`."""
+    daily: pd.DataFrame
+    """One row per (day, subscription), columns :data:`DAILY_COLUMNS`.
+
+    ``metered_cost`` excludes provisioned-capacity shares (those are monthly) and is rounded per
+    row, so it is a guide to the day's spend, not a part of the invoice.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class _RateTables:
+    scale: int
+    token_rates: tuple[TokenRate, ...]
+    input: npt.NDArray[np.int64]
+    cached: npt.NDArray[np.int64]
+    output: npt.NDArray[np.int64]
+    blended: npt.NDArray[np.int64]
+    blended_rates: tuple[BlendedRate, ...]
+    token_by_model_day: npt.NDArray[np.int64]
+    blended_by_day: npt.NDArray[np.int64]
+    provisioned_by_deployment_day: npt.NDArray[np.bool_]
+
+
+def price_rows(rows: Iterable[UsageRow], sheet: PriceSheet, period: str) -> PricedUsage:
+    """Price ledger rows of ``period``; see :func:`price_usage`."""
+    return price_usage(usage_frame(rows), sheet, period)
+
+
+def price_usage(
+    frame: pd.DataFrame, sheet: PriceSheet, period: str, *, allocate_provisioned: bool = True
+) -> PricedUsage:
+    """Price a normalised usage frame of ``period`` into report lines and daily totals.
+
+    Tokens are summed per (line, rate) with pandas and multiplied by prices scaled to whole
+    numbers, so every cost is exact; each line's metered cost is rounded once, half-even, to
+    the currency's minor unit. With ``allocate_provisioned`` the fixed cost of each provisioned
+    deployment is shared among the subscriptions that used it in the period (largest
+    remainder, to the minor unit); without it (late usage of a closed period, whose capacity
+    was charged already) tokens on provisioned deployments cost nothing more.
+    """
+    start, end = period_bounds(period)
+    frame = normalise_usage_frame(frame)
+    if len(frame):
+        first, last = frame["day"].min().date(), frame["day"].max().date()
+        if first < start or last >= end:
+            raise ValueError(f"usage from {first} to {last} is not all inside period {period}")
+    models = [str(name) for name in frame["model"].cat.categories]
+    deployments = [str(name) for name in frame["deployment"].cat.categories]
+    days = [start.fromordinal(start.toordinal() + i) for i in range((end - start).days)]
+    tables = _rate_tables(sheet, models, deployments, days)
+
+    line_sums = [*LEDGER_COUNTERS, "split_priced", "blended_priced", "ptu_tokens", "metered"]
+    grouped: list[pd.DataFrame] = []
+    daily: list[pd.DataFrame] = []
+    for lo in range(0, max(len(frame), 1), _CHUNK_ROWS):
+        work = _price_chunk(frame.iloc[lo : lo + _CHUNK_ROWS], tables, start)
+        grouped.append(
+            work.groupby([*LINE_KEYS, "token_rate", "blended_rate"], observed=True, sort=False)[line_sums]
+            .sum()
+            .reset_index()
+        )
+        daily.append(
+            work.groupby(["day", "subscription_id"], observed=True, sort=False)[[*LEDGER_COUNTERS, "metered"]]
+            .sum()
+            .reset_index()
+        )
+    lines = _lines(pd.concat(grouped, ignore_index=True), sheet, tables, models)
+    if allocate_provisioned:
+        lines = _allocate_provisioned(lines, sheet, period)
+    lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
+    return PricedUsage(lines=lines, daily=_daily(pd.concat(daily, ignore_index=True), sheet, tables))
+
+
+def _rate_tables(
+    sheet: PriceSheet, models: Sequence[str], deployments: Sequence[str], days: Sequence[date]
+) -> _RateTables:
+    scale = sheet.scale
+    rates = sheet.token_rates
+    rate_index = {id(rate): i for i, rate in enumerate(rates)}
+
+    def scaled(values: Iterable[Decimal]) -> npt.NDArray[np.int64]:
+        return np.array([int(v.scaleb(scale)) for v in values] + [0], dtype=np.int64)
+
+    by_model_day = np.full((len(models), len(days)), -1, dtype=np.int64)
+    for m, model in enumerate(models):
+        for d, day in enumerate(days):
+            rate = sheet.token_rate(model, day)
+            if rate is not None:
+                by_model_day[m, d] = rate_index[id(rate)]
+    blended_rates = sheet.blended_rates
+    blended_index = {id(rate): i for i, rate in enumerate(blended_rates)}
+    by_day = np.full(len(days), -1, dtype=np.int64)
+    for d, day in enumerate(days):
+        blended = sheet.blended_rate(day)
+        if blended is not None:
+            by_day[d] = blended_index[id(blended)]
+    provisioned = np.zeros((len(deployments), len(days)), dtype=np.bool_)
+    for p, deployment in enumerate(deployments):
+        for d, day in enumerate(days):
+            provisioned[p, d] = sheet.provisioned_on(deployment, day) is not None
+    return _RateTables(
+        scale=scale,
+        token_rates=rates,
+        input=scaled(r.input for r in rates),
+        cached=scaled(r.cached_input for r in rates),
+        output=scaled(r.output for r in rates),
+        blended=scaled(b.per_1m for b in blended_rates),
+        blended_rates=blended_rates,
+        token_by_model_day=by_model_day,
+        blended_by_day=by_day,
+        provisioned_by_deployment_day=provisioned,
+    )
+
+
+def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.DataFrame:
+    """Per day-row: which rates apply, the tokens each rate prices and the scaled cost."""
+    day_index = (
+        (chunk["day"].to_numpy().astype("datetime64[D]") - np.datetime64(start, "D")).astype(np.intp)
+        if len(chunk)
+        else np.zeros(0, dtype=np.intp)
+    )
+    model_codes = chunk["model"].cat.codes.to_numpy().astype(np.intp)
+    deployment_codes = chunk["deployment"].cat.codes.to_numpy().astype(np.intp)
+    provisioned = tables.provisioned_by_deployment_day[deployment_codes, day_index]
+    token_rate = np.where(provisioned, -1, tables.token_by_model_day[model_codes, day_index])
+    blended_rate = tables.blended_by_day[day_index]
+    matched = token_rate >= 0
+
+    def counter(name: str) -> npt.NDArray[np.int64]:
+        return chunk[name].to_numpy(dtype=np.int64)
+
+    prompt, cached, completion = counter("prompt_tokens"), counter("cached_tokens"), counter("completion_tokens")
+    total, unsplit = counter("total_tokens"), counter("unsplit_tokens")
+    zero = np.zeros(len(chunk), dtype=np.int64)
+    uncached = np.where(matched, prompt - cached, zero)
+    cached_priced = np.where(matched, cached, zero)
+    output = np.where(matched, completion, zero)
+    blended_tokens = np.where(provisioned, zero, np.where(matched, unsplit, total))
+    ptu_tokens = np.where(provisioned, total, zero)
+    if bool(((blended_tokens > 0) & (blended_rate < 0)).any()):
+        first = int(day_index[(blended_tokens > 0) & (blended_rate < 0)].min())
+        raise ConfigurationError(
+            f"the price sheet has no default blended price effective on {start.fromordinal(start.toordinal() + first)}"
+        )
+    prices = (
+        tables.input[token_rate],
+        tables.cached[token_rate],
+        tables.output[token_rate],
+        tables.blended[blended_rate],
+    )
+    quantities = (uncached, cached_priced, output, blended_tokens)
+    bound = sum(int(q.sum()) for q in quantities) * max((int(p.max()) for p in prices if len(p)), default=0)
+    if bound < _INT64_HEADROOM:
+        cost: npt.NDArray[Any] = sum((q * p for q, p in zip(quantities, prices, strict=True)), zero)
+    else:  # astronomically many tokens: fall back to Python integers, still exact
+        cost = sum(
+            (q.astype(object) * p.astype(object) for q, p in zip(quantities, prices, strict=True)),
+            zero.astype(object),
+        )
+    return pd.DataFrame(
+        {
+            "day": chunk["day"].to_numpy(),
+            "subscription_id": chunk["subscription_id"].array,
+            "model": chunk["model"].array,
+            "deployment": chunk["deployment"].array,
+            "token_rate": token_rate,
+            "blended_rate": blended_rate,
+            **{name: counter(name) for name in LEDGER_COUNTERS},
+            "split_priced": uncached + cached_priced + output,
+            "blended_priced": blended_tokens,
+            "ptu_tokens": ptu_tokens,
+            "metered": cost,
+        }
+    )
+
+
+def _round_scaled(scaled: npt.NDArray[Any], from_places: int, minor_units: int) -> npt.NDArray[Any]:
+    """Round integers of 10^-from_places units half-even to 10^-minor_units units, exactly."""
+    divisor = 10 ** (from_places - minor_units)
+    quotient, remainder = np.divmod(scaled, divisor)
+    up = (remainder * 2 > divisor) | ((remainder * 2 == divisor) & (quotient % 2 == 1))
+    return np.asarray(quotient + up.astype(np.int64))
+
+
+def _lines(grouped: pd.DataFrame, sheet: PriceSheet, tables: _RateTables, models: Sequence[str]) -> pd.DataFrame:
+    keys = list(LINE_KEYS)
+    sums = grouped.groupby(keys, observed=True, sort=False)[
+        [*LEDGER_COUNTERS, "split_priced", "blended_priced", "ptu_tokens", "metered"]
+    ].sum()
+    split = _single_rate(grouped[grouped["split_priced"] > 0], "token_rate")
+    blended = _single_rate(grouped[grouped["blended_priced"] > 0], "blended_rate")
+    lines = sums.join(split, how="left").join(blended, how="left").reset_index()
+    for name in ("token_rate_count", "blended_rate_count"):
+        lines[name] = lines[name].fillna(0).astype(np.int64)
+    for name in ("token_rate_only", "blended_rate_only"):
+        lines[name] = lines[name].fillna(-1).astype(np.int64)
+    for name in keys:
+        lines[name] = lines[name].astype(str)
+
+    def pick(values: Sequence[Decimal], chosen: pd.Series[Any]) -> pd.Series[Any]:
+        table: list[Decimal | None] = [*values, None]
+        return pd.Series([table[i] for i in chosen.to_numpy()], index=chosen.index, dtype=object)
+
+    rates = tables.token_rates
+    lines["input_price_per_1m"] = pick([r.input for r in rates], lines["token_rate_only"])
+    lines["cached_input_price_per_1m"] = pick([r.cached_input for r in rates], lines["token_rate_only"])
+    lines["output_price_per_1m"] = pick([r.output for r in rates], lines["token_rate_only"])
+    lines["blended_price_per_1m"] = pick([b.per_1m for b in tables.blended_rates], lines["blended_rate_only"])
+    lines["rates_applied"] = lines["token_rate_count"] + lines["blended_rate_count"]
+    metered = lines["metered"].to_numpy()
+    lines["cost_minor"] = _round_scaled(metered, tables.scale + 6, sheet.minor_units).astype(np.int64)
+    priced_models = {model: sheet.match_model(model) is not None for model in models}
+    lines["pricing"] = [
+        PTU_ALLOCATION if ptu > 0 else PER_TOKEN if s > 0 or (b == 0 and priced_models.get(m, False)) else BLENDED
+        for ptu, s, b, m in zip(
+            lines["ptu_tokens"], lines["split_priced"], lines["blended_priced"], lines["model"], strict=True
+        )
+    ]
+    lines["currency"] = sheet.currency
+    return lines
+
+
+def _single_rate(grouped: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per line: how many distinct rates priced tokens, and the rate when exactly one did."""
+    stats = grouped.groupby(list(LINE_KEYS), observed=True, sort=False)[column].agg(["nunique", "min"])
+    return pd.DataFrame(
+        {
+            f"{column}_count": stats["nunique"],
+            f"{column}_only": stats["min"].where(stats["nunique"] == 1, -1),
+        }
+    )
+
+
+def _allocate_provisioned(lines: pd.DataFrame, sheet: PriceSheet, period: str) -> pd.DataFrame:
+    extra = lines["cost_minor"].to_numpy().copy()
+    idle: list[dict[str, Any]] = []
+    for deployment in sheet.provisioned_deployments():
+        cost = sheet.provisioned_cost(deployment, period)
+        units = int(cost.scaleb(sheet.minor_units))
+        if units == 0:
+            continue
+        used = ((lines["deployment"] == deployment) & (lines["ptu_tokens"] > 0)).to_numpy()
+        if not used.any():
+            idle.append(
+                {
+                    "subscription_id": UNALLOCATED_SUBSCRIPTION,
+                    "model": UNKNOWN,
+                    "deployment": deployment,
+                    "cost_minor": units,
+                    "pricing": PTU_ALLOCATION,
+                }
+            )
+            continue
+        # first to subscriptions by their tokens, then within a subscription to its models
+        members: dict[str, dict[str, tuple[int, int]]] = {}
+        for position, subscription, model, tokens in zip(
+            np.flatnonzero(used),
+            lines["subscription_id"].to_numpy()[used],
+            lines["model"].to_numpy()[used],
+            lines["ptu_tokens"].to_numpy()[used],
+            strict=True,
+        ):
+            members.setdefault(str(subscription), {})[str(model)] = (int(position), int(tokens))
+        shares = allocate(units, {sub: sum(t for _, t in models.values()) for sub, models in members.items()})
+        for subscription, share in shares.items():
+            models = members[subscription]
+            for model, part in allocate(share, {m: t for m, (_, t) in models.items()}).items():
+                extra[models[model][0]] += part
+    lines = lines.assign(cost_minor=extra)
+    if idle:
+        blank = pd.DataFrame(idle)
+        lines = pd.concat([lines, blank], ignore_index=True)
+        for name in (*LEDGER_COUNTERS, "rates_applied", "ptu_tokens", "split_priced", "blended_priced"):
+            lines[name] = lines[name].fillna(0).astype(np.int64)
+        lines["currency"] = sheet.currency
+        for name in ("input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"):
+            lines[name] = lines[name].astype(object).where(lines[name].notna(), None)
+    return lines
+
+
+def _finish_lines(lines: pd.DataFrame, sheet: PriceSheet) -> pd.DataFrame:
+    lines["cost_minor"] = lines["cost_minor"].astype(np.int64)
+    lines["cost"] = money_column(lines["cost_minor"], sheet.minor_units)
+    return lines.loc[:, list(LINE_COLUMNS)]
+
+
+def _daily(daily: pd.DataFrame, sheet: PriceSheet, tables: _RateTables) -> pd.DataFrame:
+    daily = (
+        daily.groupby(["day", "subscription_id"], observed=True, sort=True)[[*LEDGER_COUNTERS, "metered"]]
+        .sum()
+        .reset_index()
+    )
+    daily["subscription_id"] = daily["subscription_id"].astype(str)
+    daily["metered_cost_minor"] = _round_scaled(daily["metered"].to_numpy(), tables.scale + 6, sheet.minor_units)
+    daily["metered_cost_minor"] = daily["metered_cost_minor"].astype(np.int64)
+    daily["metered_cost"] = money_column(daily["metered_cost_minor"], sheet.minor_units)
+    daily["day"] = pd.to_datetime(daily["day"]).dt.date
+    return daily.loc[:, list(DAILY_COLUMNS)]
