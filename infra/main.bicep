@@ -49,9 +49,9 @@ param enableCapture bool = false
 @description('Memory of each Flex Consumption instance, in MB.')
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
-@description('Most instances the app scales out to.')
+@description('Most instances the app scales out to: 40 to 1000, the range every Flex Consumption stamp accepts.')
 param maximumInstanceCount int = 40
 
 @description('NCRONTAB schedule of the reconciliation timer (RECONCILE_SCHEDULE).')

@@ -21,7 +21,7 @@ param deploymentContainerName string
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -118,9 +118,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Flex Consumption rejects most siteConfig properties (ftpsState among them, ARM error
+    // 51021 on newer stamps); TLS 1.2 is the one kept here. FTP is not offered on Flex at all.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {

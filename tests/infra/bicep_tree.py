@@ -136,6 +136,24 @@ def params(path: Path) -> dict[str, Param]:
     return found
 
 
+def param_decorators(path: Path, name: str) -> dict[str, str]:
+    """The decorators of parameter ``name``: decorator function to its arguments' source text."""
+    for node in root(path).named_children:
+        if node.type == "parameter_declaration" and _text(node.named_children[0]) == name:
+            before = node.prev_named_sibling
+            if before is None or before.type != "decorators":
+                return {}
+            found: dict[str, str] = {}
+            for decorator in before.named_children:
+                call = decorator.named_children[0]
+                function = call.child_by_field_name("function")
+                arguments = call.child_by_field_name("arguments")
+                if function is not None and arguments is not None:
+                    found[_text(function)] = _text(arguments)[1:-1]
+            return found
+    raise KeyError(name)
+
+
 def variables(path: Path) -> dict[str, tree_sitter.Node]:
     """A file's variables by name, to the value's node."""
     found: dict[str, tree_sitter.Node] = {}
