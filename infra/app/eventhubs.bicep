@@ -33,7 +33,11 @@ resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   }
 }
 
+// The namespace's host name, taken from the endpoint Azure reports (https://<host>:443/) rather
+// than a hard-coded suffix, so sovereign clouds (servicebus.chinacloudapi.cn, ...) work as well.
+var serviceBusHost = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]
+
 output id string = namespace.id
 output name string = namespace.name
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+output fullyQualifiedNamespace string = serviceBusHost
 output principalId string = enableCapture ? namespace.identity.principalId : ''
