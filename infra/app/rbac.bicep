@@ -3,7 +3,8 @@
 //                                       publishes its telemetry with Entra ID;
 //   the deploying user (optional)     - runs the simulator against the hub and the app locally,
 //                                       reads the reports;
-//   the namespace's identity (Capture) - writes Capture blobs into the capture container.
+//   the namespace's identity (Capture) - writes Capture blobs; the Event Hubs docs grant its role
+//                                       on the storage account, not the container.
 // APIM's grant lives with the APIM module (infra/apim/eventhub-sender.bicep) and the Log
 // Analytics grants in workspace-access.bicep, because they may sit in other resource groups.
 
@@ -21,7 +22,6 @@ param userPrincipalId string = ''
 param userPrincipalType string = 'User'
 
 param enableCapture bool = false
-param captureContainerName string
 param capturePrincipalId string = ''
 
 // Built-in role definition ids.
@@ -37,16 +37,6 @@ var grantUser = !empty(userPrincipalId)
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
-}
-
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
-  parent: storage
-  name: 'default'
-}
-
-resource captureContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
-  parent: blobService
-  name: captureContainerName
 }
 
 resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
@@ -161,11 +151,12 @@ resource userQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
-// Event Hubs Capture.
+// Event Hubs Capture. "Authenticate modes for capturing events" assigns Storage Blob Data
+// Contributor on the target storage account; a container-scoped grant is not a documented setup.
 
 resource captureBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableCapture) {
-  name: guid(captureContainer.id, capturePrincipalId, storageBlobDataContributorRole)
-  scope: captureContainer
+  name: guid(storage.id, capturePrincipalId, storageBlobDataContributorRole)
+  scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRole)
     principalId: capturePrincipalId
