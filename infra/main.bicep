@@ -80,11 +80,20 @@ param metricNamespace string = 'openai'
 @description('Resource id of the Log Analytics workspace APIM\'s Application Insights reports to; empty creates one.')
 param existingLogAnalyticsWorkspaceId string = ''
 
+@description('Grant principalId read access on the workspace. Set false when it already holds that role on an existing workspace: ARM refuses a second assignment of the same role (RoleAssignmentExists).')
+param grantPrincipalWorkspaceAccess bool = true
+
 @description('Name of an existing API Management instance to wire to the hub; empty skips it.')
 param apimServiceName string = ''
 
 @description('Resource group of that API Management instance; empty means this deployment\'s.')
 param apimResourceGroupName string = ''
+
+@description('Name (id) of the Azure OpenAI API in that instance; required with apimServiceName.')
+param apimApiName string = ''
+
+@description('Also log prompt and completion messages in the LLM logs (off: privacy and cost).')
+param logLlmMessages bool = false
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -180,7 +189,6 @@ module rbac 'app/rbac.bicep' = {
     userPrincipalId: principalId
     userPrincipalType: principalType
     enableCapture: enableCapture
-    captureContainerName: captureContainerName
     capturePrincipalId: eventHubs.outputs.principalId
   }
 }
@@ -191,7 +199,7 @@ module workspaceAccess 'app/workspace-access.bicep' = {
   params: {
     workspaceName: monitoring.outputs.workspaceName
     appPrincipalId: identity.outputs.principalId
-    userPrincipalId: principalId
+    userPrincipalId: grantPrincipalWorkspaceAccess ? principalId : ''
     userPrincipalType: principalType
   }
 }
@@ -255,9 +263,16 @@ module apim 'apim/apim.bicep' = if (wireApim) {
   scope: resourceGroup(empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName)
   params: {
     apimServiceName: apimServiceName
+    apiName: apimApiName
     eventHubNamespaceName: eventHubs.outputs.name
     eventHubNamespaceResourceGroupName: resourceGroupName
     eventHubName: eventHub.outputs.name
+    eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    applicationInsightsResourceGroupName: resourceGroupName
+    workspaceResourceId: monitoring.outputs.workspaceResourceId
+    logLlmMessages: logLlmMessages
   }
 }
 

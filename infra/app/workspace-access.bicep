@@ -1,6 +1,10 @@
 // Log Analytics Reader on the workspace that holds AppMetrics: the app's identity queries it to
 // reconcile, the deploying user to look at the same numbers. Deployed into the workspace's own
 // resource group, which is not this deployment's when an existing workspace is used.
+// Each assignment is named guid(workspace, principal, role), so a second deployment rewrites the
+// same assignment. The one that can collide is the deploying user's on an existing workspace
+// where the user already holds the role under another name: ARM then answers
+// RoleAssignmentExists, and main.bicep's grantPrincipalWorkspaceAccess=false skips it.
 
 param workspaceName string
 

@@ -142,5 +142,6 @@ def test_every_setting_or_output_the_doc_mentions_exists(name: str) -> None:
 @pytest.mark.parametrize("name", _backticked(r"chargeback-[a-z-]+"))
 def test_every_fragment_and_logger_the_doc_mentions_is_created_by_the_apim_module(name: str) -> None:
     apim = INFRA / "apim" / "apim.bicep"
-    created = {literal(r.props.get("name")) for r in resources(apim)} | {literal(variables(apim)["loggerName"])}
+    loggers = {literal(variables(apim)[name]) for name in ("loggerName", "insightsLoggerName")}
+    created = {literal(r.props.get("name")) for r in resources(apim)} | loggers
     assert name in created

@@ -25,6 +25,7 @@ RBAC_FILES = [
     INFRA / "app" / "rbac.bicep",
     INFRA / "app" / "workspace-access.bicep",
     INFRA / "apim" / "eventhub-sender.bicep",
+    INFRA / "apim" / "insights-publisher.bicep",
 ]
 
 
@@ -98,8 +99,10 @@ EXPECTED = [
     ("infra/app/rbac.bicep", USER, "Storage Table Data Contributor", STORAGE, True),
     ("infra/app/rbac.bicep", USER, "Storage Queue Data Contributor", STORAGE, True),
     ("infra/app/workspace-access.bicep", USER, "Log Analytics Reader", WORKSPACE, True),
-    ("infra/app/rbac.bicep", "capturePrincipalId", "Storage Blob Data Contributor", CONTAINER, True),
+    # Event Hubs documents Capture's role on the storage account, not on a container.
+    ("infra/app/rbac.bicep", "capturePrincipalId", "Storage Blob Data Contributor", STORAGE, True),
     ("infra/apim/eventhub-sender.bicep", "apimPrincipalId", "Azure Event Hubs Data Sender", NAMESPACE, False),
+    ("infra/apim/insights-publisher.bicep", "apimPrincipalId", "Monitoring Metrics Publisher", INSIGHTS, False),
 ]
 
 
@@ -133,8 +136,9 @@ def test_no_role_is_granted_beyond_the_expected_ones() -> None:
         ("infra/main.bicep", "rbac", "userPrincipalId", "principalId"),
         ("infra/main.bicep", "rbac", "capturePrincipalId", "eventHubs.outputs.principalId"),
         ("infra/main.bicep", "workspaceAccess", "appPrincipalId", "identity.outputs.principalId"),
-        ("infra/main.bicep", "workspaceAccess", "userPrincipalId", "principalId"),
+        ("infra/main.bicep", "workspaceAccess", "userPrincipalId", "grantPrincipalWorkspaceAccess ? principalId : ''"),
         ("infra/apim/apim.bicep", "sender", "apimPrincipalId", "apimService.identity.principalId"),
+        ("infra/apim/apim.bicep", "insightsPublisher", "apimPrincipalId", "apimService.identity.principalId"),
     ],
 )
 def test_the_principals_are_the_right_identities(path: str, module: str, param: str, source: str) -> None:
