@@ -1,6 +1,6 @@
 // Wires an existing API Management instance to the pipeline:
 //   - the Event Hub logger (signing in with the instance's system-assigned identity, which is
-//     granted Azure Event Hubs Data Sender on the usage hub) and the two policy fragments the
+//     granted Azure Event Hubs Data Sender on the usage hub only) and the two policy fragments the
 //     Azure OpenAI API's policy includes:
 //       <include-fragment fragment-id="chargeback-token-metric" />  in inbound
 //       <include-fragment fragment-id="chargeback-usage-event" />   in outbound
@@ -76,6 +76,7 @@ module sender 'eventhub-sender.bicep' = {
   scope: resourceGroup(eventHubNamespaceResourceGroupName)
   params: {
     eventHubNamespaceName: eventHubNamespaceName
+    eventHubName: eventHubName
     apimPrincipalId: apimService.identity.principalId
   }
 }

@@ -7,6 +7,9 @@ param location string = resourceGroup().location
 param tags object = {}
 param enableCapture bool = false
 
+@description('Turn public network access off (a private endpoint carries the traffic instead).')
+param denyPublicNetworks bool = false
+
 @description('Throughput units of the Standard namespace.')
 @minValue(1)
 @maxValue(40)
@@ -27,7 +30,7 @@ resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   properties: {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: denyPublicNetworks ? 'Disabled' : 'Enabled'
     isAutoInflateEnabled: false
     kafkaEnabled: false
   }

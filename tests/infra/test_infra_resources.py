@@ -74,7 +74,7 @@ def test_the_app_reads_with_its_own_consumer_group() -> None:
 
 def test_capture_is_switched_on_only_after_its_role_is_granted() -> None:
     (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "eventHub"]
-    assert "rbac" in text(call.props["dependsOn"])
+    assert "captureAccess" in text(call.props["dependsOn"])
 
 
 @pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.name)
