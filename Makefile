@@ -18,16 +18,17 @@ node_modules/.installed: package.json package-lock.json
 setup: $(BIN)/.installed node_modules/.installed
 
 lint: setup
-	$(BIN)/ruff check chargeback function_app.py tests benchmarks
-	$(BIN)/ruff format --check chargeback function_app.py tests benchmarks
+	$(BIN)/ruff check chargeback devtools function_app.py tests benchmarks
+	$(BIN)/ruff format --check chargeback devtools function_app.py tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	sh scripts/install-chromium.sh
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/python -m chargeback demo $(ARGS)
+	$(BIN)/python -m devtools demo $(ARGS)
 
 bench: setup
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from chargeback import ingest, periods, report_service, runtime, usage_view
 from chargeback.adapters import eventhub, http
+from chargeback.app import runtime
+from chargeback.domain import periods
+from chargeback.ingestion import ingest, usage_view
+from chargeback.reports import service as report_service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 from benchmarks.measure import best_rate
 from benchmarks.workload import SHAPES, Workload
-from chargeback.events import Rejection, parse_event
-from chargeback.ledger import Batch, Ledger
-from chargeback.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
+from chargeback.domain.events import Rejection, parse_event
+from chargeback.ingestion.ledger import Batch, Ledger
+from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
 
 MIXED = "mixed"
 

@@ -4,7 +4,7 @@ Each run starts its own in-memory Azurite and is meant to run in a process of it
 harness starts one per run), so that peak RSS belongs to that run alone.
 
 Batches are built the way the Functions host builds them (``collection_bytes`` bodies and
-``SystemPropertiesArray`` metadata, see ``chargeback.adapters.hostshape``), decoded by
+``SystemPropertiesArray`` metadata, see ``devtools.hostshape``), decoded by
 ``azure.functions``' own Event Hub converter and handed to the function as registered in
 ``function_app.py``. Building the host's payload is the host's work and is not timed; the
 converter and the function are.
@@ -28,13 +28,14 @@ from azure.functions.eventhub import EventHubTriggerConverter
 
 from benchmarks.measure import Stopwatch, cpu_seconds, peak_rss_mib, process_tree_cpu_seconds, rss_mib
 from benchmarks.workload import Workload
-from chargeback import keys, runtime
-from chargeback.adapters.hostshape import CollectionBytes, trigger_metadata
 from chargeback.adapters.tables import TableLedgerStore
-from chargeback.emulator import Azurite
-from chargeback.events import Rejection, parse_event
-from chargeback.ledger import BatchOutcome, Ledger, usage_delta, usage_key
-from chargeback.usage import COUNTER_FIELDS, Counters
+from chargeback.app import runtime
+from chargeback.domain import keys
+from chargeback.domain.events import Rejection, parse_event
+from chargeback.domain.usage import COUNTER_FIELDS, Counters
+from chargeback.ingestion.ledger import BatchOutcome, Ledger, usage_delta, usage_key
+from devtools.emulator import Azurite
+from devtools.hostshape import CollectionBytes, trigger_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB = "aoai-usage"
@@ -61,8 +62,8 @@ def ingest_function() -> Callable[[Any], None]:
 
 @contextmanager
 def _recorded_outcomes() -> Iterator[list[BatchOutcome]]:
-    """Every ``BatchOutcome`` the registered function produces, via ``chargeback.ingest.ingest``."""
-    from chargeback import ingest as ingest_module
+    """Every ``BatchOutcome`` the registered function produces, via ``chargeback.ingestion.ingest.ingest``."""
+    from chargeback.ingestion import ingest as ingest_module
 
     outcomes: list[BatchOutcome] = []
     original = ingest_module.ingest

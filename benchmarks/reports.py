@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from chargeback.cost_centers import load_cost_centers
-from chargeback.pricing import load_price_sheet
-from chargeback.report_page import render_page
-from chargeback.reports import FORMATS, build_report
+from chargeback.billing.cost_centers import load_cost_centers
+from chargeback.billing.pricing import load_price_sheet
+from chargeback.reports.build import FORMATS, build_report
+from chargeback.reports.page import render_page
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-12"

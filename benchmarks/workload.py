@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from chargeback.adapters.hostshape import HostEvent
-from chargeback.ledger import Batch, ReceivedEvent
+from chargeback.ingestion.ledger import Batch, ReceivedEvent
+from devtools.hostshape import HostEvent
 
 CANONICAL = "canonical"
 TOOLKIT = "genai-gateway-toolkit"

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from chargeback.cli import main
+from chargeback.ops.cli import main
 
 raise SystemExit(main())

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from chargeback import runtime
-from chargeback.emulator import Azurite
+from chargeback.app import runtime
+from devtools.emulator import Azurite
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "tests" / "fixtures" / "events"

@@ -9,7 +9,7 @@ from typing import Any
 import azure.functions as func
 
 import function_app
-from chargeback.adapters.hostshape import HostEvent, decode_batch
+from devtools.hostshape import HostEvent, decode_batch
 
 
 @functools.cache

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from chargeback.cost_centers import (
+from chargeback.billing.cost_centers import (
     UNALLOCATED,
     CostCenter,
     CostCenterMap,
@@ -16,7 +16,7 @@ from chargeback.cost_centers import (
     parse_cost_centers_csv,
     parse_cost_centers_json,
 )
-from chargeback.errors import ConfigurationError
+from chargeback.domain.errors import ConfigurationError
 
 ROOT = Path(__file__).resolve().parent.parent
 

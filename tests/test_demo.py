@@ -1,4 +1,4 @@
-"""`python -m chargeback demo` runs the whole pipeline, counts every event once and finds the injected loss."""
+"""`python -m devtools demo` runs the whole pipeline, counts every event once and finds the injected loss."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from chargeback import demo, traffic
+from devtools import demo, traffic
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--requests", "300", "--days", "6", "--month", "2026-10", "--seed", "11"]
@@ -29,7 +29,7 @@ def fixture_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Co
     """One small demo run through the command line, as `make demo` starts it."""
     out = tmp_path_factory.mktemp("demo")
     finished = subprocess.run(
-        [sys.executable, "-m", "chargeback", "demo", *SMALL, "--out", str(out)],
+        [sys.executable, "-m", "devtools", "demo", *SMALL, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def test_keep_running_leaves_the_endpoints_up_until_interrupted(tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "chargeback",
+            "devtools",
             "demo",
             *SMALL,
             "--requests",

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from chargeback import events
-from chargeback.events import Rejection, UsageEvent, parse_event
-from chargeback.usage import UNKNOWN
+from chargeback.domain import events
+from chargeback.domain.events import Rejection, UsageEvent, parse_event
+from chargeback.domain.usage import UNKNOWN
 from tests.conftest import SAMPLES
 
 ENQUEUED = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -254,7 +254,7 @@ BAD_INPUT: list[tuple[str, bytes, str]] = [
         events.INCONSISTENT_TOKENS,
     ),
     ("completion without prompt", b'{"SubscriptionId": "a", "usage": {"completion_tokens": 5}}', events.MISSING_TOKENS),
-    ("future schema", b'{"schema": "chargeback.usage/v9", "subscriptionId": "a"}', events.UNSUPPORTED_SCHEMA),
+    ("future schema", b'{"schema": "chargeback.domain.usage/v9", "subscriptionId": "a"}', events.UNSUPPORTED_SCHEMA),
     (
         "two spellings disagree",
         b'{"SubscriptionId": "a", "subscriptionId": "b", "TotalTokens": "1"}',

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from chargeback import runtime
-from chargeback.adapters.hostshape import HostEvent
-from chargeback.errors import ConfigurationError
-from chargeback.ledger import Ledger
-from chargeback.runtime import Services
-from chargeback.settings import Settings
+from chargeback.app import runtime
+from chargeback.app.runtime import Services
+from chargeback.app.settings import Settings
+from chargeback.domain.errors import ConfigurationError
+from chargeback.ingestion.ledger import Ledger
+from devtools.hostshape import HostEvent
 from tests.conftest import SAMPLES
 from tests.functions import deliver, get, registered
 from tests.test_events import BAD_INPUT
@@ -101,21 +101,21 @@ def test_bad_events_are_dead_lettered_with_their_reason_while_good_ones_count(
     bodies = [good]
     for _, body, _ in BAD_INPUT:
         bodies += [body, good]
-    caplog.set_level(logging.INFO, logger="chargeback.ingest")
+    caplog.set_level(logging.INFO, logger="chargeback.ingestion.ingest")
     deliver(host_events(bodies, first_sequence=100), partition_id="2")
     _, document = usage("2026-11")
     assert subscription(document, "good")["total_tokens"] == 10 * (len(BAD_INPUT) + 1)
     assert document["dead_letters"] == len(BAD_INPUT)
     services = runtime.services()
-    table = services.table(services.settings.storage.dead_letter_table)
+    table = services.storage.table(services.settings.storage.dead_letter_table)
     reasons = {
         int(entity["RowKey"].rsplit("|", 1)[1]): entity["reason"]
         for entity in table.query_entities("PartitionKey eq '2026-11-27'")
     }
     expected = {100 + 2 * i + 1: reason for i, (_, _, reason) in enumerate(BAD_INPUT)}
     assert reasons == expected
-    [record] = [r for r in caplog.records if r.getMessage().startswith("chargeback.ingest ")]
-    line = json.loads(record.getMessage().removeprefix("chargeback.ingest "))
+    [record] = [r for r in caplog.records if r.getMessage().startswith("chargeback.ingestion.ingest ")]
+    line = json.loads(record.getMessage().removeprefix("chargeback.ingestion.ingest "))
     assert (line["received"], line["applied"], line["dead_lettered"]) == (
         len(bodies),
         len(BAD_INPUT) + 1,
@@ -130,7 +130,7 @@ def test_the_log_line_never_carries_a_body_or_a_connection_string(
     caplog.set_level(logging.DEBUG)
     deliver(host_events([b'{"SubscriptionId": "secret-body-marker", "TotalTokens": "oops"}']), partition_id="0")
     text = "\n".join(record.getMessage() for record in caplog.records)
-    assert "chargeback.ingest" in text
+    assert "chargeback.ingestion.ingest" in text
     assert "secret-body-marker" not in text
     assert "AccountKey" not in text
 
@@ -140,7 +140,7 @@ def test_racing_owners_of_one_partition_count_each_event_once(app_settings: dict
     first, second = Services(Settings.from_env()).ledger, Services(Settings.from_env()).ledger
     deliver(host_events(bodies[:2]), partition_id="1")
     from chargeback.adapters.eventhub import batch_from_trigger
-    from chargeback.adapters.hostshape import decode_batch
+    from devtools.hostshape import decode_batch
 
     def apply(ledger: Ledger, start: int, end: int) -> None:
         events = decode_batch(host_events(bodies[start:end], start), hub="aoai-usage", partition_id="1")

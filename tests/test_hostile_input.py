@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback import events, runtime
-from chargeback.adapters.hostshape import HostEvent
-from chargeback.events import MAX_EVENT_BYTES
+from chargeback.app import runtime
+from chargeback.domain import events
+from chargeback.domain.events import MAX_EVENT_BYTES
+from devtools.hostshape import HostEvent
 from tests.functions import deliver
 from tests.test_events import BAD_INPUT
 
@@ -156,17 +157,17 @@ CORPUS: list[tuple[str, bytes, Expectation]] = [
 
 @contextmanager
 def ingest_lines() -> Iterator[list[dict[str, Any]]]:
-    """Collect the parsed JSON of every ``chargeback.ingest`` log line."""
+    """Collect the parsed JSON of every ``chargeback.ingestion.ingest`` log line."""
     lines: list[dict[str, Any]] = []
 
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if message.startswith("chargeback.ingest "):
-                lines.append(json.loads(message.removeprefix("chargeback.ingest ")))
+            if message.startswith("chargeback.ingestion.ingest "):
+                lines.append(json.loads(message.removeprefix("chargeback.ingestion.ingest ")))
 
     handler = Collect()
-    logger = logging.getLogger("chargeback.ingest")
+    logger = logging.getLogger("chargeback.ingestion.ingest")
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.INFO)
@@ -179,7 +180,7 @@ def ingest_lines() -> Iterator[list[dict[str, Any]]]:
 
 def dead_letter_reasons(partition: str) -> dict[int, str]:
     services = runtime.services()
-    table = services.table(services.settings.storage.dead_letter_table)
+    table = services.storage.table(services.settings.storage.dead_letter_table)
     query = "PartitionKey eq @day and partition_id eq @partition"
     return {
         int(entity["RowKey"].rsplit("|", 1)[1]): str(entity["reason"])

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback.errors import ConcurrencyError, TransientStorageError
-from chargeback.ledger import MAX_ROWS_PER_COMMIT, Batch, Ledger, LedgerStore, ReceivedEvent, RowWrite
-from chargeback.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
-from chargeback.usage import ZERO, Counters, UsageKey, UsageRow
+from chargeback.domain.errors import ConcurrencyError, TransientStorageError
+from chargeback.domain.usage import ZERO, Counters, UsageKey, UsageRow
+from chargeback.ingestion.ledger import MAX_ROWS_PER_COMMIT, Batch, Ledger, LedgerStore, ReceivedEvent, RowWrite
+from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
 
 ENQUEUED = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 """Late events within a week of their enqueued time keep their own time; the tests stay near it."""

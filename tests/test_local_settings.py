@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from chargeback import settings, simulate
+from chargeback.app import settings
+from devtools import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "local.settings.sample.json"

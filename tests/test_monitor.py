@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chargeback.errors import MonitorError
-from chargeback.monitor import (
+from chargeback.domain.errors import MonitorError
+from chargeback.reconciliation.monitor import (
     APP_METRICS_COLUMNS,
     TABLE,
     CsvExportSource,

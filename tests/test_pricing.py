@@ -13,8 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.errors import ConfigurationError, InvalidRequestError
-from chargeback.pricing import (
+from chargeback.billing.pricing import (
     BLENDED,
     PER_TOKEN,
     PTU_ALLOCATION,
@@ -29,7 +28,8 @@ from chargeback.pricing import (
     price_usage,
     usage_frame,
 )
-from chargeback.usage import Counters, UsageKey, UsageRow
+from chargeback.domain.errors import ConfigurationError, InvalidRequestError
+from chargeback.domain.usage import Counters, UsageKey, UsageRow
 
 ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-11"

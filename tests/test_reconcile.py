@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from chargeback.errors import InvalidRequestError, PartialResultError
-from chargeback.monitor import CsvExportSource, MonitorTotals
-from chargeback.reconcile import (
+from chargeback.domain.errors import InvalidRequestError, PartialResultError
+from chargeback.domain.usage import Counters, UsageKey, UsageRow
+from chargeback.reconciliation.monitor import CsvExportSource, MonitorTotals
+from chargeback.reconciliation.reconcile import (
     LEDGER_SHORT,
     MATCHED,
     MONITOR_SHORT,
@@ -26,7 +27,6 @@ from chargeback.reconcile import (
     reconcile,
     reconcile_period,
 )
-from chargeback.usage import Counters, UsageKey, UsageRow
 
 EXPORT = Path(__file__).parent / "fixtures" / "appmetrics-export.csv"
 NOW = datetime(2024, 5, 20, 9, 0, tzinfo=UTC)

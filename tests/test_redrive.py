@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from chargeback import cli, events, runtime
-from chargeback.adapters.hostshape import HostEvent
 from chargeback.adapters.tables import TableDeadLetterStore
-from chargeback.ledger import DeadLetter, Ledger, RowWrite
-from chargeback.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
-from chargeback.redrive import ALREADY_PRESENT, APPLIED, Redriver
+from chargeback.app import runtime
+from chargeback.domain import events
+from chargeback.ingestion.ledger import DeadLetter, Ledger, RowWrite
+from chargeback.ops import cli
+from chargeback.ops.redrive import ALREADY_PRESENT, APPLIED, Redriver
+from devtools.hostshape import HostEvent
+from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
 from tests.functions import deliver
 
 ENQUEUED = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -41,7 +43,7 @@ def dead_letter_store() -> TableDeadLetterStore:
     services = runtime.services()
     names = services.settings.storage
     return TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
 
 
@@ -166,7 +168,7 @@ class TestAgainstAzurite:
         padded = orjson.dumps({"SubscriptionId": "big", "TotalTokens": "6", "pad": "x" * 20_000})
         dead_letter_store().put([letter(1, padded)])
         redrive(capsys)
-        container = runtime.services().container(app_settings["CHARGEBACK_DEAD_LETTER_CONTAINER"])
+        container = runtime.services().storage.container(app_settings["CHARGEBACK_DEAD_LETTER_CONTAINER"])
         assert tokens_of("big") == 6
         assert list(container.list_blobs()) == []
 

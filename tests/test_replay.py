@@ -13,10 +13,10 @@ import orjson
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from chargeback import cli, events, runtime
-from chargeback.adapters.hostshape import HostEvent
 from chargeback.adapters.tables import TableDeadLetterStore
-from chargeback.capture import (
+from chargeback.app import runtime
+from chargeback.domain import events
+from chargeback.ingestion.capture import (
     CAPTURE_SCHEMA,
     DEFAULT_LAYOUT,
     format_enqueued_time,
@@ -24,8 +24,10 @@ from chargeback.capture import (
     parse_enqueued_time,
     path_pattern,
 )
-from chargeback.emulator import Azurite
-from chargeback.ledger import DeadLetter
+from chargeback.ingestion.ledger import DeadLetter
+from chargeback.ops import cli
+from devtools.emulator import Azurite
+from devtools.hostshape import HostEvent
 from tests.functions import deliver
 
 ENQUEUED = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
@@ -101,7 +103,7 @@ def dead_letters() -> TableDeadLetterStore:
     services = runtime.services()
     names = services.settings.storage
     return TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
 
 

@@ -18,8 +18,9 @@ import pytest
 from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
-from chargeback import report_service, runtime
-from chargeback.adapters.hostshape import HostEvent
+from chargeback.app import runtime
+from chargeback.reports import service as report_service
+from devtools.hostshape import HostEvent
 from tests.functions import deliver, registered
 
 pytestmark = pytest.mark.azurite

@@ -17,14 +17,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from chargeback import report_page, report_service
-from chargeback.adapters.hostshape import HostEvent
-from chargeback.cost_centers import load_cost_centers
-from chargeback.local_host import LocalHost
-from chargeback.pricing import load_price_sheet
-from chargeback.reconcile import ReconciliationLine
-from chargeback.reports import Report, build_report
-from chargeback.usage import Counters, UsageKey, UsageRow
+from chargeback.billing.cost_centers import load_cost_centers
+from chargeback.billing.pricing import load_price_sheet
+from chargeback.domain.usage import Counters, UsageKey, UsageRow
+from chargeback.reconciliation.reconcile import ReconciliationLine
+from chargeback.reports import page as report_page
+from chargeback.reports import service as report_service
+from chargeback.reports.build import Report, build_report
+from devtools.hostshape import HostEvent
+from devtools.local_host import LocalHost
 from tests.functions import deliver, registered
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,12 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from benchmarks.reports import ledger_frame
-from chargeback import report_formats, reports
-from chargeback.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
-from chargeback.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet, usage_frame
-from chargeback.reconcile import LEDGER_SHORT, MONITOR_SHORT, ReconciliationLine
-from chargeback.report_formats import FOCUS_COLUMNS, neutralise
-from chargeback.reports import (
+from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
+from chargeback.billing.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet, usage_frame
+from chargeback.domain.usage import Counters, UsageKey, UsageRow
+from chargeback.reconciliation.reconcile import LEDGER_SHORT, MONITOR_SHORT, ReconciliationLine
+from chargeback.reports import build as reports
+from chargeback.reports import formats as report_formats
+from chargeback.reports.build import (
     ADJUSTMENT,
     FORMATS,
     LINE_VIEW_COLUMNS,
@@ -29,7 +30,7 @@ from chargeback.reports import (
     Report,
     build_report,
 )
-from chargeback.usage import Counters, UsageKey, UsageRow
+from chargeback.reports.formats import FOCUS_COLUMNS, neutralise
 
 PERIOD = "2026-11"
 ONE = "aoai-product-subscription-one"

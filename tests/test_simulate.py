@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from azure.eventhub import EventDataBatch
 
-from chargeback import cli, simulate, traffic
-from chargeback.emulator import free_port
-from chargeback.events import UsageEvent, parse_event
-from chargeback.monitor import CsvExportSource
+from chargeback.domain.events import UsageEvent, parse_event
+from chargeback.reconciliation.monitor import CsvExportSource
+from devtools import cli, simulate, traffic
+from devtools.emulator import free_port
 
 OCTOBER = datetime(2026, 10, 1, tzinfo=UTC)
 SCENARIO = traffic.Scenario(start=OCTOBER, days=31, requests=600, subscriptions=6, seed=7)

@@ -10,8 +10,8 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from chargeback.adapters.storage import translated
-from chargeback.errors import NotFoundError, StorageError
-from chargeback.periods import parse_month
+from chargeback.domain.errors import NotFoundError, StorageError
+from chargeback.domain.periods import parse_month
 
 MANIFEST = "manifest.json"
 

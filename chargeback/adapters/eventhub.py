@@ -8,8 +8,8 @@ from typing import Any
 
 import azure.functions as func
 
-from chargeback.errors import ConfigurationError
-from chargeback.ledger import Batch, ReceivedEvent
+from chargeback.domain.errors import ConfigurationError
+from chargeback.ingestion.ledger import Batch, ReceivedEvent
 
 
 def _field(mapping: Mapping[str, Any], name: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import azure.functions as func
 import orjson
 
-from chargeback.errors import (
+from chargeback.domain.errors import (
     ChargebackError,
     ConflictError,
     InvalidRequestError,

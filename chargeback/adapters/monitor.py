@@ -10,8 +10,9 @@ from azure.core.exceptions import AzureError
 from azure.identity import DefaultAzureCredential
 from azure.monitor.query import LogsQueryClient, LogsQueryStatus
 
-from chargeback.errors import ConfigurationError, MonitorError, PartialResultError
-from chargeback.monitor import (
+from chargeback.app.settings import LOG_ANALYTICS_WORKSPACE_ID, MONITOR_EXPORT, Settings
+from chargeback.domain.errors import ConfigurationError, MonitorError, PartialResultError
+from chargeback.reconciliation.monitor import (
     COMPLETION_COLUMN,
     PROMPT_COLUMN,
     SUBSCRIPTION_COLUMN,
@@ -24,7 +25,6 @@ from chargeback.monitor import (
     to_tokens,
     token_totals_query,
 )
-from chargeback.settings import LOG_ANALYTICS_WORKSPACE_ID, MONITOR_EXPORT, Settings
 
 _TOKEN_COLUMNS = (TOTAL_COLUMN, PROMPT_COLUMN, COMPLETION_COLUMN)
 

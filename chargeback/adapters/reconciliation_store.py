@@ -8,9 +8,9 @@ from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 
-from chargeback import keys
 from chargeback.adapters.storage import translated
-from chargeback.reconcile import ReconciliationLine
+from chargeback.domain import keys
+from chargeback.reconciliation.reconcile import ReconciliationLine
 
 
 def _int(value: Any) -> int:

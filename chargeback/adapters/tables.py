@@ -12,11 +12,11 @@ from azure.core import MatchConditions
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
 from azure.storage.blob import ContainerClient
 
-from chargeback import keys
 from chargeback.adapters.storage import translated
-from chargeback.errors import ConcurrencyError
-from chargeback.ledger import NO_WATERMARK, DeadLetter, RowWrite, SliceSnapshot
-from chargeback.usage import COUNTER_FIELDS, Counters, UsageKey
+from chargeback.domain import keys
+from chargeback.domain.errors import ConcurrencyError
+from chargeback.domain.usage import COUNTER_FIELDS, Counters, UsageKey
+from chargeback.ingestion.ledger import NO_WATERMARK, DeadLetter, RowWrite, SliceSnapshot
 
 _IDENTITY_FIELDS = ("subscription_id", "model", "deployment", "operation")
 _ROW_SELECT = ["RowKey", "day", *_IDENTITY_FIELDS, *COUNTER_FIELDS]
@@ -27,7 +27,7 @@ MAX_INLINE_BODY = 16 * 1024
 _PRINTABLE_CONTROLS = frozenset("\t\n\r")
 
 REDRIVEN_ROW_PREFIX = "!redriven|"
-"""Row keys of redrive markers: one per dead letter re-applied into a slice (see chargeback.redrive)."""
+"""Row keys of redrive markers: one per dead letter re-applied into a slice (see chargeback.ops.redrive)."""
 
 
 def _int64(value: int) -> EntityProperty:

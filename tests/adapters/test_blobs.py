@@ -8,8 +8,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from chargeback.adapters.blobs import BlobReportStore
-from chargeback.emulator import Azurite
-from chargeback.errors import InvalidRequestError, NotFoundError, StorageError
+from chargeback.domain.errors import InvalidRequestError, NotFoundError, StorageError
+from devtools.emulator import Azurite
 
 pytestmark = pytest.mark.azurite
 

@@ -9,7 +9,13 @@ import azure.functions as func
 import pytest
 
 from chargeback.adapters import http
-from chargeback.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError, TransientStorageError
+from chargeback.domain.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    StorageError,
+    TransientStorageError,
+)
 
 
 def fail(exc: BaseException) -> func.HttpResponse:

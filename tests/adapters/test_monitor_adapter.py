@@ -12,9 +12,9 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 from azure.monitor.query import LogsQueryClient, LogsQueryError, LogsQueryPartialResult, LogsQueryResult, LogsTable
 
 from chargeback.adapters.monitor import LogAnalyticsSource, logs_client, monitor_source
-from chargeback.errors import ConfigurationError, MonitorError, PartialResultError
-from chargeback.monitor import CsvExportSource, MonitorTotals, token_totals_query
-from chargeback.settings import Settings
+from chargeback.app.settings import Settings
+from chargeback.domain.errors import ConfigurationError, MonitorError, PartialResultError
+from chargeback.reconciliation.monitor import CsvExportSource, MonitorTotals, token_totals_query
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 END = datetime(2024, 5, 20, tzinfo=UTC)

@@ -10,12 +10,12 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from chargeback import keys
 from chargeback.adapters.tables import MAX_INLINE_BODY, TableDeadLetterStore, TableLedgerStore
-from chargeback.emulator import Azurite
-from chargeback.errors import ConcurrencyError
-from chargeback.ledger import NO_WATERMARK, DeadLetter, RowWrite
-from chargeback.usage import Counters, UsageKey
+from chargeback.domain import keys
+from chargeback.domain.errors import ConcurrencyError
+from chargeback.domain.usage import Counters, UsageKey
+from chargeback.ingestion.ledger import NO_WATERMARK, DeadLetter, RowWrite
+from devtools.emulator import Azurite
 
 pytestmark = pytest.mark.azurite
 

@@ -6,7 +6,7 @@ import re
 
 from bicep_tree import ROOT
 
-from chargeback import settings
+from chargeback.app import settings
 
 # A connection named X is configured with identity by X__<suffix> settings.
 IDENTITY_SUFFIXES = (

@@ -17,7 +17,7 @@ from setting_names import (
     is_set,
 )
 
-from chargeback import settings
+from chargeback.app import settings
 
 API_BICEP = INFRA / "app" / "api.bicep"
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"

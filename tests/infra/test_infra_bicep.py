@@ -21,7 +21,7 @@ from bicep_tree import (
     variables,
 )
 
-from chargeback import settings
+from chargeback.app import settings
 
 BICEP_FILES = bicep_files()
 

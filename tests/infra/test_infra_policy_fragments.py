@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from bicep_tree import INFRA, literal, params, properties, resources, text, variables
 
-from chargeback import settings
+from chargeback.app import settings
 
 APIM = INFRA / "apim"
 FRAGMENTS = APIM / "fragments"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from bicep_tree import INFRA, ROOT
 
-from chargeback.events import CANONICAL, UsageEvent, parse_event
+from chargeback.domain.events import CANONICAL, UsageEvent, parse_event
 
 USAGE_EVENT = INFRA / "apim" / "fragments" / "chargeback-usage-event.xml"
 CANONICAL_SAMPLE = ROOT / "tests" / "fixtures" / "events" / "canonical.jsonl"

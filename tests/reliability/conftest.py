@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chargeback import runtime
-from chargeback.emulator import Azurite
+from chargeback.app import runtime
+from devtools.emulator import Azurite
 from tests.reliability.proxy import FaultProxy
 
 

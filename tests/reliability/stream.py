@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from chargeback import runtime
-from chargeback.adapters.hostshape import HostEvent
-from chargeback.errors import StorageError
+from chargeback.app import runtime
+from chargeback.domain.errors import StorageError
+from devtools.hostshape import HostEvent
 from tests.functions import deliver
 
 ENQUEUED = datetime(2026, 11, 3, 6, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from chargeback import runtime
+from chargeback.app import runtime
 from tests.functions import deliver
 from tests.reliability import workers
 from tests.reliability.proxy import Action, FaultProxy, Rule

@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from chargeback import runtime
-from chargeback.adapters.hostshape import HostEvent
-from chargeback.ledger import Ledger
-from chargeback.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
+from chargeback.app import runtime
+from chargeback.ingestion.ledger import Ledger
+from devtools.hostshape import HostEvent
+from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
 from tests.functions import deliver
 
 START = datetime(2026, 11, 27, 0, 0, tzinfo=UTC)
@@ -96,7 +96,7 @@ def vm_rss_kb() -> int:
 
 
 class _Lines(logging.Handler):
-    """Keeps the counts of each ``chargeback.ingest`` line (not the records: they would grow the heap)."""
+    """Keeps the counts of each ``chargeback.ingestion.ingest`` line (not the records: they would grow the heap)."""
 
     def __init__(self, soak: Soak) -> None:
         super().__init__(logging.INFO)
@@ -104,9 +104,9 @@ class _Lines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if not message.startswith("chargeback.ingest "):
+        if not message.startswith("chargeback.ingestion.ingest "):
             return
-        line = json.loads(message.removeprefix("chargeback.ingest "))
+        line = json.loads(message.removeprefix("chargeback.ingestion.ingest "))
         keep = ("received", "applied", "skipped_already_applied", "dead_lettered")
         totals = self.soak.lines[0] if self.soak.lines else {}
         if not self.soak.lines:
@@ -118,7 +118,7 @@ class _Lines(logging.Handler):
 @pytest.fixture(name="ingest_counts")
 def fixture_ingest_counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Lines]:
     """Routes the ingest log lines to a counter only, so the soak's memory is the pipeline's own."""
-    logger = logging.getLogger("chargeback.ingest")
+    logger = logging.getLogger("chargeback.ingestion.ingest")
     handler = _Lines(Soak(0, 1))
     monkeypatch.setattr(logger, "propagate", False)
     previous = logger.level

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chargeback.errors import TransientStorageError
+from chargeback.domain.errors import TransientStorageError
 from tests.functions import deliver
 from tests.reliability.proxy import Action, FaultProxy, Rule
 from tests.reliability.stream import events, host_delivers, ledger_totals, truth

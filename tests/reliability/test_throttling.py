@@ -7,12 +7,12 @@ import threading
 import pytest
 from azure.data.tables import TableServiceClient
 
-from chargeback import runtime
-from chargeback.adapters.hostshape import HostEvent
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
-from chargeback.errors import StorageError, TransientStorageError
-from chargeback.ledger import Batch, Ledger, ReceivedEvent
-from chargeback.memory import InMemoryDeadLetterStore
+from chargeback.app import runtime
+from chargeback.domain.errors import StorageError, TransientStorageError
+from chargeback.ingestion.ledger import Batch, Ledger, ReceivedEvent
+from devtools.hostshape import HostEvent
+from devtools.memory import InMemoryDeadLetterStore
 from tests.functions import deliver
 from tests.reliability.proxy import Action, FaultProxy, Rule
 from tests.reliability.stream import ENQUEUED, body, events, host_delivers, ledger_totals, truth
@@ -134,6 +134,6 @@ def test_a_throttled_dead_letter_write_is_retried_and_every_event_is_accounted_f
     services = runtime.services()
     names = services.settings.storage
     store = TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
     assert [(dead.sequence_number, dead.reason) for dead in store.find()] == [(10, "not_json")]

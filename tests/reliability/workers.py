@@ -10,8 +10,8 @@ from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Barrier
 
-from chargeback import runtime
-from chargeback.errors import StorageError
+from chargeback.app import runtime
+from chargeback.domain.errors import StorageError
 from tests.functions import deliver
 from tests.reliability.stream import events
 
@@ -29,8 +29,8 @@ def race(
     """Deliver overlapping ranges of partitions 0 and 1, in step with a rival; report lost races."""
     _configure(settings)
     conflicts = _ConflictCounter()
-    logging.getLogger("chargeback.ingest").addHandler(conflicts)
-    logging.getLogger("chargeback.ingest").setLevel(logging.INFO)
+    logging.getLogger("chargeback.ingestion.ingest").addHandler(conflicts)
+    logging.getLogger("chargeback.ingestion.ingest").setLevel(logging.INFO)
     chooser = random.Random(seed)
     failures = 0
     for round_number in range(rounds):
@@ -51,7 +51,7 @@ def race(
 
 
 class _ConflictCounter(logging.Handler):
-    """Sums the ``conflicts`` (lost races) of every ``chargeback.ingest`` line."""
+    """Sums the ``conflicts`` (lost races) of every ``chargeback.ingestion.ingest`` line."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,8 +59,8 @@ class _ConflictCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.startswith("chargeback.ingest "):
-            self.total += int(json.loads(message.removeprefix("chargeback.ingest "))["conflicts"])
+        if message.startswith("chargeback.ingestion.ingest "):
+            self.total += int(json.loads(message.removeprefix("chargeback.ingestion.ingest "))["conflicts"])
 
 
 def apply_until_killed(settings: dict[str, str], batches: int, size: int, checkpoint: Synchronized[int]) -> None:

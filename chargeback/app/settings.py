@@ -1,0 +1,153 @@
+"""Reads the app settings, one name everywhere: code, local.settings.sample.json, Bicep, README."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from chargeback.domain.errors import ConfigurationError
+
+# Names of the settings the code reads. Bicep, the sample settings file and the README use
+# exactly these; a test keeps them in step.
+STORAGE_CONNECTION = "ChargebackStorage"
+STORAGE_TABLE_URI = "ChargebackStorage__tableServiceUri"
+STORAGE_BLOB_URI = "ChargebackStorage__blobServiceUri"
+STORAGE_CLIENT_ID = "ChargebackStorage__clientId"
+EVENTHUB_NAME = "EVENTHUB_NAME"
+EVENTHUB_CONSUMER_GROUP = "EVENTHUB_CONSUMER_GROUP"
+LEDGER_TABLE = "CHARGEBACK_LEDGER_TABLE"
+DEAD_LETTER_TABLE = "CHARGEBACK_DEAD_LETTER_TABLE"
+RECONCILIATION_TABLE = "CHARGEBACK_RECONCILIATION_TABLE"
+REPORTS_CONTAINER = "CHARGEBACK_REPORTS_CONTAINER"
+DEAD_LETTER_CONTAINER = "CHARGEBACK_DEAD_LETTER_CONTAINER"
+LOG_ANALYTICS_WORKSPACE_ID = "LOG_ANALYTICS_WORKSPACE_ID"
+MONITOR_EXPORT = "CHARGEBACK_MONITOR_EXPORT"
+MONITOR_CLIENT_ID = "CHARGEBACK_MONITOR_CLIENT_ID"
+METRIC_NAMESPACE = "CHARGEBACK_METRIC_NAMESPACE"
+SUBSCRIPTION_DIMENSION = "CHARGEBACK_SUBSCRIPTION_DIMENSION"
+RECONCILE_SCHEDULE = "RECONCILE_SCHEDULE"
+RECONCILE_TOLERANCE_PERCENT = "CHARGEBACK_RECONCILE_TOLERANCE_PERCENT"
+RECONCILE_LAG_HOURS = "CHARGEBACK_RECONCILE_LAG_HOURS"
+FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
+PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
+COST_CENTERS = "CHARGEBACK_COST_CENTERS"
+
+DEFAULTS: Mapping[str, str] = {
+    EVENTHUB_NAME: "aoai-usage",
+    EVENTHUB_CONSUMER_GROUP: "chargeback",
+    LEDGER_TABLE: "usageledger",
+    DEAD_LETTER_TABLE: "usagedeadletters",
+    RECONCILIATION_TABLE: "usagereconciliation",
+    REPORTS_CONTAINER: "reports",
+    DEAD_LETTER_CONTAINER: "deadletters",
+    SUBSCRIPTION_DIMENSION: "Subscription ID",
+    RECONCILE_SCHEDULE: "0 0 2 * * *",
+    RECONCILE_TOLERANCE_PERCENT: "1.0",
+    RECONCILE_LAG_HOURS: "6",
+    FINAL_GRACE_DAYS: "5",
+    PRICE_SHEET: "config/price-sheet.json",
+    COST_CENTERS: "config/cost-centers.csv",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Where the ledger and reports live: a connection string, or service URIs and an identity."""
+
+    connection_string: str | None
+    table_service_uri: str | None
+    blob_service_uri: str | None
+    client_id: str | None
+    ledger_table: str
+    dead_letter_table: str
+    reconciliation_table: str
+    reports_container: str
+    dead_letter_container: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting the app reads, validated once."""
+
+    storage: StorageSettings
+    eventhub_name: str
+    consumer_group: str
+    workspace_id: str | None
+    monitor_export: str | None
+    monitor_client_id: str | None
+    metric_namespace: str | None
+    """Only AppMetrics rows of this namespace are compared; None compares every namespace."""
+    subscription_dimension: str
+    tolerance_percent: Decimal
+    lag_hours: int
+    final_grace_days: int
+    price_sheet: str
+    cost_centers: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (the process environment by default)."""
+        source = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = source.get(name, DEFAULTS.get(name))
+            return value.strip() if value and value.strip() else None
+
+        def need(name: str) -> str:
+            value = get(name)
+            if value is None:
+                raise ConfigurationError(f"setting {name} is required")
+            return value
+
+        connection = get(STORAGE_CONNECTION)
+        table_uri = get(STORAGE_TABLE_URI)
+        blob_uri = get(STORAGE_BLOB_URI)
+        if connection is None and (table_uri is None or blob_uri is None):
+            raise ConfigurationError(
+                f"set {STORAGE_CONNECTION} (a connection string) or both "
+                f"{STORAGE_TABLE_URI} and {STORAGE_BLOB_URI} (identity-based)"
+            )
+        storage = StorageSettings(
+            connection_string=connection,
+            table_service_uri=table_uri,
+            blob_service_uri=blob_uri,
+            client_id=get(STORAGE_CLIENT_ID),
+            ledger_table=need(LEDGER_TABLE),
+            dead_letter_table=need(DEAD_LETTER_TABLE),
+            reconciliation_table=need(RECONCILIATION_TABLE),
+            reports_container=need(REPORTS_CONTAINER),
+            dead_letter_container=need(DEAD_LETTER_CONTAINER),
+        )
+        return cls(
+            storage=storage,
+            eventhub_name=need(EVENTHUB_NAME),
+            consumer_group=need(EVENTHUB_CONSUMER_GROUP),
+            workspace_id=get(LOG_ANALYTICS_WORKSPACE_ID),
+            monitor_export=get(MONITOR_EXPORT),
+            monitor_client_id=get(MONITOR_CLIENT_ID),
+            metric_namespace=get(METRIC_NAMESPACE),
+            subscription_dimension=need(SUBSCRIPTION_DIMENSION),
+            tolerance_percent=_decimal(RECONCILE_TOLERANCE_PERCENT, need(RECONCILE_TOLERANCE_PERCENT)),
+            lag_hours=_whole(RECONCILE_LAG_HOURS, need(RECONCILE_LAG_HOURS)),
+            final_grace_days=_whole(FINAL_GRACE_DAYS, need(FINAL_GRACE_DAYS)),
+            price_sheet=need(PRICE_SHEET),
+            cost_centers=need(COST_CENTERS),
+        )
+
+
+def _decimal(name: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation as exc:
+        raise ConfigurationError(f"setting {name} must be a number, got {raw!r}") from exc
+    if not value.is_finite() or value < 0:
+        raise ConfigurationError(f"setting {name} must be a non-negative number, got {raw!r}")
+    return value
+
+
+def _whole(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise ConfigurationError(f"setting {name} must be a whole number, got {raw!r}")
+    return int(raw)

@@ -1,0 +1,64 @@
+"""Encodes identifiers into Table Storage keys without losing or rejecting any character."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from chargeback.domain.usage import UsageKey
+
+WATERMARK_ROW = "!watermark"
+"""The row key of a slice's watermark; sorts before every aggregate row (which start with a day)."""
+
+MAX_KEY_BYTES = 1024
+"""Table Storage caps a key at 1 KiB (UTF-16)."""
+
+# Table keys forbid / \ # ? and control characters; % escapes, | separates.
+_UNSAFE = re.compile(r"[%|/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def escape(value: str) -> str:
+    """Percent-encode the characters a Table key may not hold; reversible and readable."""
+    return _UNSAFE.sub(_percent, value)
+
+
+def _percent(match: re.Match[str]) -> str:
+    return f"%{ord(match.group()):02X}"
+
+
+def unescape(value: str) -> str:
+    """Invert ``escape``."""
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+
+
+def slice_key(period: str, hub: str, partition_id: str) -> str:
+    """The partition key of a ledger slice: the period leads so a month is one range query."""
+    return f"{period}|{escape(hub)}|{escape(partition_id)}"
+
+
+def period_range(period: str) -> tuple[str, str]:
+    """Bounds [low, high) of every slice key of a month (``YYYY-MM``)."""
+    return f"{period}|", f"{period}}}"
+
+
+def aggregate_row_key(key: UsageKey) -> str:
+    """The row key of an aggregate: the day leads so a day is one range query within a slice.
+
+    Identifiers too long for a key are hashed; readers take identifiers from the row's
+    properties, never from the key, so nothing is lost either way.
+    """
+    day = key.day.isoformat()
+    readable = "|".join(
+        (day, escape(key.subscription_id), escape(key.model), escape(key.deployment), escape(key.operation))
+    )
+    if len(readable.encode("utf-16-le")) <= MAX_KEY_BYTES:
+        return readable
+    digest = hashlib.sha256(
+        "\x00".join((key.subscription_id, key.model, key.deployment, key.operation)).encode("utf-8")
+    ).hexdigest()
+    return f"{day}|~{digest}"
+
+
+def day_range(day: str) -> tuple[str, str]:
+    """Bounds [low, high) of the aggregate row keys of one day (``YYYY-MM-DD``) within a slice."""
+    return f"{day}|", f"{day}}}"

@@ -1,0 +1,468 @@
+"""Folds Event Hub batches into the usage ledger exactly once, on an at-least-once stream.
+
+The ledger is cut into slices, one per (month, hub, Event Hub partition). Each slice has a
+watermark: the last sequence number applied to it. A batch is split by slice; each slice's
+part is committed as one transaction that writes the new aggregate totals *and* the
+watermark, conditioned on the watermark's ETag. Events at or below a slice's watermark are
+skipped, so redelivery changes nothing and a racing owner loses on the ETag, re-reads and
+skips what the winner applied. A part touching more than ``MAX_ROWS_PER_COMMIT`` aggregates
+is committed in chunks, in sequence order, each carrying the watermark of its last event.
+
+Assumption: within a partition the host delivers events in sequence order, and a redelivery
+starts at or before the first event not yet applied (Event Hubs checkpoints guarantee this).
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Protocol
+
+from chargeback.domain import keys
+from chargeback.domain.errors import ConcurrencyError
+from chargeback.domain.events import Rejection, UsageEvent, parse_event_fields
+from chargeback.domain.usage import ZERO, Counters, UsageKey, UsageRow
+
+MAX_ROWS_PER_COMMIT = 99
+"""A transaction holds at most 100 entities: 99 aggregates and the watermark."""
+
+MAX_COMMIT_BYTES = 3 * 1024 * 1024
+"""A transaction's body may not pass 4 MiB; chunks are cut well before, by a pessimistic estimate."""
+
+MAX_CONFLICT_RETRIES = 8
+"""How often a slice is re-read after losing a race before the batch is handed back to the host."""
+
+NO_WATERMARK = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedEvent:
+    """An event as the trigger delivered it."""
+
+    body: bytes
+    sequence_number: int
+    enqueued_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The events of one invocation: one Event Hub partition, in sequence order."""
+
+    hub: str
+    partition_id: str
+    events: Sequence[ReceivedEvent]
+    namespace: str = ""
+    consumer_group: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event that can never be applied, kept with its raw body and the reason."""
+
+    hub: str
+    partition_id: str
+    sequence_number: int
+    enqueued_time: datetime
+    body: bytes
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SliceSnapshot:
+    """A slice as read from the store: watermark first, then the rows of the requested days."""
+
+    watermark: int
+    etag: str | None
+    rows: Mapping[str, Counters]
+
+
+@dataclass(frozen=True, slots=True)
+class RowWrite:
+    """The new absolute totals of one aggregate row."""
+
+    row_key: str
+    key: UsageKey
+    counters: Counters
+
+
+class LedgerStore(Protocol):
+    """Where slices live. The Table adapter implements it; tests use an in-memory fake."""
+
+    def read_slice(self, slice_key: str, days: Collection[str]) -> SliceSnapshot:
+        """Read the watermark (and its ETag), *then* the aggregate rows of ``days``."""
+        ...
+
+    def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
+        """Write rows and watermark in one transaction if the watermark's ETag is still ``etag``
+        (``None``: the watermark must not exist yet). Return the new ETag; raise
+        ``ConcurrencyError`` when the condition fails."""
+        ...
+
+    def period_rows(self, period: str) -> Iterator[tuple[UsageKey, Counters]]:
+        """Every aggregate of a month (``YYYY-MM``) or a day (``YYYY-MM-DD``), per slice."""
+        ...
+
+
+class DeadLetterStore(Protocol):
+    """Where rejected events go, idempotently keyed by hub, partition and sequence number."""
+
+    def put(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def count(self, period: str) -> int: ...
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one invocation did; ``received == applied + skipped + dead_lettered`` always."""
+
+    hub: str
+    partition_id: str
+    received: int = 0
+    applied: int = 0
+    skipped: int = 0
+    dead_lettered: int = 0
+    time_fallbacks: int = 0
+    transactions: int = 0
+    reads: int = 0
+    conflicts: int = 0
+    slices: int = 0
+    first_sequence: int | None = None
+    last_sequence: int | None = None
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_log(self) -> dict[str, object]:
+        return {
+            "hub": self.hub,
+            "partition": self.partition_id,
+            "first_sequence": self.first_sequence,
+            "last_sequence": self.last_sequence,
+            "received": self.received,
+            "applied": self.applied,
+            "skipped_already_applied": self.skipped,
+            "dead_lettered": self.dead_lettered,
+            "dead_letter_reasons": dict(self.reasons),
+            "time_fallbacks": self.time_fallbacks,
+            "slices": self.slices,
+            "transactions": self.transactions,
+            "reads": self.reads,
+            "conflicts": self.conflicts,
+        }
+
+
+_Key = tuple[date, str, str, str, str]
+"""A ``UsageKey`` as a plain tuple (same fields, same order): hashed in C, built per event."""
+
+_Delta = tuple[int, int, int, int, int, int, int]
+"""One event's ``Counters`` but ``requests`` (always 1), in field order, as a plain tuple."""
+
+_Parsed = tuple[int, _Key, _Delta]
+"""An accepted event: sequence number, aggregate key, delta. Tuples, since a batch builds thousands."""
+
+
+@dataclass(slots=True)
+class _CachedSlice:
+    watermark: int
+    etag: str | None
+    rows: dict[str, Counters]
+    days: OrderedDict[str, None]
+    """Days whose rows are all in ``rows``; ``None`` in place of the dict means every day."""
+    complete: bool
+
+
+def usage_delta(event: UsageEvent) -> Counters:
+    """The counters one event adds to its aggregate."""
+    unsplit = event.prompt_tokens is None
+    return Counters(
+        requests=1,
+        prompt_tokens=event.prompt_tokens or 0,
+        completion_tokens=event.completion_tokens or 0,
+        cached_tokens=event.cached_tokens or 0,
+        total_tokens=event.total_tokens,
+        unsplit_requests=1 if unsplit else 0,
+        unsplit_tokens=event.total_tokens if unsplit else 0,
+        time_fallbacks=0 if event.time_from_event else 1,
+    )
+
+
+def usage_key(event: UsageEvent) -> UsageKey:
+    return UsageKey(
+        day=event.event_time.date(),
+        subscription_id=event.subscription_id,
+        model=event.model,
+        deployment=event.deployment,
+        operation=event.operation,
+    )
+
+
+class Ledger:
+    """Applies batches to a ``LedgerStore`` exactly once and reads periods back.
+
+    Keeps, per slice, the rows it last wrote and the watermark's ETag, so that in steady state
+    a batch costs one transaction per touched slice and no reads: the ETag condition on the
+    commit proves the cache is still the truth.
+    """
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        dead_letters: DeadLetterStore,
+        *,
+        max_cached_slices: int = 64,
+        max_cached_days: int = 3,
+    ) -> None:
+        self._store = store
+        self._dead_letters = dead_letters
+        self._cache: OrderedDict[str, _CachedSlice] = OrderedDict()
+        # The worker runs invocations of different partitions on threads; they share the cache
+        # (never a slice: a slice belongs to one partition, which the host hands one batch at a time).
+        self._cache_lock = threading.Lock()
+        self._max_cached_slices = max_cached_slices
+        self._max_cached_days = max_cached_days
+
+    def apply(self, batch: Batch) -> BatchOutcome:
+        """Apply a batch; raise only what the host must retry (storage trouble, lost races)."""
+        outcome = BatchOutcome(hub=batch.hub, partition_id=batch.partition_id, received=len(batch.events))
+        by_slice: dict[str, list[_Parsed]] = {}
+        slice_of_day: dict[date, str] = {}
+        letters: list[DeadLetter] = []
+        skipped = 0
+        previous: int | None = None
+        for received in sorted(batch.events, key=_sequence):
+            sequence_number = received.sequence_number
+            if sequence_number == previous:
+                # Sorted, a repeated sequence number sits next to its first occurrence.
+                skipped += 1
+                continue
+            previous = sequence_number
+            enqueued = received.enqueued_time
+            if enqueued.tzinfo is not UTC:
+                enqueued = _utc(enqueued)
+            parsed = parse_event_fields(received.body, enqueued)
+            if isinstance(parsed, Rejection):
+                letters.append(_dead_letter(batch, received, enqueued, parsed))
+                outcome.reasons[parsed.reason] = outcome.reasons.get(parsed.reason, 0) + 1
+                continue
+            (
+                subscription,
+                _,
+                operation,
+                model,
+                deployment,
+                event_time,
+                from_event,
+                prompt,
+                completion,
+                cached,
+                total,
+                _,
+            ) = parsed
+            day = event_time.date()
+            slice_key = slice_of_day.get(day)
+            if slice_key is None:
+                slice_key = slice_of_day[day] = keys.slice_key(day.strftime("%Y-%m"), batch.hub, batch.partition_id)
+            if prompt is None:
+                delta = (0, 0, 0, total, 1, total, 0 if from_event else 1)
+            else:
+                delta = (prompt, completion or 0, cached or 0, total, 0, 0, 0 if from_event else 1)
+            part = by_slice.get(slice_key)
+            if part is None:
+                part = by_slice[slice_key] = []
+            part.append((sequence_number, (day, subscription, model, deployment, operation), delta))
+        outcome.skipped = skipped
+        if batch.events:
+            outcome.first_sequence = min(map(_sequence, batch.events))
+            outcome.last_sequence = max(map(_sequence, batch.events))
+        outcome.slices = len(by_slice)
+        for slice_key, part in by_slice.items():
+            days = {day.isoformat() for day, key in slice_of_day.items() if key == slice_key}
+            self._apply_slice(slice_key, days, part, outcome)
+        if letters:
+            self._dead_letters.put(letters)
+        outcome.dead_lettered = len(letters)
+        return outcome
+
+    def _apply_slice(self, slice_key: str, days: set[str], part: list[_Parsed], outcome: BatchOutcome) -> None:
+        applied = 0
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            state = self._slice(slice_key, days, outcome)
+            watermark = state.watermark
+            pending = part if part[0][0] > watermark else [item for item in part if item[0] > watermark]
+            try:
+                for chunk, groups in _chunks(pending):
+                    writes, fallbacks = _writes(groups, state.rows)
+                    watermark = chunk[-1][0]
+                    etag = self._store.commit(slice_key, state.etag, writes, watermark)
+                    outcome.transactions += 1
+                    for write in writes:
+                        state.rows[write.row_key] = write.counters
+                    state.watermark, state.etag = watermark, etag
+                    applied += len(chunk)
+                    outcome.time_fallbacks += fallbacks
+            except ConcurrencyError:
+                outcome.conflicts += 1
+                self._forget(slice_key)
+                continue
+            except BaseException:
+                # The commit may or may not have landed: forget what we think the slice holds.
+                self._forget(slice_key)
+                raise
+            outcome.applied += applied
+            outcome.skipped += len(part) - applied
+            return
+        raise ConcurrencyError(f"slice {slice_key} kept moving after {MAX_CONFLICT_RETRIES} re-reads")
+
+    def _forget(self, slice_key: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(slice_key, None)
+
+    def _remember(self, slice_key: str, state: _CachedSlice) -> None:
+        with self._cache_lock:
+            self._cache[slice_key] = state
+            self._cache.move_to_end(slice_key)
+            while len(self._cache) > self._max_cached_slices:
+                self._cache.popitem(last=False)
+
+    def _slice(self, slice_key: str, days: set[str], outcome: BatchOutcome) -> _CachedSlice:
+        with self._cache_lock:
+            state = self._cache.get(slice_key)
+        if state is None:
+            missing = days
+        elif state.complete:
+            missing = set()
+        else:
+            missing = days - state.days.keys()
+        if state is not None and not missing:
+            self._touch(state, days)
+            self._remember(slice_key, state)
+            return state
+        snapshot = self._store.read_slice(slice_key, sorted(missing))
+        outcome.reads += 1 + len(missing)
+        if state is None or snapshot.etag != state.etag:
+            if snapshot.etag is not None and missing != days:
+                # Our cached days are stale; read every day this part needs.
+                snapshot = self._store.read_slice(slice_key, sorted(days))
+                outcome.reads += 1 + len(days)
+            state = _CachedSlice(
+                watermark=snapshot.watermark,
+                etag=snapshot.etag,
+                rows=dict(snapshot.rows),
+                days=OrderedDict(),
+                complete=snapshot.etag is None,
+            )
+        else:
+            state.rows.update(snapshot.rows)
+        self._touch(state, days)
+        self._remember(slice_key, state)
+        return state
+
+    def _touch(self, state: _CachedSlice, days: Collection[str]) -> None:
+        """Mark days as loaded and most recent; forget the rows of older days beyond the cap."""
+        for day in sorted(days):
+            state.days[day] = None
+            state.days.move_to_end(day)
+        evictable = [day for day in state.days if day not in days]
+        excess = len(state.days) - max(self._max_cached_days, len(days))
+        for old in evictable[: max(excess, 0)]:
+            del state.days[old]
+            prefix = f"{old}|"
+            for row_key in [k for k in state.rows if k.startswith(prefix)]:
+                del state.rows[row_key]
+            state.complete = False
+
+    def period_rows(self, period: str) -> list[UsageRow]:
+        """A month's or a day's aggregates, summed over every slice."""
+        totals: dict[UsageKey, Counters] = {}
+        for key, counters in self._store.period_rows(period):
+            totals[key] = totals.get(key, ZERO) + counters
+        return [UsageRow(key, counters) for key, counters in sorted(totals.items(), key=_row_order)]
+
+    def dead_letter_count(self, period: str) -> int:
+        return self._dead_letters.count(period)
+
+
+_sequence: Callable[[ReceivedEvent], int] = operator.attrgetter("sequence_number")
+
+
+def _row_order(item: tuple[UsageKey, Counters]) -> tuple[date, str, str, str, str]:
+    key = item[0]
+    return (key.day, key.subscription_id, key.model, key.deployment, key.operation)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _dead_letter(batch: Batch, received: ReceivedEvent, enqueued: datetime, rejection: Rejection) -> DeadLetter:
+    return DeadLetter(
+        hub=batch.hub,
+        partition_id=batch.partition_id,
+        sequence_number=received.sequence_number,
+        enqueued_time=enqueued,
+        body=received.body,
+        reason=rejection.reason,
+        detail=rejection.detail,
+    )
+
+
+def _chunks(pending: list[_Parsed]) -> Iterator[tuple[list[_Parsed], dict[_Key, list[_Delta]]]]:
+    """Cut a slice's events, in sequence order, into runs that fit one transaction: at most
+    MAX_ROWS_PER_COMMIT rows and MAX_COMMIT_BYTES; each with its deltas grouped by row, rows in
+    first-touched order."""
+    groups = _grouped(pending)
+    if len(groups) <= MAX_ROWS_PER_COMMIT and sum(map(_row_bytes, groups)) <= MAX_COMMIT_BYTES:
+        if pending:
+            yield pending, groups
+        return
+    chunk: list[_Parsed] = []
+    touched: set[_Key] = set()
+    size = 0
+    for item in pending:
+        key = item[1]
+        if key not in touched:
+            row_bytes = _row_bytes(key)
+            if touched and (len(touched) == MAX_ROWS_PER_COMMIT or size + row_bytes > MAX_COMMIT_BYTES):
+                yield chunk, _grouped(chunk)
+                chunk, touched, size = [], set(), 0
+            touched.add(key)
+            size += row_bytes
+        chunk.append(item)
+    if chunk:
+        yield chunk, _grouped(chunk)
+
+
+def _row_bytes(key: _Key) -> int:
+    """An upper bound on one aggregate's share of a transaction body.
+
+    Each identifier appears in the entity and, escaped, in its row key and URL; a character may
+    take up to 12 bytes as a JSON escape pair. 2 KiB covers the counters and the envelope.
+    """
+    return 2048 + 36 * (len(key[1]) + len(key[2]) + len(key[3]) + len(key[4]))
+
+
+def _grouped(items: list[_Parsed]) -> dict[_Key, list[_Delta]]:
+    groups: dict[_Key, list[_Delta]] = {}
+    for _, key, delta in items:
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [delta]
+        else:
+            group.append(delta)
+    return groups
+
+
+def _writes(groups: dict[_Key, list[_Delta]], current: Mapping[str, Counters]) -> tuple[list[RowWrite], int]:
+    """The new totals of the rows a chunk touches, in first-touched order, and its time fallbacks."""
+    writes = []
+    fallbacks = 0
+    for key, group in groups.items():
+        added = Counters(len(group), *map(sum, zip(*group, strict=True)))
+        fallbacks += added.time_fallbacks
+        usage_key = UsageKey(*key)
+        row_key = keys.aggregate_row_key(usage_key)
+        writes.append(RowWrite(row_key, usage_key, current.get(row_key, ZERO) + added))
+    return writes, fallbacks

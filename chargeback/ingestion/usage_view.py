@@ -1,0 +1,59 @@
+"""Shapes a period's ledger totals into the JSON document ``GET /api/usage/{period}`` returns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from chargeback.domain.usage import ZERO, Counters, UsageRow
+
+_SPLIT_FIELDS = ("prompt_tokens", "completion_tokens")
+
+
+def counters_document(counters: Counters) -> dict[str, Any]:
+    """Counters as JSON; a prompt/completion split no request carried is ``null``, not 0."""
+    document: dict[str, Any] = {
+        "requests": counters.requests,
+        "prompt_tokens": counters.prompt_tokens,
+        "completion_tokens": counters.completion_tokens,
+        "cached_tokens": counters.cached_tokens,
+        "total_tokens": counters.total_tokens,
+        "unsplit_tokens": counters.unsplit_tokens,
+        "unsplit_requests": counters.unsplit_requests,
+        "time_fallbacks": counters.time_fallbacks,
+    }
+    if not counters.split_known:
+        for name in (*_SPLIT_FIELDS, "cached_tokens"):
+            document[name] = None
+    return document
+
+
+def usage_document(period: str, rows: Iterable[UsageRow], dead_letters: int) -> dict[str, Any]:
+    """Totals per subscription, each with its (model, deployment) lines, and grand totals."""
+    by_subscription: dict[str, dict[tuple[str, str], Counters]] = {}
+    for row in rows:
+        models = by_subscription.setdefault(row.key.subscription_id, {})
+        line = (row.key.model, row.key.deployment)
+        models[line] = models.get(line, ZERO) + row.counters
+    subscriptions = []
+    grand = ZERO
+    for subscription_id in sorted(by_subscription):
+        models = by_subscription[subscription_id]
+        total = sum(models.values(), ZERO)
+        grand += total
+        subscriptions.append(
+            {
+                "subscription_id": subscription_id,
+                **counters_document(total),
+                "models": [
+                    {"model": model, "deployment": deployment, **counters_document(counters)}
+                    for (model, deployment), counters in sorted(models.items())
+                ],
+            }
+        )
+    return {
+        "period": period,
+        "subscriptions": subscriptions,
+        "totals": counters_document(grand),
+        "dead_letters": dead_letters,
+    }

@@ -1,0 +1,583 @@
+"""Renders a report to bytes: CSV, JSON, XLSX, Parquet and a FOCUS 1.2 cost-and-usage CSV."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xlsxwriter
+from xlsxwriter.utility import xl_col_to_name
+
+from chargeback.billing.pricing import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT, period_bounds
+
+if TYPE_CHECKING:
+    from chargeback.reports.build import Report
+
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""First characters that make a spreadsheet treat a text cell as something to execute."""
+
+MONEY_COLUMNS = frozenset({"cost", "adjustment_cost", "metered_cost"})
+PRICE_COLUMNS = frozenset(
+    {"input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"}
+)
+
+FOCUS_COLUMNS = (
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "PricingQuantity",
+    "PricingUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "ServiceName",
+    "ServiceCategory",
+    "ProviderName",
+    "PublisherName",
+    "InvoiceIssuerName",
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "ResourceId",
+    "ResourceName",
+    "SkuId",
+    "Tags",
+    "x_CostCenter",
+    "x_BusinessUnit",
+    "x_Owner",
+    "x_Model",
+    "x_Deployment",
+    "x_PricingMethod",
+    "x_RatesApplied",
+    "x_ChargeCategory",
+    "x_AdjustedPeriod",
+    "x_Requests",
+    "x_PromptTokens",
+    "x_CompletionTokens",
+    "x_CachedTokens",
+    "x_UnsplitTokens",
+    "x_ReconciliationStatus",
+)
+FOCUS_SERVICE_NAME = "Azure OpenAI"
+FOCUS_SERVICE_CATEGORY = "AI and Machine Learning"
+FOCUS_PROVIDER = "Microsoft"
+
+
+def neutralise(value: str) -> str:
+    """``value`` made inert for spreadsheets: a leading ``'`` when it starts like a formula."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` with every text cell neutralised; numbers and Decimals are untouched."""
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if isinstance(column.dtype, pd.StringDtype):
+            risky = column.str.startswith(FORMULA_TRIGGERS).fillna(value=False).astype(bool)
+        elif column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in ("string", "mixed"):
+            risky = column.map(lambda v: isinstance(v, str) and v.startswith(FORMULA_TRIGGERS)).astype(bool)
+        else:
+            continue
+        if bool(risky.any()):
+            fixed = column.astype(object).copy()
+            fixed[risky] = ["'" + str(v) for v in column[risky]]
+            out[name] = fixed
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# CSV and JSON
+
+
+def _text_cell(value: Any) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _to_csv(frame: pd.DataFrame) -> str:
+    """CSV text with exact cells: Decimals by ``str``, dates ISO 8601, missing values empty."""
+    return frame.to_csv(index=False, lineterminator="\r\n", na_rep="")
+
+
+def render_csv(report: Report) -> bytes:
+    """The lines view as CSV, UTF-8 with a byte-order mark so Excel reads it as UTF-8.
+
+    No total row: a file of lines stays safe to sum or pivot; the totals are in the JSON and
+    XLSX renderings.
+    """
+    text = _to_csv(neutralise_frame(report.lines))
+    return text.encode("utf-8-sig")
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, float):
+        return None if np.isnan(value) else value
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return value
+
+
+def _json_column(column: pd.Series[Any]) -> list[Any]:
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
+        return list(column.tolist())
+    return [_json_value(v) for v in column.to_numpy(dtype=object)]
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    columns = list(frame.columns)
+    values = [_json_column(frame[name]) for name in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def render_json(report: Report) -> bytes:
+    """The report as one JSON document; money and prices are strings, so nothing is rounded."""
+    document = {
+        "period": report.period,
+        "currency": report.currency,
+        "minor_unit_digits": report.minor_units,
+        "generated_at": _utc(report.generated_at),
+        "totals": {name: _json_value(value) for name, value in report.totals.items()},
+        "lines": _records(report.lines),
+        "by_cost_center": _records(report.by_cost_center),
+        "by_subscription": _records(report.by_subscription),
+        "reconciliation": _records(report.reconciliation),
+        "unallocated": _records(report.unallocated),
+    }
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _utc(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------------------------
+# XLSX
+
+
+def money_format(currency: str, minor_units: int) -> str:
+    """An Excel number format showing the currency code and its minor-unit digits."""
+    decimals = "." + "0" * minor_units if minor_units else ""
+    return f'#,##0{decimals} "{currency}"'
+
+
+PRICE_FORMAT = "0.00" + "#" * (MAX_PRICE_PLACES - 2)
+
+
+DATE_FORMAT = "yyyy-mm-dd"
+DATETIME_FORMAT = "yyyy-mm-dd h:mm:ss"
+XLSX_MAX_ROWS = 1_048_576
+XLSX_MAX_COLUMNS = 16_384
+XLSX_ROWS_PER_BLOCK = 10_000
+"""Rows rendered at a time, which bounds the memory a large sheet takes while it is written."""
+
+_WORKBOOK_OPTIONS = {
+    "constant_memory": True,
+    "strings_to_formulas": False,
+    "strings_to_numbers": False,
+    "strings_to_urls": False,
+}
+_ONE_KIND = frozenset({"string", "decimal", "integer", "floating", "boolean", "date", "datetime", "empty"})
+"""Kinds of object column whose equal values are written alike, so that they may be factorized."""
+_EXCEL_EPOCH = date(1899, 12, 30)
+_ESCAPED_ESCAPE = re.compile(r"(_x[0-9a-fA-F]{4}_)")
+_CONTROL_CHARACTER = re.compile(r"([\x00-\x08\x0b-\x1f\ufffe\uffff])")
+
+_Cells = Callable[[list[str], int], list[str]]
+"""Gives a column's cells in the rows numbered as given, the first holding row ``start`` of the frame."""
+
+
+@dataclass(frozen=True)
+class _Styles:
+    """The cell styles the sheets use, as the workbook's style indices (0 is the default style)."""
+
+    header: int
+    money: int
+    price: int
+    day: int
+    timestamp: int
+
+
+def render_xlsx(report: Report) -> bytes:
+    """A workbook with a sheet per view: bold frozen header, sized columns, money formatted.
+
+    Text is always written as text: never as a formula, a number or a link.
+    """
+    totals = pd.DataFrame({"measure": list(report.totals), "value": list(report.totals.values())})
+    sheets = (
+        ("lines", report.lines),
+        ("by cost center", report.by_cost_center),
+        ("by subscription", report.by_subscription),
+        ("daily", report.daily),
+        ("reconciliation", report.reconciliation),
+        ("unallocated", report.unallocated),
+        ("totals", totals),
+    )
+    buffer = io.BytesIO()
+    # closing the workbook, even on an error, removes the temporary files its sheets' rows go to
+    with xlsxwriter.Workbook(buffer, _WORKBOOK_OPTIONS) as workbook:
+        styles = _Styles(
+            header=_style(workbook, {"bold": True}),
+            money=_style(workbook, {"num_format": money_format(report.currency, report.minor_units)}),
+            price=_style(workbook, {"num_format": PRICE_FORMAT}),
+            day=_style(workbook, {"num_format": DATE_FORMAT}),
+            timestamp=_style(workbook, {"num_format": DATETIME_FORMAT}),
+        )
+        for title, frame in sheets:
+            _write_sheet(workbook, title, neutralise_frame(frame), styles)
+    return buffer.getvalue()
+
+
+def _style(workbook: Any, properties: dict[str, Any]) -> int:
+    # XlsxWriter numbers a format when a cell first uses it; the cells are not written through
+    # its cell methods (see _write_sheet), so each format is numbered up front.
+    return int(workbook.add_format(properties)._get_xf_index())
+
+
+def _write_sheet(workbook: Any, title: str, frame: pd.DataFrame, styles: _Styles) -> None:
+    """Add sheet ``title`` holding ``frame`` under a bold frozen header.
+
+    Through XlsxWriter's cell methods, the 7.8 million cells of a month of 10,000 subscriptions
+    and 20 models take some 30 s. So the rows are rendered here, a block of rows and a column at
+    a time, as the XML those methods write, and appended to the sheet's row data: the file to
+    which XlsxWriter streams rows in constant-memory mode and which it copies into the sheet
+    when the workbook closes. XlsxWriter is pinned, as this relies on its inner workings.
+    """
+    rows, width = frame.shape
+    if rows + 1 > XLSX_MAX_ROWS or width > XLSX_MAX_COLUMNS:
+        raise ValueError(f"sheet {title!r} of {rows} rows and {width} columns is larger than Excel allows")
+    sheet = workbook.add_worksheet(title)
+    if not sheet.constant_memory:
+        raise RuntimeError("the XLSX sheets must be written in XlsxWriter's constant-memory mode")
+    # the used range, which XlsxWriter's cell methods would record; recorded first, as the row
+    # data of a sheet with none is left behind when the workbook closes
+    sheet._check_dimensions(0, 0)
+    sheet._check_dimensions(rows, width - 1)
+    sheet.freeze_panes(1, 0)
+    names = [str(name) for name in frame.columns]
+    for index, name in enumerate(names):
+        sample = frame.iloc[:, index].head(200).to_numpy(dtype=object)
+        size = max([len(name), *(len(_text_cell(v)) for v in sample)]) + 2
+        # set_column would add Excel's cell padding; a width in pixels (7 to a character) is
+        # stored exactly as given
+        sheet.set_column_pixels(index, index, min(max(size, 8), 60) * sheet.max_digit_width)
+    letters = [xl_col_to_name(index) for index in range(width)]
+    row_data = sheet.row_data_fh
+    header = [
+        f'<c r="{letter}1"{_string_body(name, styles.header)}' for letter, name in zip(letters, names, strict=True)
+    ]
+    row_data.write(_rows_xml(["1"], [[cell] for cell in header]))
+    columns = [
+        _column_cells(frame.iloc[:, index], letter, *_column_style(title, name, styles), styles)
+        for index, (letter, name) in enumerate(zip(letters, names, strict=True))
+    ]
+    for start in range(0, rows, XLSX_ROWS_PER_BLOCK):
+        numbers = [str(number) for number in range(start + 2, min(start + XLSX_ROWS_PER_BLOCK, rows) + 2)]
+        row_data.write(_rows_xml(numbers, [cells(numbers, start) for cells in columns]))
+
+
+def _column_style(title: str, name: str, styles: _Styles) -> tuple[int, bool]:
+    """The style of a column's numbers and dates, and whether only its Decimals take it."""
+    if title == "totals" and name == "value":
+        return styles.money, True
+    if name in MONEY_COLUMNS:
+        return styles.money, False
+    if name in PRICE_COLUMNS:
+        return styles.price, False
+    if name == "day":
+        return styles.day, False
+    return 0, False
+
+
+def _rows_xml(numbers: list[str], columns: list[list[str]]) -> str:
+    """The ``<row>`` elements of rows ``numbers``, given each column's cells (``""`` when empty)."""
+    stride = len(columns) + 2
+    parts = [""] * (len(numbers) * stride)
+    parts[0::stride] = [f'<row r="{number}">' for number in numbers]
+    for index, cells in enumerate(columns, start=1):
+        parts[index::stride] = cells
+    parts[stride - 1 :: stride] = ["</row>"] * len(numbers)
+    return "".join(parts)
+
+
+def _column_cells(column: pd.Series[Any], letter: str, style: int, decimals_only: bool, styles: _Styles) -> _Cells:
+    """The cells of ``column``, in column ``letter``, as XML; ``""`` for an empty cell.
+
+    An integer column is formatted a block at a time. Any other column is factorized: its
+    distinct values are formatted once, and each block picks its cells from them by code.
+    """
+    head = f'<c r="{letter}'
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu" and not decimals_only:
+        numbers = column.to_numpy()
+        tail = f'"{_style_attribute(style)}><v>'
+        return lambda rows, start: [
+            f"{head}{row}{tail}{value}</v></c>"
+            for row, value in zip(rows, numbers[start : start + len(rows)].tolist(), strict=True)
+        ]
+    if column.dtype != object or pd.api.types.infer_dtype(column, skipna=True) in _ONE_KIND:
+        codes, distinct = pd.factorize(column)
+        values = list(distinct)
+    else:
+        # mixed kinds, where equal values such as 1, 1.0 and True are still written differently
+        codes, values = np.arange(len(column)), list(column.to_numpy(dtype=object))
+    bodies = (_cell_body(value, style, styles, decimals_only=decimals_only) for value in values)
+    # the last entry, the empty cell, is the one a missing value's code of -1 picks
+    table = np.array([*(f'"{body}' if body else "" for body in bodies), ""], dtype=object)
+    return lambda rows, start: [
+        f"{head}{row}{body}" if body else ""
+        for row, body in zip(rows, table[codes[start : start + len(rows)]].tolist(), strict=True)
+    ]
+
+
+def _cell_body(value: Any, style: int, styles: _Styles, *, decimals_only: bool) -> str:
+    """The XML of a cell holding ``value`` after its reference, or ``""`` when it is empty.
+
+    A Decimal or float is written to 16 significant digits (an integral one reads back as an
+    int), an empty text is an empty cell, and a date or time outside a column of dates is
+    formatted as one.
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, str):
+        return _string_body(value, 0) if value else ""
+    if decimals_only and not isinstance(value, Decimal):
+        style = 0
+    if isinstance(value, bool | np.bool_):
+        return f'{_style_attribute(style)} t="b"><v>{int(value)}</v></c>'
+    if isinstance(value, int | np.integer):
+        return f"{_style_attribute(style)}><v>{int(value)}</v></c>"
+    if isinstance(value, Decimal | float | np.floating):
+        number = float(value)
+        if np.isnan(number):
+            return ""
+        if np.isinf(number):
+            raise ValueError(f"{value} cannot be written to a spreadsheet cell")
+        return f"{_style_attribute(style)}><v>{number:.16g}</v></c>"
+    if isinstance(value, datetime):
+        return f"{_style_attribute(style or styles.timestamp)}><v>{_excel_time(value):.16g}</v></c>"
+    if isinstance(value, date):
+        return f"{_style_attribute(style or styles.day)}><v>{_excel_day(value)}</v></c>"
+    raise TypeError(f"a {type(value).__name__} cannot be written to a spreadsheet cell")
+
+
+def _style_attribute(style: int) -> str:
+    return f' s="{style}"' if style else ""
+
+
+def _string_body(text: str, style: int) -> str:
+    """An inline text cell, XML-escaped, with control characters as ``_xHHHH_`` as Excel has them."""
+    text = _ESCAPED_ESCAPE.sub(r"_x005F\1", text)
+    text = _CONTROL_CHARACTER.sub(lambda match: f"_x{ord(match.group(1)):04X}_", text)
+    space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f'{_style_attribute(style)} t="inlineStr"><is><t{space}>{text}</t></is></c>'
+
+
+def _excel_day(day: date) -> int:
+    """Excel's serial number of ``day``, which counts a 29 February 1900 before March 1900."""
+    days = (day - _EXCEL_EPOCH).days
+    return days - 1 if 0 < days <= 60 else days
+
+
+def _excel_time(moment: datetime) -> float:
+    if moment.tzinfo is not None:
+        raise TypeError("spreadsheet cells have no time zone: convert the time to a naive one first")
+    midnight = datetime.combine(moment.date(), datetime.min.time())
+    return _excel_day(moment.date()) + (moment - midnight).total_seconds() / 86_400
+
+
+# --------------------------------------------------------------------------------------------
+# Parquet
+
+
+def render_parquet(report: Report) -> bytes:
+    """The lines view as typed Parquet: int64 counters, decimal128 money and prices.
+
+    The pandas schema is stored alongside, so ``pandas.read_parquet`` gives back nullable
+    integers for the reconciliation columns and Decimals for money.
+    """
+    lines = report.lines
+    money_type = pa.decimal128(18, report.minor_units)
+    price_type = pa.decimal128(18, MAX_PRICE_PLACES)
+    schema_fields: list[pa.Field] = []
+    for name in lines.columns:
+        column = lines[name]
+        if name == "cost":
+            kind = money_type
+        elif name in PRICE_COLUMNS:
+            kind = price_type
+        elif column.dtype.kind in "iu" or isinstance(column.dtype, pd.Int64Dtype):
+            kind = pa.int64()
+        else:
+            kind = pa.string()
+        schema_fields.append(pa.field(name, kind, nullable=True))
+    table = pa.Table.from_pandas(lines, schema=pa.schema(schema_fields), preserve_index=False)
+    metadata = {
+        **(table.schema.metadata or {}),
+        b"period": report.period.encode(),
+        b"currency": report.currency.encode(),
+    }
+    table = table.replace_schema_metadata(metadata)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# FOCUS 1.2
+
+
+def render_focus(report: Report) -> bytes:
+    """The lines as a FOCUS 1.2 cost-and-usage CSV (UTF-8, no byte-order mark).
+
+    Usage lines are ``ChargeCategory`` Usage: tokens are consumption, and a subscription's
+    share of provisioned throughput is its use of capacity the platform bought (the purchase
+    itself belongs to the platform's own bill, not to a chargeback line), so those lines are
+    Usage with ``ChargeFrequency`` Recurring and ``x_PricingMethod`` ptu_allocation. Late usage
+    of a closed, already invoiced period is ``ChargeCategory`` Adjustment with ``ChargeClass``
+    Correction, the charge period being the original month while the billing period is this
+    one. Dates are ISO 8601 UTC and every end is exclusive.
+    """
+    frame = focus_frame(report)
+    text = _to_csv(neutralise_frame(frame))
+    return text.encode("utf-8")
+
+
+def focus_frame(report: Report) -> pd.DataFrame:
+    """The FOCUS rows of ``report`` with typed cells (Decimal money, int quantities)."""
+    lines = report.lines
+    details = report.line_details
+    billing_start, billing_end = _period_iso(report.period)
+    adjusted = lines["adjusted_period"].to_numpy(dtype=object)
+    charge_periods = [_period_iso(p) if isinstance(p, str) else (billing_start, billing_end) for p in adjusted]
+    pricing = lines["pricing"].astype(str)
+    correction = lines["charge_category"] == "adjustment"
+    costs = lines["cost"].to_numpy(dtype=object)
+    totals = lines["total_tokens"].to_numpy()
+    frame = pd.DataFrame(
+        {
+            "BilledCost": costs,
+            "EffectiveCost": costs,
+            "ListCost": costs,
+            "ContractedCost": costs,
+            "BillingCurrency": lines["currency"].astype(str),
+            "BillingPeriodStart": billing_start,
+            "BillingPeriodEnd": billing_end,
+            "ChargePeriodStart": [start for start, _ in charge_periods],
+            "ChargePeriodEnd": [end for _, end in charge_periods],
+            "ChargeCategory": np.where(correction, "Adjustment", "Usage"),
+            "ChargeClass": [("Correction" if flag else None) for flag in correction],
+            "ChargeDescription": [
+                _describe(*row)
+                for row in zip(
+                    lines["model"].to_numpy(dtype=object),
+                    lines["deployment"].to_numpy(dtype=object),
+                    totals,
+                    pricing.to_numpy(dtype=object),
+                    details["rates_applied"].to_numpy(),
+                    strict=True,
+                )
+            ],
+            "ChargeFrequency": np.where(pricing == PTU_ALLOCATION, "Recurring", "Usage-Based"),
+            "PricingQuantity": [Decimal(int(t)).scaleb(-6) for t in totals],
+            "PricingUnit": f"{TOKENS_PER_UNIT // 1_000_000}M Tokens",
+            "ConsumedQuantity": totals,
+            "ConsumedUnit": "Tokens",
+            "ServiceName": FOCUS_SERVICE_NAME,
+            "ServiceCategory": FOCUS_SERVICE_CATEGORY,
+            "ProviderName": FOCUS_PROVIDER,
+            "PublisherName": FOCUS_PROVIDER,
+            "InvoiceIssuerName": report.invoice_issuer,
+            "BillingAccountId": lines["cost_center"].astype(str),
+            "BillingAccountName": lines["business_unit"].astype(str),
+            "SubAccountId": lines["subscription_id"].astype(str),
+            "SubAccountName": lines["subscription_id"].astype(str),
+            "ResourceId": lines["deployment"].astype(str),
+            "ResourceName": lines["deployment"].astype(str),
+            "SkuId": lines["model"].astype(str),
+            "Tags": _tags(lines),
+            "x_CostCenter": lines["cost_center"].astype(str),
+            "x_BusinessUnit": lines["business_unit"].astype(str),
+            "x_Owner": lines["owner"].astype(str),
+            "x_Model": lines["model"].astype(str),
+            "x_Deployment": lines["deployment"].astype(str),
+            "x_PricingMethod": pricing,
+            "x_RatesApplied": details["rates_applied"].to_numpy(),
+            "x_ChargeCategory": lines["charge_category"].astype(str),
+            "x_AdjustedPeriod": adjusted,
+            "x_Requests": lines["requests"].to_numpy(),
+            "x_PromptTokens": lines["prompt_tokens"].to_numpy(),
+            "x_CompletionTokens": lines["completion_tokens"].to_numpy(),
+            "x_CachedTokens": lines["cached_tokens"].to_numpy(),
+            "x_UnsplitTokens": lines["unsplit_tokens"].to_numpy(),
+            "x_ReconciliationStatus": lines["reconciliation_status"].to_numpy(dtype=object),
+        },
+        index=lines.index,
+    )
+    return frame.loc[:, list(FOCUS_COLUMNS)]
+
+
+def _tags(lines: pd.DataFrame) -> list[str]:
+    """FOCUS Tags per line as JSON; computed once per distinct (cost center, unit, owner)."""
+    owners = zip(
+        lines["cost_center"].to_numpy(dtype=object),
+        lines["business_unit"].to_numpy(dtype=object),
+        lines["owner"].to_numpy(dtype=object),
+        strict=True,
+    )
+    cache: dict[tuple[Any, Any, Any], str] = {}
+    tags = []
+    for triple in owners:
+        text = cache.get(triple)
+        if text is None:
+            center, unit, owner = triple
+            text = cache[triple] = json.dumps(
+                {"CostCenter": center, "BusinessUnit": unit, "Owner": owner}, ensure_ascii=False
+            )
+        tags.append(text)
+    return tags
+
+
+def _period_iso(period: str) -> tuple[str, str]:
+    start, end = period_bounds(period)
+    return f"{start.isoformat()}T00:00:00Z", f"{end.isoformat()}T00:00:00Z"
+
+
+def _describe(model: str, deployment: str, tokens: int, pricing: str, rates: int) -> str:
+    how: dict[str, Callable[[], str]] = {
+        PTU_ALLOCATION: lambda: "share of provisioned throughput by tokens used",
+        "per_token": lambda: "per-token prices" + (f" ({rates} rates)" if rates > 1 else ""),
+        "blended": lambda: "blended price per 1M tokens" + (f" ({rates} rates)" if rates > 1 else ""),
+    }
+    return f"{tokens:,} {model} tokens on deployment {deployment}, {how.get(pricing, lambda: pricing)()}"

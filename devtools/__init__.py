@@ -1,0 +1,1 @@
+"""Developer tools around the app: the demo, the simulator, Azurite, a local host, fakes. Never deployed."""

@@ -1,0 +1,553 @@
+"""``python -m devtools demo``: the whole pipeline on this machine, against Azurite, with what it found."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from azure.functions import meta
+from azure.functions.timer import TimerRequestConverter
+
+from chargeback.app import runtime, settings
+from chargeback.domain import periods
+from chargeback.domain.errors import ChargebackError
+from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
+from chargeback.reports import service as report_service
+from devtools import traffic
+from devtools.emulator import Azurite
+from devtools.hostshape import decode_batch
+from devtools.local_host import LocalHost, registered
+
+DEFAULT_OUT = runtime.APP_ROOT / "artifacts" / "demo"
+EXPORT_NAME = "appmetrics-export.csv"
+LOG_NAME = "demo.log"
+TIMER_HOUR = 2
+"""The timer's schedule runs it at 02:00 UTC; the demo runs it on the 2nd of the next month."""
+HTTP_TIMEOUT_SECONDS = 60
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--requests", type=_positive, default=2000, help="gateway requests to simulate (2000)")
+    parser.add_argument("--days", type=_positive, default=30, help="days of the month the traffic spans (30)")
+    parser.add_argument("--subscriptions", type=_positive, default=6, help="APIM subscriptions sending traffic (6)")
+    parser.add_argument("--seed", type=int, default=20261127, help="random seed: same seed, same traffic")
+    parser.add_argument("--partitions", type=_positive, default=4, help="Event Hub partitions (4)")
+    parser.add_argument("--month", type=_month, default=None, help="the month to simulate, YYYY-MM (last month)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where reports are downloaded ({DEFAULT_OUT})")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="leave Azurite and the HTTP endpoints up until Ctrl-C"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = DemoOptions(
+        requests=args.requests,
+        days=args.days,
+        subscriptions=args.subscriptions,
+        seed=args.seed,
+        partitions=args.partitions,
+        month=args.month or periods.previous_month(periods.month_of(datetime.now(UTC))),
+        out=args.out,
+        keep_running=args.keep_running,
+    )
+    try:
+        summary = run_demo(options, sys.stdout)
+    except ChargebackError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 2
+    return 0 if summary["checks"]["all_passed"] else 1
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    requests: int
+    days: int
+    subscriptions: int
+    seed: int
+    partitions: int
+    month: str
+    out: Path
+    keep_running: bool = False
+
+    def scenario(self) -> traffic.Scenario:
+        start = periods.month_start(self.month)
+        month_days = (periods.month_end(self.month) - start).days
+        return traffic.Scenario(
+            start=start,
+            days=min(self.days, month_days),
+            requests=self.requests,
+            subscriptions=self.subscriptions,
+            seed=self.seed,
+        )
+
+    @property
+    def timer_time(self) -> datetime:
+        """When the demo's timer runs: the 2nd of the next month, inside the draft's grace period."""
+        return periods.month_end(self.month) + timedelta(days=1, hours=TIMER_HOUR)
+
+
+def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
+    """Run the demo, print as it goes, and return the summary it prints last (as one JSON line)."""
+    console = Console(out)
+    scenario = options.scenario()
+    console.title(f"Token chargeback demo: {options.month}, {scenario.requests:,} requests, seed {scenario.seed}")
+    with contextlib.ExitStack() as stack:
+        console.step("Starting Azurite in memory")
+        azurite = stack.enter_context(Azurite(runtime.APP_ROOT))
+        console.done(f"blob {azurite.blob_port}, table {azurite.table_port} on 127.0.0.1")
+
+        console.step("Simulating gateway traffic")
+        simulated = traffic.simulate(scenario)
+        truth = simulated.truth()
+        shapes: dict[str, int] = {}
+        for request in simulated.requests:
+            shapes[request.shape] = shapes.get(request.shape, 0) + 1
+        console.done(
+            f"{len(simulated.requests):,} requests from {len(truth.monitor)} subscriptions over "
+            f"{scenario.days} days; shapes: "
+            + ", ".join(f"{shape} {count:,}" for shape, count in sorted(shapes.items()))
+        )
+
+        options.out.mkdir(parents=True, exist_ok=True)
+        export = (options.out / EXPORT_NAME).resolve()
+        rows = traffic.write_appmetrics_export(simulated, export)
+        lost = sum(tally.requests for tally in truth.lost.values())
+        console.step("Writing the AppMetrics export")
+        console.done(f"{rows:,} rows in {_relative(export)}; {lost} events of {scenario.lossy_subscription} lost")
+
+        stack.enter_context(_environment(_app_settings(azurite, export)))
+        stack.enter_context(_app_log(options.out / LOG_NAME))
+        stack.enter_context(_clock(options.timer_time))
+
+        plan = traffic.deliveries(simulated.partitions(options.partitions), seed=scenario.seed)
+        console.step(f"Delivering host-shaped batches to ingest_usage over {options.partitions} partitions")
+        delivered = _deliver(plan, console.progress)
+        console.done(
+            f"{delivered.batches} batches, {delivered.events:,} events "
+            f"({delivered.replays} redelivered whole, {delivered.overlaps} overlapping applied events; "
+            f"{delivered.events - delivered.distinct:,} events seen more than once) in {delivered.seconds:.1f} s"
+        )
+
+        console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
+        timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
+        registered("reconcile_and_report").get_user_function()(timer)
+        console.done("reconciled and generated")
+
+        host = stack.enter_context(LocalHost())
+        console.step(f"Serving the HTTP functions on {host.url}")
+        found = _fetch(host.url, options, scenario)
+        console.done(f"{len(found.files)} report files downloaded to {_relative(options.out)}")
+
+        summary = _summary(options, simulated=simulated, truth=truth, delivered=delivered, found=found, base=host.url)
+        console.report(summary, found)
+        console.line(json.dumps(summary, sort_keys=True))
+        if options.keep_running:
+            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C may come as soon as the prompt is out
+                console.line()
+                console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
+                console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{options.month}")
+                console.line("They stay up for exploring. Press Ctrl-C to stop.")
+                threading.Event().wait()
+        return summary
+    raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+# --------------------------------------------------------------------------------------------
+# The steps
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    batches: int
+    events: int
+    distinct: int
+    replays: int
+    overlaps: int
+    seconds: float
+
+
+def _deliver(plan: Sequence[traffic.Delivery], progress: Callable[[int, int], None]) -> Delivered:
+    """Hand every batch to the registered Event Hub function, as the host does."""
+    ingest = registered("ingest_usage").get_user_function()
+    hub = settings.DEFAULTS[settings.EVENTHUB_NAME]
+    started = time.monotonic()
+    seen: set[tuple[str, int]] = set()
+    events = 0
+    for index, delivery in enumerate(plan, start=1):
+        ingest(decode_batch(delivery.events, hub=hub, partition_id=delivery.partition_id))
+        events += len(delivery.events)
+        seen.update((delivery.partition_id, event.sequence_number) for event in delivery.events)
+        progress(index, len(plan))
+    return Delivered(
+        batches=len(plan),
+        events=events,
+        distinct=len(seen),
+        replays=sum(1 for d in plan if d.kind == traffic.REPLAY),
+        overlaps=sum(1 for d in plan if d.kind == traffic.OVERLAP),
+        seconds=time.monotonic() - started,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the HTTP endpoints answered."""
+
+    report: dict[str, Any]
+    listing: list[dict[str, Any]]
+    dead_letters: int
+    daily: dict[date, dict[str, int]]
+    files: list[Path]
+    page_url: str
+
+
+def _fetch(base: str, options: DemoOptions, scenario: traffic.Scenario) -> Found:
+    listing = _get_json(f"{base}/api/reports")["reports"]
+    entry = next((r for r in listing if r["period"] == options.month), None)
+    if entry is None:
+        raise ChargebackError(f"the timer generated no report for {options.month}")
+    files = []
+    for link in entry["links"].values():
+        data, name = _get(base + link)
+        target = options.out / name
+        target.write_bytes(data)
+        files.append(target)
+    report = json.loads((options.out / f"chargeback-{options.month}.json").read_bytes())
+    usage = _get_json(f"{base}/api/usage/{options.month}")
+    daily: dict[date, dict[str, int]] = {}
+    for offset in range(scenario.days):
+        day = scenario.start.date() + timedelta(days=offset)
+        document = _get_json(f"{base}/api/usage/{day.isoformat()}")
+        daily[day] = {s["subscription_id"]: int(s["total_tokens"]) for s in document["subscriptions"]}
+    return Found(
+        report=report,
+        listing=listing,
+        dead_letters=int(usage["dead_letters"]),
+        daily=daily,
+        files=files,
+        page_url=f"{base}/api/reports/{options.month}?format=html",
+    )
+
+
+def _get(url: str) -> tuple[bytes, str]:
+    with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_SECONDS) as response:  # noqa: S310 - http://127.0.0.1 only
+        disposition = response.headers.get("Content-Disposition") or ""
+        data: bytes = response.read()
+    match = re.search(r'filename="([^"/\\]+)"', disposition)
+    return data, match.group(1) if match else "download.bin"
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(_get(url)[0])
+    return document
+
+
+def _summary(
+    options: DemoOptions,
+    *,
+    simulated: traffic.Traffic,
+    truth: traffic.GroundTruth,
+    delivered: Delivered,
+    found: Found,
+    base: str,
+) -> dict[str, Any]:
+    by_subscription = {row["subscription_id"]: row for row in found.report["by_subscription"]}
+    statuses = {row["subscription_id"]: row["status"] for row in found.report["reconciliation"]}
+    subscriptions = {}
+    for name in sorted(set(by_subscription) | set(truth.ledger)):
+        row = by_subscription.get(name, {})
+        expected = truth.ledger.get(name, traffic.Tally())
+        subscriptions[name] = {
+            "requests": int(row.get("requests") or 0),
+            "total_tokens": int(row.get("total_tokens") or 0),
+            "cost": row.get("cost"),
+            "cost_center": row.get("cost_center"),
+            "reconciliation": statuses.get(name),
+            "delta_tokens": row.get("delta_tokens"),
+            "expected_requests": expected.requests,
+            "expected_total_tokens": expected.total_tokens,
+            "lost_events": truth.lost.get(name, traffic.Tally()).requests,
+        }
+    lossy = [name for name, tally in truth.lost.items() if tally.requests]
+    expected_statuses = {name: LEDGER_SHORT if name in lossy else MATCHED for name in truth.monitor}
+    counts_match = all(
+        s["requests"] == s["expected_requests"] and s["total_tokens"] == s["expected_total_tokens"]
+        for s in subscriptions.values()
+    )
+    checks = {
+        "ledger_equals_ground_truth": counts_match,
+        "dead_letters_equal_malformed": found.dead_letters == truth.dead_letters,
+        "reconciliation_found_the_loss": statuses == expected_statuses,
+    }
+    checks["all_passed"] = all(checks.values())
+    return {
+        "period": options.month,
+        "seed": options.seed,
+        "requests": len(simulated.requests),
+        "subscriptions": subscriptions,
+        "totals": {
+            "requests": sum(s["requests"] for s in subscriptions.values()),
+            "total_tokens": sum(s["total_tokens"] for s in subscriptions.values()),
+            "cost": found.report["totals"]["cost"],
+            "currency": found.report["currency"],
+        },
+        "delivery": {
+            "batches": delivered.batches,
+            "events": delivered.events,
+            "distinct_events": delivered.distinct,
+            "redelivered_batches": delivered.replays,
+            "overlapping_batches": delivered.overlaps,
+        },
+        "dead_letters": found.dead_letters,
+        "expected_dead_letters": truth.dead_letters,
+        "lossy_subscriptions": lossy,
+        "status": found.report.get("status") or found.listing[0].get("status"),
+        "report_page": found.page_url,
+        "reports_url": f"{base}/api/reports",
+        "files": [str(path) for path in found.files],
+        "checks": checks,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Settings and clock for the in-process app
+
+
+def _app_settings(azurite: Azurite, export: Path) -> dict[str, str]:
+    values = azurite.app_settings()
+    values[settings.MONITOR_EXPORT] = str(export)
+    return values
+
+
+_CLEARED_PREFIXES = ("CHARGEBACK_", "ChargebackStorage", "EVENTHUB_", "LOG_ANALYTICS")
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """The app's settings for the demo only; the process's own come back afterwards."""
+    saved = {name: value for name, value in os.environ.items() if name.startswith(_CLEARED_PREFIXES)}
+    for name in saved:
+        del os.environ[name]
+    os.environ.update(values)
+    runtime.reset()
+    try:
+        yield
+    finally:
+        for name in values:
+            os.environ.pop(name, None)
+        os.environ.update(saved)
+        runtime.reset()
+
+
+@contextlib.contextmanager
+def _app_log(path: Path) -> Iterator[None]:
+    """The app's own log lines (one per batch, per report) go to a file, not between the demo's."""
+    logger = logging.getLogger("chargeback")
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+@contextlib.contextmanager
+def _clock(moment: datetime) -> Iterator[None]:
+    """The time the report service believes it is, so the simulated month is judged whole."""
+    original = report_service.utc_now
+    report_service.utc_now = lambda: moment
+    try:
+        yield
+    finally:
+        report_service.utc_now = original
+
+
+# --------------------------------------------------------------------------------------------
+# Printing
+
+
+class Console:
+    """Progress while the demo works, then the tables and the chart."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._tty = out.isatty()
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self._out, flush=True)
+
+    def title(self, text: str) -> None:
+        self.line(text)
+        self.line("─" * min(len(text), 100))
+
+    def step(self, text: str) -> None:
+        self._started = time.monotonic()
+        self._step = text
+        if self._tty:
+            print(f"▸ {text} …", end="", file=self._out, flush=True)
+
+    def progress(self, done: int, total: int) -> None:
+        if not self._tty:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        bar = "█" * filled + "░" * (width - filled)
+        print(f"\r▸ {self._step} {bar} {done}/{total}", end="", file=self._out, flush=True)
+
+    def done(self, detail: str) -> None:
+        prefix = "\r\x1b[2K" if self._tty else ""
+        print(f"{prefix}✓ {self._step}: {detail}", file=self._out, flush=True)
+
+    def report(self, summary: Mapping[str, Any], found: Found) -> None:
+        currency = summary["totals"]["currency"]
+        self.line()
+        self.line(f"Report {summary['period']} ({summary['status']}) — per subscription")
+        header = ("subscription", "cost center", "requests", "tokens", f"cost {currency}", "reconciliation")
+        rows = []
+        for name, s in summary["subscriptions"].items():
+            recon = s["reconciliation"] or "—"
+            if s["delta_tokens"]:
+                recon += f" (monitor {int(s['delta_tokens']):+,} tokens)"
+            rows.append(
+                (
+                    name,
+                    s["cost_center"] or "—",
+                    f"{s['requests']:,}",
+                    f"{s['total_tokens']:,}",
+                    _money(s["cost"]),
+                    recon,
+                )
+            )
+        totals = summary["totals"]
+        rows.append(("total", "", f"{totals['requests']:,}", f"{totals['total_tokens']:,}", _money(totals["cost"]), ""))
+        for line in _table(header, rows, numeric={2, 3, 4}):
+            self.line(line)
+
+        self.line()
+        self.line(f"Tokens per day, {summary['period']} (each row scaled to its own busiest day)")
+        days = sorted(found.daily)
+        names = sorted({name for per_day in found.daily.values() for name in per_day})
+        width = max((len(name) for name in names), default=0)
+        self.line(f"  {'':<{width}}  {day_axis(days)}")
+        for name in names:
+            series = [found.daily[day].get(name, 0) for day in days]
+            self.line(f"  {name:<{width}}  {sparkline(series)}  peak {max(series):,}/day")
+
+        self.line()
+        delivery = summary["delivery"]
+        checks = summary["checks"]
+        self.line(
+            f"{_mark(checks['ledger_equals_ground_truth'])} Every subscription's requests and tokens equal the "
+            f"simulator's ground truth, though {delivery['redelivered_batches']} batches came again whole and "
+            f"{delivery['overlapping_batches']} overlapped applied events."
+        )
+        self.line(
+            f"{_mark(checks['dead_letters_equal_malformed'])} Dead letters: {summary['dead_letters']} "
+            f"(the simulator sent {summary['expected_dead_letters']} malformed events; none was counted)."
+        )
+        lossy = ", ".join(summary["lossy_subscriptions"]) or "none"
+        self.line(
+            f"{_mark(checks['reconciliation_found_the_loss'])} Reconciliation: {lossy} ledger_short, "
+            "every other subscription matched — exactly the loss the simulator injected."
+        )
+        self.line()
+        html = next((path for path in found.files if path.suffix == ".html"), None)
+        offline = f"; offline copy {_relative(html)}" if html else ""
+        self.line(f"Report page:  {found.page_url} (up while the demo runs: see --keep-running{offline})")
+        self.line(f"Reports API:  {summary['reports_url']}")
+        self.line(f"Downloaded:   {', '.join(_relative(path) for path in found.files)}")
+        self.line()
+
+
+def day_axis(days: Sequence[date]) -> str:
+    """Day-of-month labels (1, 10, 20, 30) above the sparkline columns they name."""
+    axis = [" "] * len(days)
+    for index, day in enumerate(days):
+        label = str(day.day)
+        wanted = day.day == 1 or day.day % 10 == 0
+        free = all(cell == " " for cell in axis[max(0, index - 1) : index + len(label)])
+        if wanted and free and index + len(label) <= len(axis):
+            axis[index : index + len(label)] = label
+    return "".join(axis).rstrip()
+
+
+def sparkline(values: Sequence[int]) -> str:
+    """One block character per value, scaled to the largest; a blank for zero."""
+    peak = max(values, default=0)
+    if peak <= 0:
+        return " " * len(values)
+    return "".join(
+        " " if value <= 0 else SPARKS[min(len(SPARKS) - 1, (value * len(SPARKS) - 1) // peak)] for value in values
+    )
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: set[int]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def cells(row: Sequence[str]) -> str:
+        return "  ".join(
+            str(value).rjust(widths[i]) if i in numeric else str(value).ljust(widths[i]) for i, value in enumerate(row)
+        ).rstrip()
+
+    rule = "  ".join("─" * width for width in widths)
+    return [
+        "  " + cells(header),
+        "  " + rule,
+        *("  " + cells(row) for row in rows[:-1]),
+        "  " + rule,
+        "  " + cells(rows[-1]),
+    ]
+
+
+def _money(amount: str | None) -> str:
+    return "—" if amount is None else f"{Decimal(amount):,}"
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _month(text: str) -> str:
+    try:
+        return periods.parse_month(text)
+    except ChargebackError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
