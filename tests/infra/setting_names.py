@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bicep_tree import ROOT
-
 from chargeback.app import settings
+from tests.infra.bicep_tree import ROOT
 
 # A connection named X is configured with identity by X__<suffix> settings.
 IDENTITY_SUFFIXES = (

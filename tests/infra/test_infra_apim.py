@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bicep_tree import (
+
+from tests.infra.bicep_tree import (
     INFRA,
     Declaration,
     literal,

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import tree_sitter
-from bicep_tree import INFRA, ROOT, bicep_files, literal, properties, root, text, variables
-from setting_names import (
+
+from chargeback.app import settings
+from tests.infra.bicep_tree import INFRA, ROOT, bicep_files, literal, properties, root, text, variables
+from tests.infra.setting_names import (
     NOT_IN_AZURE,
     binding_setting_names,
     code_setting_names,
@@ -16,8 +18,6 @@ from setting_names import (
     is_read,
     is_set,
 )
-
-from chargeback.app import settings
 
 API_BICEP = INFRA / "app" / "api.bicep"
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"

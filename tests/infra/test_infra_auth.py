@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from bicep_tree import (
+
+from tests.infra.bicep_tree import (
     INFRA,
     ROOT,
     bicep_files,
@@ -16,7 +17,7 @@ from bicep_tree import (
     text,
     variables,
 )
-from setting_names import PLATFORM_VARIABLES
+from tests.infra.setting_names import PLATFORM_VARIABLES
 
 AUTH = INFRA / "app" / "auth.bicep"
 API = INFRA / "app" / "api.bicep"

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from bicep_tree import INFRA, ROOT, literal, param_decorators, params, properties, resources, root, text
-from setting_names import is_read
+
+from tests.infra.bicep_tree import INFRA, ROOT, literal, param_decorators, params, properties, resources, root, text
+from tests.infra.setting_names import is_read
 
 HOOKS = INFRA / "hooks"
 SH_HOOK = HOOKS / "postprovision.sh"

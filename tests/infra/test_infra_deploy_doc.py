@@ -6,7 +6,8 @@ import json
 import re
 
 import pytest
-from bicep_tree import (
+
+from tests.infra.bicep_tree import (
     INFRA,
     ROOT,
     bicep_files,
@@ -20,7 +21,7 @@ from bicep_tree import (
     text,
     variables,
 )
-from setting_names import NOT_IN_AZURE, PLATFORM_VARIABLES, binding_setting_names, code_setting_names
+from tests.infra.setting_names import NOT_IN_AZURE, PLATFORM_VARIABLES, binding_setting_names, code_setting_names
 
 DOC = (ROOT / "docs" / "deploy.md").read_text()
 MAIN = INFRA / "main.bicep"

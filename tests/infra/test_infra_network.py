@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from bicep_tree import INFRA, literal, modules, params, properties, root, text, variables
+
+from tests.infra.bicep_tree import INFRA, literal, modules, params, properties, root, text, variables
 
 MAIN = INFRA / "main.bicep"
 NETWORK = INFRA / "app" / "network.bicep"

@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from bicep_tree import INFRA, literal, params, properties, resources, text, variables
 
 from chargeback.app import settings
+from tests.infra.bicep_tree import INFRA, literal, params, properties, resources, text, variables
 
 APIM = INFRA / "apim"
 FRAGMENTS = APIM / "fragments"

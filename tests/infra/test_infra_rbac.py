@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import tree_sitter
-from bicep_tree import INFRA, ROOT, literal, modules, params, properties, root, text, variables
+
+from tests.infra.bicep_tree import INFRA, ROOT, literal, modules, params, properties, root, text, variables
 
 # Built-in role definition ids (learn.microsoft.com, Azure built-in roles).
 ROLE_IDS = {

@@ -5,7 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bicep_tree import INFRA, Declaration, bicep_files, literal, modules, properties, resources, root, text, variables
+
+from tests.infra.bicep_tree import (
+    INFRA,
+    Declaration,
+    bicep_files,
+    literal,
+    modules,
+    properties,
+    resources,
+    root,
+    text,
+    variables,
+)
 
 APP = INFRA / "app"
 
