@@ -150,12 +150,10 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
                 self._send_json(404, {"error": {"code": "not_found", "message": "no function serves this route"}})
                 return
             route, route_params = found
-            if method not in route.methods:
-                self._send_json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed"}})
-                return
             length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self._send_json(413, {"error": {"code": "too_large", "message": "the request body is too large"}})
+            refusal = _refusal(route, method, length)
+            if refusal is not None:
+                self._send_json(*refusal)
                 return
             request = func.HttpRequest(
                 method,
@@ -171,11 +169,7 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
         def _send(self, response: func.HttpResponse) -> None:
             body = response.get_body() or b""
             self.send_response(response.status_code)
-            headers: Mapping[str, str] = response.headers
-            if response.mimetype and "content-type" not in {name.lower() for name, _ in headers.items()}:
-                charset = f"; charset={response.charset}" if response.charset and _textual(response.mimetype) else ""
-                self.send_header("Content-Type", response.mimetype + charset)
-            for name, value in headers.items():
+            for name, value in _headers(response):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -185,6 +179,25 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
             self._send(func.HttpResponse(orjson.dumps(document), status_code=status, mimetype="application/json"))
 
     return Handler
+
+
+def _refusal(route: Route, method: str, length: int) -> tuple[int, dict[str, Any]] | None:
+    """Why a request the route matched is not handed on, as the host would answer it."""
+    if method not in route.methods:
+        return 405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed"}}
+    if length > MAX_BODY_BYTES:
+        return 413, {"error": {"code": "too_large", "message": "the request body is too large"}}
+    return None
+
+
+def _headers(response: func.HttpResponse) -> list[tuple[str, str]]:
+    """The response's headers, with a Content-Type from its mimetype when it sets none itself."""
+    headers: Mapping[str, str] = response.headers
+    found = list(headers.items())
+    if response.mimetype and "content-type" not in {name.lower() for name, _ in found}:
+        charset = f"; charset={response.charset}" if response.charset and _textual(response.mimetype) else ""
+        found.insert(0, ("Content-Type", response.mimetype + charset))
+    return found
 
 
 def _textual(mimetype: str) -> bool:

@@ -12,7 +12,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 VENV = ROOT / ".venv-focus"
 """Built by `make focus-validator` (a step of `make test`): Python >= 3.12, requirements-focus.txt."""

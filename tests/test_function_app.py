@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -16,9 +16,8 @@ from chargeback.app.settings import Settings
 from chargeback.domain.errors import ConfigurationError
 from chargeback.ingestion.ledger import Ledger
 from devtools.hostshape import HostEvent
-from tests.conftest import SAMPLES
 from tests.functions import deliver, get, registered
-from tests.test_events import BAD_INPUT
+from tests.support import BAD_INPUT, SAMPLES
 
 pytestmark = pytest.mark.azurite
 
@@ -46,7 +45,7 @@ def function_json(name: str) -> dict[str, Any]:
 
 def subscription(document: dict[str, Any], name: str) -> dict[str, Any]:
     [found] = [s for s in document["subscriptions"] if s["subscription_id"] == name]
-    return found
+    return cast(dict[str, Any], found)
 
 
 def test_the_ingest_function_is_registered_as_the_design_requires() -> None:

@@ -199,26 +199,8 @@ def parse_price_sheet(data: str | Mapping[str, Any], *, source: str = "price she
     if not isinstance(data, Mapping):
         raise ConfigurationError(f"{source}: must be a JSON object")
 
-    currency = data.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
-        raise ConfigurationError(f"{source}: currency must be a three-letter ISO 4217 code, got {currency!r}")
-    digits = data.get("minor_unit_digits", MINOR_UNITS.get(currency))
-    if digits is None:
-        raise ConfigurationError(
-            f"{source}: the minor-unit digits of currency {currency} are unknown; set minor_unit_digits"
-        )
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 4:
-        raise ConfigurationError(f"{source}: minor_unit_digits must be a whole number 0-4, got {digits!r}")
-
-    token_rates = tuple(
-        _token_rate(entry, f"{source}: models[{i}]") for i, entry in enumerate(_list(data, "models", source))
-    )
-    seen: set[tuple[str, date]] = set()
-    for rate in token_rates:
-        if (rate.model.casefold(), rate.effective_from) in seen:
-            raise ConfigurationError(f"{source}: model {rate.model} has two prices from {rate.effective_from}")
-        seen.add((rate.model.casefold(), rate.effective_from))
-
+    currency, digits = _currency(data, source)
+    token_rates = _token_rates(data, source)
     if "default" not in data or data["default"] in (None, [], {}):
         raise ConfigurationError(f"{source}: a default blended price is required for usage without a model price")
     raw_default = data["default"]
@@ -232,6 +214,34 @@ def parse_price_sheet(data: str | Mapping[str, Any], *, source: str = "price she
         for i, entry in enumerate(_list(data, "provisioned", source))
     )
     return PriceSheet(currency, digits, token_rates, blended, provisioned)
+
+
+def _currency(data: Mapping[str, Any], source: str) -> tuple[str, int]:
+    """The sheet's ISO 4217 currency and its minor-unit digits (stated, or known for the currency)."""
+    currency = data.get("currency")
+    if not isinstance(currency, str) or not _CURRENCY.match(currency):
+        raise ConfigurationError(f"{source}: currency must be a three-letter ISO 4217 code, got {currency!r}")
+    digits = data.get("minor_unit_digits", MINOR_UNITS.get(currency))
+    if digits is None:
+        raise ConfigurationError(
+            f"{source}: the minor-unit digits of currency {currency} are unknown; set minor_unit_digits"
+        )
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 4:
+        raise ConfigurationError(f"{source}: minor_unit_digits must be a whole number 0-4, got {digits!r}")
+    return currency, digits
+
+
+def _token_rates(data: Mapping[str, Any], source: str) -> tuple[TokenRate, ...]:
+    """The per-model prices, at most one per model and effective date."""
+    token_rates = tuple(
+        _token_rate(entry, f"{source}: models[{i}]") for i, entry in enumerate(_list(data, "models", source))
+    )
+    seen: set[tuple[str, date]] = set()
+    for rate in token_rates:
+        if (rate.model.casefold(), rate.effective_from) in seen:
+            raise ConfigurationError(f"{source}: model {rate.model} has two prices from {rate.effective_from}")
+        seen.add((rate.model.casefold(), rate.effective_from))
+    return token_rates
 
 
 def _list(data: Mapping[str, Any], name: str, source: str) -> list[Any]:

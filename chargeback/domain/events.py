@@ -400,12 +400,7 @@ def _count(value: Any, name: str) -> int | None:
             raise _Reject(FRACTIONAL_TOKENS, f"{name} is fractional: {value!r}")
         number = int(value)
     elif isinstance(value, str):
-        digits = value.strip()
-        if digits.startswith("-") and digits[1:].isdecimal():
-            raise _Reject(NEGATIVE_TOKENS, f"{name} is negative: {digits[:40]}")
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
-            raise _Reject(INVALID_TOKENS, f"{name} is not a whole number: {value[:40]!r}")
-        number = int(digits)
+        number = _count_text(value, name)
     else:
         raise _Reject(INVALID_TOKENS, f"{name} must be a number, got {type(value).__name__}")
     if number < 0:
@@ -413,6 +408,16 @@ def _count(value: Any, name: str) -> int | None:
     if number > MAX_TOKENS:
         raise _Reject(ABSURD_TOKENS, f"{name} {number} exceeds {MAX_TOKENS}")
     return number
+
+
+def _count_text(value: str, name: str) -> int:
+    """A count sent as text: ASCII digits only, at most 18 of them."""
+    digits = value.strip()
+    if digits.startswith("-") and digits[1:].isdecimal():
+        raise _Reject(NEGATIVE_TOKENS, f"{name} is negative: {digits[:40]}")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        raise _Reject(INVALID_TOKENS, f"{name} is not a whole number: {value[:40]!r}")
+    return int(digits)
 
 
 _DOTNET_TIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\s*([AaPp])\.?[Mm]\.?)?$")
