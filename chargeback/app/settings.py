@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from chargeback.domain.errors import ConfigurationError
+from chargeback.ingestion import llm_log_rows
 
 # Names of the settings the code reads. Bicep, the sample settings file and the README use
 # exactly these; a test keeps them in step.
@@ -33,6 +34,8 @@ RECONCILE_LAG_HOURS = "CHARGEBACK_RECONCILE_LAG_HOURS"
 FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
+LLM_LOG_SCOPE = "CHARGEBACK_LLM_LOG_SCOPE"
+LLM_LOG_EXPORT = "CHARGEBACK_LLM_LOG_EXPORT"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -49,6 +52,7 @@ DEFAULTS: Mapping[str, str] = {
     FINAL_GRACE_DAYS: "5",
     PRICE_SHEET: "config/price-sheet.json",
     COST_CENTERS: "config/cost-centers.csv",
+    LLM_LOG_SCOPE: llm_log_rows.SCOPE_STREAMED,
 }
 
 
@@ -85,6 +89,10 @@ class Settings:
     final_grace_days: int
     price_sheet: str
     cost_centers: str
+    llm_log_scope: str = llm_log_rows.SCOPE_STREAMED
+    """Which calls the LLM logs bill (``llm_log_rows.SCOPES``); the usage events bill the others."""
+    llm_log_export: str | None = None
+    """Bill LLM logs from this CSV export of the joined query's rows instead of querying."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +142,8 @@ class Settings:
             final_grace_days=_whole(FINAL_GRACE_DAYS, need(FINAL_GRACE_DAYS)),
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
+            llm_log_scope=_choice(LLM_LOG_SCOPE, need(LLM_LOG_SCOPE), llm_log_rows.SCOPES),
+            llm_log_export=get(LLM_LOG_EXPORT),
         )
 
 
@@ -151,3 +161,10 @@ def _whole(name: str, raw: str) -> int:
     if not raw.isdigit():
         raise ConfigurationError(f"setting {name} must be a whole number, got {raw!r}")
     return int(raw)
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.lower()
+    if value not in choices:
+        raise ConfigurationError(f"setting {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
