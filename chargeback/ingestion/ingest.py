@@ -28,7 +28,9 @@ def ingest(ledger: Ledger, batch: Batch, *, events_billed: bool = True) -> Batch
     if events_billed:
         outcome = ledger.apply(batch)
     else:
-        outcome = ledger.set_aside(batch, BILLED_BY_LLM_LOGS, "the LLM logs bill every call (CHARGEBACK_LLM_LOG_SCOPE=all)")
+        outcome = ledger.set_aside(
+            batch, BILLED_BY_LLM_LOGS, "the LLM logs bill every call (CHARGEBACK_LLM_LOG_SCOPE=all)"
+        )
     record = outcome.as_log()
     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     level = logging.WARNING if outcome.dead_lettered else logging.INFO

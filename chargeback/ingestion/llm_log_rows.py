@@ -1,4 +1,4 @@
-"""Reads API Management's LLM-log rows (joined to the gateway log's subscription): the KQL, the CSV export, row checks."""
+"""Reads the LLM-log rows joined to their gateway-log subscription: the KQL, the CSV export, row checks."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Protocol
 
 from chargeback.domain.errors import ConfigurationError, MonitorError
-from chargeback.domain.usage import UNKNOWN
 from chargeback.domain.kql import kql_datetime
+from chargeback.domain.usage import UNKNOWN
 
 SCOPE_STREAMED = "streamed"
 SCOPE_ALL = "all"

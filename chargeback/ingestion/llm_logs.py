@@ -162,9 +162,7 @@ def in_scope(streamed: bool, scope: str) -> bool:
     return scope == SCOPE_ALL or (scope == SCOPE_STREAMED and streamed)
 
 
-def summarise(
-    rows: Iterable[LlmLogRow | RejectedRow], scope: str, outcome: CollectOutcome
-) -> dict[date, DayTotals]:
+def summarise(rows: Iterable[LlmLogRow | RejectedRow], scope: str, outcome: CollectOutcome) -> dict[date, DayTotals]:
     """Count each call once and sum the calls in scope per day and usage key.
 
     A call's rows share its ``CorrelationId``; an exchange split over several rows (rising
@@ -292,7 +290,9 @@ def replace_day(store: LlmLogStore, day: date, totals: DayTotals, marker: DayMar
             continue
         break
     else:
-        raise ConcurrencyError(f"the LLM-log usage of {day.isoformat()} kept moving after {MAX_CONFLICT_RETRIES} re-reads")
+        raise ConcurrencyError(
+            f"the LLM-log usage of {day.isoformat()} kept moving after {MAX_CONFLICT_RETRIES} re-reads"
+        )
     outcome.calls += marker.calls
     outcome.tokens += marker.tokens
     outcome.unattributed_tokens += marker.unattributed_tokens

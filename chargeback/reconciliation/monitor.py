@@ -72,6 +72,7 @@ TOTAL_COLUMN = "TotalTokens"
 PROMPT_COLUMN = "PromptTokens"
 COMPLETION_COLUMN = "CompletionTokens"
 
+
 @dataclass(frozen=True, slots=True)
 class MonitorTotals:
     """Tokens Azure Monitor counted for one subscription over a window."""

@@ -76,6 +76,8 @@ FOCUS_COLUMNS = (
     "x_CompletionTokens",
     "x_CachedTokens",
     "x_UnsplitTokens",
+    "x_EventTokens",
+    "x_LlmLogTokens",
     "x_ReconciliationStatus",
 )
 FOCUS_SERVICE_NAME = "Azure OpenAI"
@@ -541,6 +543,8 @@ def focus_frame(report: Report) -> pd.DataFrame:
             "x_CompletionTokens": lines["completion_tokens"].to_numpy(),
             "x_CachedTokens": lines["cached_tokens"].to_numpy(),
             "x_UnsplitTokens": lines["unsplit_tokens"].to_numpy(),
+            "x_EventTokens": lines["event_tokens"].to_numpy(),
+            "x_LlmLogTokens": lines["llm_log_tokens"].to_numpy(),
             "x_ReconciliationStatus": lines["reconciliation_status"].to_numpy(dtype=object),
         },
         index=lines.index,
