@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -13,8 +14,10 @@ import pytest
 from azure.monitor.query import LogsQueryError, LogsQueryPartialResult, LogsQueryResult, LogsTable
 
 from chargeback.adapters.llm_logs import LogAnalyticsLlmLogSource
-from chargeback.domain.errors import ConfigurationError, PartialResultError
-from chargeback.domain.usage import Counters, UsageKey
+from chargeback.app.settings import Settings
+from chargeback.domain.errors import ConcurrencyError, ConfigurationError, PartialResultError
+from chargeback.domain.usage import Counters, UsageKey, UsageRow
+from chargeback.ingestion import llm_logs
 from chargeback.ingestion.llm_log_rows import (
     EXPORT_COLUMNS,
     GATEWAY_LOG_COLUMNS,
@@ -256,3 +259,133 @@ def test_a_partial_answer_from_log_analytics_is_an_error_never_a_count() -> None
     source = LogAnalyticsLlmLogSource(FakeLogsClient([partial]), "workspace", scope=SCOPE_STREAMED)
     with pytest.raises(PartialResultError):
         list(source.rows([DAY]))
+
+
+class MemoryLlmLogStore:
+    """An in-memory ``LlmLogStore`` whose ETag is a version number; ``interfere`` runs before a write once."""
+
+    def __init__(self) -> None:
+        self.version: dict[date, int] = {}
+        self.markers_by_day: dict[date, llm_logs.DayMarker] = {}
+        self.rows: dict[date, dict[str, tuple[UsageKey, Counters]]] = {}
+        self.interfere: Callable[[], None] | None = None
+        self.writes = 0
+
+    def markers(self, period: str) -> dict[date, llm_logs.DayMarker]:
+        return {day: m for day, m in self.markers_by_day.items() if day.isoformat().startswith(period)}
+
+    def read_day(self, day: date) -> llm_logs.DayState:
+        etag = str(self.version[day]) if day in self.version else None
+        return llm_logs.DayState(etag, self.markers_by_day.get(day), dict(self.rows.get(day, {})))
+
+    def replace(
+        self, day: date, etag: str | None, changes: Sequence[llm_logs.RowChange], marker: llm_logs.DayMarker
+    ) -> str:
+        if self.interfere is not None:
+            interfere, self.interfere = self.interfere, None
+            interfere()
+        current = str(self.version[day]) if day in self.version else None
+        if current != etag:
+            raise ConcurrencyError("moved")
+        rows = self.rows.setdefault(day, {})
+        for change in changes:
+            if change.counters is None:
+                del rows[change.row_key]
+            else:
+                rows[change.row_key] = (change.key, change.counters)
+        self.markers_by_day[day] = marker
+        self.version[day] = self.version.get(day, 0) + 1
+        self.writes += 1
+        return str(self.version[day])
+
+    def unattributed(self, period: str) -> list[UsageRow]:
+        return []
+
+
+def totals_of(store: MemoryLlmLogStore) -> dict[UsageKey, Counters]:
+    return {key: counters for rows in store.rows.values() for key, counters in rows.values()}
+
+
+def collect_into(store: MemoryLlmLogStore, records: list[dict[str, object]]) -> llm_logs.CollectOutcome:
+    source = ListSource(rows(*records))
+    now = END + timedelta(hours=7)
+    return llm_logs.collect(source, store, scope=SCOPE_STREAMED, now=now, lag_hours=6, months=["2026-10"])
+
+
+@dataclass
+class ListSource:
+    found: list[LlmLogRow | RejectedRow]
+
+    def rows(self, days: Collection[date]) -> Iterator[LlmLogRow | RejectedRow]:
+        return iter(self.found)
+
+
+def test_a_second_collection_of_the_same_rows_writes_nothing() -> None:
+    store = MemoryLlmLogStore()
+    split_call = [record(), record(SequenceNumber="1"), record(CorrelationId="call-2", ApimSubscriptionId="")]
+    first = collect_into(store, split_call)
+    writes = store.writes
+    again = collect_into(store, split_call)
+    assert (first.calls, first.unattributed_tokens) == (2, 120)
+    assert (again.transactions, store.writes) == (0, writes)
+    assert totals_of(store) == {key(): one_call(), key(""): one_call()}
+
+
+def test_a_collection_that_loses_a_race_rereads_the_day_and_sets_it_once() -> None:
+    store = MemoryLlmLogStore()
+    day = llm_logs.DayTotals()
+    store.interfere = lambda: llm_logs.replace_day(
+        store, DAY, day, llm_logs.DayMarker(settled=False), llm_logs.CollectOutcome(scope=SCOPE_STREAMED)
+    )
+    totals = llm_logs.summarise(rows(record()), SCOPE_STREAMED, llm_logs.CollectOutcome(scope=SCOPE_STREAMED))[DAY]
+    outcome = llm_logs.CollectOutcome(scope=SCOPE_STREAMED)
+    llm_logs.replace_day(store, DAY, totals, totals.marker(settled=True), outcome)
+    assert outcome.conflicts == 1
+    assert totals_of(store) == {key(): one_call()}
+
+
+def test_attributing_a_call_later_moves_its_tokens_and_deletes_the_unattributed_row() -> None:
+    store = MemoryLlmLogStore()
+    outcome = llm_logs.CollectOutcome(scope=SCOPE_STREAMED)
+    for subscription in ("", "sub-one"):
+        totals = llm_logs.summarise(rows(record(ApimSubscriptionId=subscription)), SCOPE_STREAMED, outcome)[DAY]
+        llm_logs.replace_day(store, DAY, totals, totals.marker(settled=True), outcome)
+    assert totals_of(store) == {key(): one_call()}
+    assert (outcome.rows_written, outcome.rows_deleted) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("marker", "due"),
+    [
+        pytest.param(None, True, id="never collected"),
+        pytest.param(llm_logs.DayMarker(settled=False), True, id="not settled"),
+        pytest.param(llm_logs.DayMarker(settled=True), False, id="settled"),
+        pytest.param(llm_logs.DayMarker(settled=True, unattributed_tokens=5), True, id="settled, unattributed"),
+    ],
+)
+def test_a_day_is_collected_until_it_is_settled_and_fully_attributed(
+    marker: llm_logs.DayMarker | None, due: bool
+) -> None:
+    store = MemoryLlmLogStore()
+    if marker is not None:
+        store.markers_by_day[DAY] = marker
+    days = llm_logs.days_to_collect(store, ["2026-10"], END + timedelta(days=3))
+    assert (DAY in days) is due
+    assert max(days) == DAY + timedelta(days=3)
+
+
+@pytest.mark.parametrize(("hours_after_midnight", "settled"), [(5, False), (6, True)])
+def test_a_day_settles_once_it_ended_more_than_the_lag_ago(hours_after_midnight: int, settled: bool) -> None:
+    assert llm_logs.settled(DAY, END + timedelta(hours=hours_after_midnight), 6) is settled
+
+
+@pytest.mark.parametrize("scope", ["streamed", "ALL", "off"])
+def test_the_scope_setting_accepts_its_three_values(scope: str) -> None:
+    values = {"ChargebackStorage": "UseDevelopmentStorage=true", "CHARGEBACK_LLM_LOG_SCOPE": scope}
+    assert Settings.from_env(values).llm_log_scope == scope.lower()
+
+
+def test_an_unknown_scope_is_a_configuration_error() -> None:
+    values = {"ChargebackStorage": "UseDevelopmentStorage=true", "CHARGEBACK_LLM_LOG_SCOPE": "some"}
+    with pytest.raises(ConfigurationError, match="CHARGEBACK_LLM_LOG_SCOPE"):
+        Settings.from_env(values)
