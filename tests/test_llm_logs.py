@@ -290,3 +290,16 @@ def test_reconciliation_compares_both_sources_with_the_token_metric(
     run_timer()
     recon = json.loads(request("GET", "reports/2026-10", {"format": "json"}).get_body())["reconciliation"]
     assert {line["subscription_id"]: line["status"] for line in recon} == {ONE: "matched", TWO: "matched"}
+
+
+def test_the_report_page_shows_the_streamed_tokens_of_each_subscription(
+    write_export: Writer, clock: Callable[[datetime], None]
+) -> None:
+    send([event(ONE, 300, 100, OCTOBER)], OCTOBER)
+    write_export([call("s-1", ONE, 1_234, 4_000)])
+    clock(AFTER_OCTOBER)
+    run_timer()
+    page = request("GET", "reports/2026-10", {"format": "html"}).get_body().decode("utf-8")
+    assert "Streamed tokens (LLM logs)" in page
+    assert "streamed (LLM logs)" in page
+    assert "5,234" in page
