@@ -114,7 +114,7 @@ def ledger_entities(settings: dict[str, str]) -> dict[tuple[str, str], str]:
     """Every ledger entity's key and ETag: a write of any kind changes an ETag."""
     service = TableServiceClient.from_connection_string(settings["ChargebackStorage"])
     table = service.get_table_client(settings["CHARGEBACK_LEDGER_TABLE"])
-    return {(e["PartitionKey"], e["RowKey"]): e.metadata["etag"] for e in table.list_entities()}
+    return {(e["PartitionKey"], e["RowKey"]): str(e.metadata["etag"]) for e in table.list_entities()}
 
 
 def test_streamed_calls_are_billed_once_beside_the_usage_events(

@@ -10,9 +10,6 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
-from azure.data.tables import TableClient, TableServiceClient
-from azure.storage.blob import BlobServiceClient, ContainerClient
-
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobReportStore
 from chargeback.adapters.llm_log_store import TableLlmLogStore
@@ -22,8 +19,9 @@ from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
-from chargeback.billing.pricing import PriceSheet, load_price_sheet
+from chargeback.billing.prices import PriceSheet, load_price_sheet
 from chargeback.domain.errors import ConfigurationError
+from chargeback.domain.logs import LLM_LOGS, log_event
 from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ledger import Ledger
 from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
@@ -31,7 +29,7 @@ from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import page as report_page
 from chargeback.reports import service as report_service
 
-logger = logging.getLogger("chargeback.app.runtime")
+logger = logging.getLogger(__name__)
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 """Where function_app.py lives; relative paths in settings are read from here."""
@@ -49,33 +47,23 @@ class Services:
     settings: Settings
 
     @cached_property
-    def _tables(self) -> TableServiceClient:
-        return storage.table_service(self.settings.storage)
-
-    @cached_property
-    def _blobs(self) -> BlobServiceClient:
-        return storage.blob_service(self.settings.storage)
-
-    def table(self, name: str) -> TableClient:
-        storage.ensure_table(self._tables, name)
-        return self._tables.get_table_client(name)
-
-    def container(self, name: str) -> ContainerClient:
-        storage.ensure_container(self._blobs, name)
-        return self._blobs.get_container_client(name)
+    def storage(self) -> storage.StorageAccount:
+        return storage.StorageAccount(self.settings.storage)
 
     @cached_property
     def ledger(self) -> Ledger:
         names = self.settings.storage
         return Ledger(
-            TableLedgerStore(self.table(names.ledger_table)),
-            TableDeadLetterStore(self.table(names.dead_letter_table), self.container(names.dead_letter_container)),
+            TableLedgerStore(self.storage.table(names.ledger_table)),
+            TableDeadLetterStore(
+                self.storage.table(names.dead_letter_table), self.storage.container(names.dead_letter_container)
+            ),
         )
 
     @cached_property
     def llm_log_store(self) -> TableLlmLogStore:
         """LLM-log usage lives in the ledger's own table, in slices of its own."""
-        return TableLlmLogStore(self.table(self.settings.storage.ledger_table))
+        return TableLlmLogStore(self.storage.table(self.settings.storage.ledger_table))
 
     @property
     def events_billed(self) -> bool:
@@ -96,7 +84,7 @@ class Services:
         try:
             source = self.llm_log_source()
         except ConfigurationError as exc:
-            logger.warning("%s not collected: %s", llm_logs.LOG_PREFIX, exc)
+            log_event(logger, LLM_LOGS, logging.WARNING, collected=False, reason=str(exc))
             return None
         return llm_logs.collect(source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours)
 
@@ -105,8 +93,8 @@ class Services:
         settings = self.settings
         return report_service.ReportContext(
             usage=self.ledger,
-            reports=BlobReportStore(self.container(settings.storage.reports_container)),
-            reconciliations=TableReconciliationStore(self.table(settings.storage.reconciliation_table)),
+            reports=BlobReportStore(self.storage.container(settings.storage.reports_container)),
+            reconciliations=TableReconciliationStore(self.storage.table(settings.storage.reconciliation_table)),
             monitor=self.monitor,
             price_sheet=self.price_sheet,
             cost_centers=self.cost_centers,

@@ -21,7 +21,6 @@ difference again.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Protocol
 
 from chargeback.domain import keys, periods
 from chargeback.domain.errors import ConcurrencyError
+from chargeback.domain.logs import LLM_LOG_ROW_REJECTED, LLM_LOGS, log_event
 from chargeback.domain.usage import ZERO, Counters, UsageKey, UsageRow
 from chargeback.ingestion.llm_log_rows import (
     SCOPE_ALL,
@@ -48,8 +48,7 @@ MAX_CONFLICT_RETRIES = 8
 LOOKBACK_MONTHS = 3
 """Months before the current one whose unsettled or unattributed days a run collects."""
 
-LOG_PREFIX = "chargeback.ingestion.llm_logs"
-logger = logging.getLogger(LOG_PREFIX)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +174,9 @@ def summarise(rows: Iterable[LlmLogRow | RejectedRow], scope: str, outcome: Coll
         outcome.rows_read += 1
         if isinstance(row, RejectedRow):
             outcome.rejected[row.reason] = outcome.rejected.get(row.reason, 0) + 1
-            logger.warning("%s rejected %s: %s (%s)", LOG_PREFIX, row.where, row.reason, row.detail)
+            log_event(
+                logger, LLM_LOG_ROW_REJECTED, logging.WARNING, where=row.where, reason=row.reason, detail=row.detail
+            )
             continue
         call = calls.get(row.correlation_id)
         if call is None:
@@ -265,7 +266,7 @@ def collect(
             replace_day(store, day, day_totals, day_totals.marker(settled(day, now, lag_hours)), outcome)
     outcome.days = len(days)
     level = logging.WARNING if outcome.rejected or outcome.unattributed_tokens else logging.INFO
-    logger.log(level, "%s %s", LOG_PREFIX, json.dumps(outcome.as_log(), sort_keys=True))
+    log_event(logger, LLM_LOGS, level, **outcome.as_log())
     return outcome
 
 

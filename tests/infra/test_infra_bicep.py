@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
-from bicep_tree import (
+
+from chargeback.app import settings
+from tests.infra.bicep_tree import (
     INFRA,
     ROOT,
     bicep_files,
@@ -20,8 +22,6 @@ from bicep_tree import (
     text,
     variables,
 )
-
-from chargeback.app import settings
 
 BICEP_FILES = bicep_files()
 
