@@ -16,9 +16,8 @@ from chargeback.app.settings import Settings
 from chargeback.domain.errors import ConfigurationError
 from chargeback.ingestion.ledger import Ledger
 from devtools.hostshape import HostEvent
-from tests.conftest import SAMPLES
 from tests.functions import deliver, get, registered
-from tests.test_events import BAD_INPUT
+from tests.support import BAD_INPUT, SAMPLES
 
 pytestmark = pytest.mark.azurite
 

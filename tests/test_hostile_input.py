@@ -21,7 +21,7 @@ from chargeback.domain import events
 from chargeback.domain.events import MAX_EVENT_BYTES
 from devtools.hostshape import HostEvent
 from tests.functions import deliver
-from tests.test_events import BAD_INPUT
+from tests.support import BAD_INPUT
 
 pytestmark = pytest.mark.azurite
 

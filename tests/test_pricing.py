@@ -28,8 +28,8 @@ from chargeback.billing.prices import (
 from chargeback.billing.pricing import price_rows, price_usage
 from chargeback.domain.errors import ConfigurationError, InvalidRequestError
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-11"
 
 SHEET: dict[str, Any] = {

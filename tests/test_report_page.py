@@ -27,8 +27,8 @@ from chargeback.reports.build import Report, build_report
 from devtools.hostshape import HostEvent
 from devtools.local_host import LocalHost
 from tests.functions import deliver, registered
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = "<script>alert('owned')</script>"

@@ -181,21 +181,11 @@ def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.Da
     provisioned = tables.provisioned_by_deployment_day[deployment_codes, day_index]
     token_rate = np.where(provisioned, -1, tables.token_by_model_day[model_codes, day_index])
     blended_rate = tables.blended_by_day[day_index]
-    matched = token_rate >= 0
-
-    def counter(name: str) -> npt.NDArray[np.int64]:
-        return chunk[name].to_numpy(dtype=np.int64)
-
-    prompt, cached, completion = counter("prompt_tokens"), counter("cached_tokens"), counter("completion_tokens")
-    total, unsplit = counter("total_tokens"), counter("unsplit_tokens")
-    zero = np.zeros(len(chunk), dtype=np.int64)
-    uncached = np.where(matched, prompt - cached, zero)
-    cached_priced = np.where(matched, cached, zero)
-    output = np.where(matched, completion, zero)
-    blended_tokens = np.where(provisioned, zero, np.where(matched, unsplit, total))
-    ptu_tokens = np.where(provisioned, total, zero)
-    if bool(((blended_tokens > 0) & (blended_rate < 0)).any()):
-        first = int(day_index[(blended_tokens > 0) & (blended_rate < 0)].min())
+    quantities = _priced_quantities(chunk, provisioned, token_rate >= 0)
+    uncached, cached_priced, output, blended_tokens = quantities
+    missing_blended = (blended_tokens > 0) & (blended_rate < 0)
+    if bool(missing_blended.any()):
+        first = int(day_index[missing_blended].min())
         raise ConfigurationError(
             f"the price sheet has no default blended price effective on {start.fromordinal(start.toordinal() + first)}"
         )
@@ -205,15 +195,6 @@ def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.Da
         tables.output[token_rate],
         tables.blended[blended_rate],
     )
-    quantities = (uncached, cached_priced, output, blended_tokens)
-    bound = sum(int(q.sum()) for q in quantities) * max((int(p.max()) for p in prices if len(p)), default=0)
-    if bound < _INT64_HEADROOM:
-        cost: npt.NDArray[Any] = sum((q * p for q, p in zip(quantities, prices, strict=True)), zero)
-    else:  # astronomically many tokens: fall back to Python integers, still exact
-        cost = sum(
-            (q.astype(object) * p.astype(object) for q, p in zip(quantities, prices, strict=True)),
-            zero.astype(object),
-        )
     return pd.DataFrame(
         {
             "day": chunk["day"].to_numpy(),
@@ -222,12 +203,52 @@ def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.Da
             "deployment": chunk["deployment"].array,
             "token_rate": token_rate,
             "blended_rate": blended_rate,
-            **{name: counter(name) for name in LEDGER_COUNTERS},
+            **{name: chunk[name].to_numpy(dtype=np.int64) for name in LEDGER_COUNTERS},
             "split_priced": uncached + cached_priced + output,
             "blended_priced": blended_tokens,
-            "ptu_tokens": ptu_tokens,
-            "metered": cost,
+            "ptu_tokens": np.where(provisioned, chunk["total_tokens"].to_numpy(dtype=np.int64), 0),
+            "metered": _exact_cost(quantities, prices),
         }
+    )
+
+
+_Quantities = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def _priced_quantities(
+    chunk: pd.DataFrame, provisioned: npt.NDArray[np.bool_], matched: npt.NDArray[np.bool_]
+) -> _Quantities:
+    """The tokens each rate prices per row: uncached input, cached input, output, blended.
+
+    A row of a provisioned deployment is priced by none of them (its capacity is allocated);
+    a row whose model has a price that day has its split priced and its unsplit tokens
+    blended; any other row is blended whole.
+    """
+
+    def counter(name: str) -> npt.NDArray[np.int64]:
+        return chunk[name].to_numpy(dtype=np.int64)
+
+    prompt, cached, completion = counter("prompt_tokens"), counter("cached_tokens"), counter("completion_tokens")
+    zero = np.zeros(len(chunk), dtype=np.int64)
+    return (
+        np.where(matched, prompt - cached, zero),
+        np.where(matched, cached, zero),
+        np.where(matched, completion, zero),
+        np.where(provisioned, zero, np.where(matched, counter("unsplit_tokens"), counter("total_tokens"))),
+    )
+
+
+def _exact_cost(quantities: _Quantities, prices: tuple[npt.NDArray[Any], ...]) -> npt.NDArray[Any]:
+    """Sum of quantity × scaled price per row, in int64 while it cannot overflow, else in Python ints."""
+    zero = np.zeros(len(quantities[0]), dtype=np.int64)
+    bound = sum(int(q.sum()) for q in quantities) * max((int(p.max()) for p in prices if len(p)), default=0)
+    if bound < _INT64_HEADROOM:
+        cost: npt.NDArray[Any] = sum((q * p for q, p in zip(quantities, prices, strict=True)), zero)
+        return cost
+    # Astronomically many tokens: Python integers, still exact.
+    return sum(
+        (q.astype(object) * p.astype(object) for q, p in zip(quantities, prices, strict=True)),
+        zero.astype(object),
     )
 
 

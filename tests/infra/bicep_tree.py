@@ -10,7 +10,8 @@ from pathlib import Path
 import tree_sitter
 import tree_sitter_bicep
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 INFRA = ROOT / "infra"
 
 _PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chargeback.app import settings
-from tests.infra.bicep_tree import ROOT
+from tests.support import ROOT
 
 # A connection named X is configured with identity by X__<suffix> settings.
 IDENTITY_SUFFIXES = (

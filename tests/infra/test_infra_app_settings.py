@@ -9,7 +9,7 @@ import pytest
 import tree_sitter
 
 from chargeback.app import settings
-from tests.infra.bicep_tree import INFRA, ROOT, bicep_files, literal, properties, root, text, variables
+from tests.infra.bicep_tree import INFRA, bicep_files, literal, properties, root, text, variables
 from tests.infra.setting_names import (
     NOT_IN_AZURE,
     binding_setting_names,
@@ -18,6 +18,7 @@ from tests.infra.setting_names import (
     is_read,
     is_set,
 )
+from tests.support import ROOT
 
 API_BICEP = INFRA / "app" / "api.bicep"
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"

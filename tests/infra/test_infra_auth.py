@@ -6,7 +6,6 @@ import pytest
 
 from tests.infra.bicep_tree import (
     INFRA,
-    ROOT,
     bicep_files,
     extensions,
     literal,
@@ -18,6 +17,7 @@ from tests.infra.bicep_tree import (
     variables,
 )
 from tests.infra.setting_names import PLATFORM_VARIABLES
+from tests.support import ROOT
 
 AUTH = INFRA / "app" / "auth.bicep"
 API = INFRA / "app" / "api.bicep"

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.bicep_tree import INFRA, ROOT, literal, param_decorators, params, properties, resources, root, text
+from tests.infra.bicep_tree import INFRA, literal, param_decorators, params, properties, resources, root, text
 from tests.infra.setting_names import is_read
+from tests.support import ROOT
 
 HOOKS = INFRA / "hooks"
 SH_HOOK = HOOKS / "postprovision.sh"

@@ -11,7 +11,6 @@ import pytest
 from chargeback.app import settings
 from tests.infra.bicep_tree import (
     INFRA,
-    ROOT,
     bicep_files,
     literal,
     modules,
@@ -22,6 +21,7 @@ from tests.infra.bicep_tree import (
     text,
     variables,
 )
+from tests.support import ROOT
 
 BICEP_FILES = bicep_files()
 

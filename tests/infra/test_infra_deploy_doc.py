@@ -9,7 +9,6 @@ import pytest
 
 from tests.infra.bicep_tree import (
     INFRA,
-    ROOT,
     bicep_files,
     identifiers,
     literal,
@@ -22,6 +21,7 @@ from tests.infra.bicep_tree import (
     variables,
 )
 from tests.infra.setting_names import NOT_IN_AZURE, PLATFORM_VARIABLES, binding_setting_names, code_setting_names
+from tests.support import ROOT
 
 DOC = (ROOT / "docs" / "deploy.md").read_text()
 MAIN = INFRA / "main.bicep"

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import tree_sitter
 
-from tests.infra.bicep_tree import INFRA, ROOT, literal, modules, params, properties, root, text, variables
+from tests.infra.bicep_tree import INFRA, literal, modules, params, properties, root, text, variables
+from tests.support import ROOT
 
 # Built-in role definition ids (learn.microsoft.com, Azure built-in roles).
 ROLE_IDS = {
