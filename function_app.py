@@ -30,7 +30,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 )
 def ingest_usage(events: list[func.EventHubEvent]) -> None:
     services = runtime.services()
-    ingest.ingest(services.ledger, eventhub.batch_from_trigger(events, services.settings.eventhub_name))
+    batch = eventhub.batch_from_trigger(events, services.settings.eventhub_name)
+    ingest.ingest(services.ledger, batch, events_billed=services.events_billed)
 
 
 @app.function_name("get_usage")
@@ -38,8 +39,14 @@ def ingest_usage(events: list[func.EventHubEvent]) -> None:
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         period = periods.parse_period(req.route_params.get("period", ""))
-        ledger = runtime.services().ledger
-        document = usage_view.usage_document(period, ledger.period_rows(period), ledger.dead_letter_count(period))
+        services = runtime.services()
+        ledger = services.ledger
+        document = usage_view.usage_document(
+            period,
+            ledger.period_rows(period),
+            ledger.dead_letter_count(period),
+            unattributed=services.llm_log_store.unattributed(period),
+        )
         return http.json_response(document)
 
     return http.respond(handle)
@@ -48,7 +55,9 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("reconcile_and_report")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_and_report(timer: func.TimerRequest) -> None:
-    report_service.run_schedule(runtime.services().reports, report_service.utc_now())
+    services, now = runtime.services(), report_service.utc_now()
+    services.collect_llm_logs(now)
+    report_service.run_schedule(services.reports, now)
 
 
 @app.function_name("list_reports")
@@ -66,9 +75,12 @@ def list_reports(req: func.HttpRequest) -> func.HttpResponse:
 def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         period = periods.parse_month(req.route_params.get("period", ""))
-        context = runtime.services().reports
+        services = runtime.services()
+        context = services.reports
         if req.method == "POST":
-            return http.json_response(report_service.generate(context, period, report_service.utc_now()))
+            now = report_service.utc_now()
+            services.collect_llm_logs(now)
+            return http.json_response(report_service.generate(context, period, now))
         found = report_service.download(
             context,
             period,

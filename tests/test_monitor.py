@@ -16,13 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargeback.domain.errors import MonitorError
+from chargeback.domain.kql import kql_datetime, kql_string
 from chargeback.reconciliation.monitor import (
     APP_METRICS_COLUMNS,
     TABLE,
     CsvExportSource,
     MonitorTotals,
-    kql_datetime,
-    kql_string,
     to_tokens,
     token_totals_query,
 )

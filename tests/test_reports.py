@@ -445,8 +445,8 @@ def test_a_month_of_ten_thousand_subscriptions_and_twenty_models_prices_and_rend
     assert report.grand_total == sum(report.lines["cost"], Decimal(0))
     workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")), read_only=True)
     assert len(report.daily) == subscriptions * days
-    assert workbook["lines"].calculate_dimension() == f"A1:Y{len(report.lines) + 1}"
-    assert workbook["daily"].calculate_dimension() == f"A1:I{len(report.daily) + 1}"
+    assert workbook["lines"].calculate_dimension() == f"A1:AA{len(report.lines) + 1}"
+    assert workbook["daily"].calculate_dimension() == f"A1:J{len(report.daily) + 1}"
     last = next(workbook["daily"].iter_rows(min_row=len(report.daily) + 1, values_only=True))
     assert last[:2] == (datetime(2026, 12, 31), report.daily["subscription_id"].iloc[-1])
 

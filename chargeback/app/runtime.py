@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobReportStore
+from chargeback.adapters.llm_log_store import TableLlmLogStore
+from chargeback.adapters.llm_logs import llm_log_source
 from chargeback.adapters.monitor import monitor_source
 from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.prices import PriceSheet, load_price_sheet
+from chargeback.domain.errors import ConfigurationError
+from chargeback.domain.logs import LLM_LOGS, log_event
+from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ledger import Ledger
+from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import page as report_page
 from chargeback.reports import service as report_service
+
+logger = logging.getLogger(__name__)
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 """Where function_app.py lives; relative paths in settings are read from here."""
@@ -49,6 +59,34 @@ class Services:
                 self.storage.table(names.dead_letter_table), self.storage.container(names.dead_letter_container)
             ),
         )
+
+    @cached_property
+    def llm_log_store(self) -> TableLlmLogStore:
+        """LLM-log usage lives in the ledger's own table, in slices of its own."""
+        return TableLlmLogStore(self.storage.table(self.settings.storage.ledger_table))
+
+    @property
+    def events_billed(self) -> bool:
+        """False when the LLM logs bill every call: the usage events are then set aside."""
+        return self.settings.llm_log_scope != SCOPE_ALL
+
+    def llm_log_source(self) -> LlmLogSource:
+        export = self.settings.llm_log_export
+        if export:
+            return llm_log_source(dataclasses.replace(self.settings, llm_log_export=str(app_path(export))))
+        return llm_log_source(self.settings)
+
+    def collect_llm_logs(self, now: datetime) -> llm_logs.CollectOutcome | None:
+        """Set the due days' LLM-log usage; None (and a warning) when no LLM-log source is configured."""
+        scope = self.settings.llm_log_scope
+        if scope == SCOPE_OFF:
+            return None
+        try:
+            source = self.llm_log_source()
+        except ConfigurationError as exc:
+            log_event(logger, LLM_LOGS, logging.WARNING, collected=False, reason=str(exc))
+            return None
+        return llm_logs.collect(source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours)
 
     @cached_property
     def reports(self) -> report_service.ReportContext:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from chargeback.domain.errors import ConfigurationError
+from chargeback.ingestion import llm_log_rows
 
 # Names of the settings the code reads. Bicep, the sample settings file and the README use
 # exactly these; a test keeps them in step.
@@ -34,6 +35,8 @@ FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
 PROVIDER_NAME = "CHARGEBACK_PROVIDER_NAME"
+LLM_LOG_SCOPE = "CHARGEBACK_LLM_LOG_SCOPE"
+LLM_LOG_EXPORT = "CHARGEBACK_LLM_LOG_EXPORT"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -51,6 +54,7 @@ DEFAULTS: Mapping[str, str] = {
     PRICE_SHEET: "config/price-sheet.json",
     COST_CENTERS: "config/cost-centers.csv",
     PROVIDER_NAME: "AI gateway platform",
+    LLM_LOG_SCOPE: llm_log_rows.SCOPE_STREAMED,
 }
 
 
@@ -89,6 +93,10 @@ class Settings:
     cost_centers: str
     provider_name: str
     """Who provides the gateway's service and issues the chargeback: FOCUS ProviderName and InvoiceIssuerName."""
+    llm_log_scope: str = llm_log_rows.SCOPE_STREAMED
+    """Which calls the LLM logs bill (``llm_log_rows.SCOPES``); the usage events bill the others."""
+    llm_log_export: str | None = None
+    """Bill LLM logs from this CSV export of the joined query's rows instead of querying."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +147,8 @@ class Settings:
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
             provider_name=need(PROVIDER_NAME),
+            llm_log_scope=_choice(LLM_LOG_SCOPE, need(LLM_LOG_SCOPE), llm_log_rows.SCOPES),
+            llm_log_export=get(LLM_LOG_EXPORT),
         )
 
 
@@ -156,3 +166,10 @@ def _whole(name: str, raw: str) -> int:
     if not raw.isdigit():
         raise ConfigurationError(f"setting {name} must be a whole number, got {raw!r}")
     return int(raw)
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.lower()
+    if value not in choices:
+        raise ConfigurationError(f"setting {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value

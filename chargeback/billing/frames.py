@@ -18,6 +18,7 @@ LEDGER_COUNTERS = (
     "cached_tokens",
     "unsplit_tokens",
     "total_tokens",
+    "llm_log_tokens",
 )
 LEDGER_COLUMNS = LEDGER_KEYS + LEDGER_COUNTERS
 """The columns of a usage frame: one row per (UTC day, subscription, model, deployment)."""
@@ -62,6 +63,9 @@ def normalise_usage_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
     A frame already in that form is returned as it is, without a copy.
     """
+    if "llm_log_tokens" not in frame.columns:
+        # Frames written before the LLM logs were a usage source: every token came as an event.
+        frame = frame.assign(llm_log_tokens=np.zeros(len(frame), dtype=np.int64))
     missing = [name for name in LEDGER_COLUMNS if name not in frame.columns]
     if missing:
         raise ValueError(f"usage frame lacks columns {missing}")

@@ -62,3 +62,30 @@ def aggregate_row_key(key: UsageKey) -> str:
 def day_range(day: str) -> tuple[str, str]:
     """Bounds [low, high) of the aggregate row keys of one day (``YYYY-MM-DD``) within a slice."""
     return f"{day}|", f"{day}}}"
+
+
+LLM_LOG_SLICE = "~llm-logs"
+"""The slice of usage billed from the gateway's LLM logs. Event Hub names start with a letter
+or digit, so no hub's slice can share this key; it still sorts inside a month's key range."""
+
+UNATTRIBUTED_ROW_PREFIX = "!unattributed|"
+"""Row keys of LLM-log usage whose APIM subscription is not known yet; readers of billed usage skip them."""
+
+DAY_MARKER_PREFIX = "!day|"
+"""Row key prefix of an LLM-log day's marker: when it was collected, whether it is settled."""
+
+
+def llm_slice_key(period: str) -> str:
+    """The partition key of a month's LLM-log usage."""
+    return f"{period}|{LLM_LOG_SLICE}"
+
+
+def day_marker_row(day: str) -> str:
+    return f"{DAY_MARKER_PREFIX}{day}"
+
+
+def llm_row_key(key: UsageKey) -> str:
+    """An LLM-log aggregate's row key: the usual one, or under the unattributed prefix when the
+    subscription is not known (an empty ``subscription_id``)."""
+    row_key = aggregate_row_key(key)
+    return row_key if key.subscription_id else f"{UNATTRIBUTED_ROW_PREFIX}{row_key}"

@@ -19,6 +19,8 @@ import json
 import logging
 
 INGEST = "chargeback.ingest"
+LLM_LOGS = "chargeback.llm_logs"
+LLM_LOG_ROW_REJECTED = "chargeback.llm_logs.rejected"
 REPORT = "chargeback.report"
 RECONCILE_FAILED = "chargeback.reconcile.failed"
 HTTP_FAILURE = "chargeback.http.failure"

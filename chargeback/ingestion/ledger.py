@@ -225,6 +225,24 @@ class Ledger:
         outcome.dead_lettered = len(routed.letters)
         return outcome
 
+    def set_aside(self, batch: Batch, reason: str, detail: str) -> BatchOutcome:
+        """Dead-letter a whole batch without counting it: another source bills these calls.
+
+        The letters keep their raw bodies, so a redrive counts them once the setting changes.
+        """
+        outcome = BatchOutcome(hub=batch.hub, partition_id=batch.partition_id, received=len(batch.events))
+        letters = [
+            _dead_letter(batch, received, _utc(received.enqueued_time), Rejection(reason, detail))
+            for received in batch.events
+        ]
+        if letters:
+            self._dead_letters.put(letters)
+            outcome.first_sequence = min(map(_sequence, batch.events))
+            outcome.last_sequence = max(map(_sequence, batch.events))
+            outcome.reasons[reason] = len(letters)
+        outcome.dead_lettered = len(letters)
+        return outcome
+
     def _apply_slice(self, slice_key: str, days: set[str], part: list[_Parsed], outcome: BatchOutcome) -> None:
         applied = 0
         for _attempt in range(MAX_CONFLICT_RETRIES):

@@ -45,6 +45,8 @@ LINE_VIEW_COLUMNS = (
     "cached_tokens",
     "unsplit_tokens",
     "total_tokens",
+    "event_tokens",
+    "llm_log_tokens",
     "input_price_per_1m",
     "cached_input_price_per_1m",
     "output_price_per_1m",
@@ -56,7 +58,16 @@ LINE_VIEW_COLUMNS = (
     "delta_tokens",
     "reconciliation_status",
 )
-TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "unsplit_tokens", "total_tokens")
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "unsplit_tokens",
+    "total_tokens",
+    "event_tokens",
+    "llm_log_tokens",
+)
+"""Token counts of a line; ``event_tokens`` came as usage events, ``llm_log_tokens`` from the LLM logs."""
 RECONCILIATION_COLUMNS = tuple(f.name for f in fields(ReconciliationLine))
 
 FORMATS: Mapping[str, tuple[str, str]] = {
@@ -187,6 +198,7 @@ def build_report(
         late = price_usage(usage_frame(rows), sheet, original, allocate_provisioned=False)
         parts.append(_tag(late.lines, period, ADJUSTMENT, original))
     detail = pd.concat(parts, ignore_index=True)
+    detail["event_tokens"] = detail["total_tokens"] - detail["llm_log_tokens"]
     recon = _reconciliation_view(reconciliation, period)
     detail = _attach(detail, cost_centers, recon)
     order = detail["charge_category"].map({USAGE: 0, ADJUSTMENT: 1})
@@ -315,6 +327,9 @@ def from_bundle(data: bytes) -> Report:
         frames = {name: pd.read_parquet(io.BytesIO(bundle.read(f"{name}.parquet"))) for name in _BUNDLE_FRAMES}
         meta = json.loads(bundle.read("report.json"))
     detail = pd.concat([frames["lines"], frames["line_details"]], axis=1)
+    if "llm_log_tokens" not in detail.columns:
+        # A bundle written before the LLM logs were a usage source: every token came as an event.
+        detail = detail.assign(event_tokens=detail["total_tokens"], llm_log_tokens=0)
     return _assemble(
         str(meta["period"]),
         detail,

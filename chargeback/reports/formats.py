@@ -472,6 +472,8 @@ FOCUS_COLUMNS = (
     "x_CompletionTokens",
     "x_CachedTokens",
     "x_UnsplitTokens",
+    "x_EventTokens",
+    "x_LlmLogTokens",
     "x_ReconciliationStatus",
 )
 FOCUS_APPLICABILITY_CRITERIA = (
@@ -517,6 +519,8 @@ _FOCUS_COUNTERS = (
     "x_CompletionTokens",
     "x_CachedTokens",
     "x_UnsplitTokens",
+    "x_EventTokens",
+    "x_LlmLogTokens",
 )
 _QUANTITY_PLACES = len(str(TOKENS_PER_UNIT)) - 1
 
@@ -666,6 +670,8 @@ def _custom(report: Report) -> dict[str, Any]:
         "x_CompletionTokens": lines["completion_tokens"].to_numpy(),
         "x_CachedTokens": lines["cached_tokens"].to_numpy(),
         "x_UnsplitTokens": lines["unsplit_tokens"].to_numpy(),
+        "x_EventTokens": lines["event_tokens"].to_numpy(),
+        "x_LlmLogTokens": lines["llm_log_tokens"].to_numpy(),
         "x_ReconciliationStatus": lines["reconciliation_status"].to_numpy(dtype=object),
     }
 

@@ -398,7 +398,8 @@ def _adjustment_frame(adjustments: Mapping[str, list[UsageRow]]) -> pd.DataFrame
 
 def _counters_by_key(frame: pd.DataFrame) -> dict[UsageKey, Counters]:
     out: dict[UsageKey, Counters] = {}
-    columns = [frame[name].tolist() for name in (*_KEY_COLUMNS, *COUNTER_FIELDS)]
+    # A snapshot written before a counter existed (the LLM-log ones) holds none of it: zero.
+    columns = [frame[name].tolist() if name in frame else [0] * len(frame) for name in (*_KEY_COLUMNS, *COUNTER_FIELDS)]
     width = len(_KEY_COLUMNS)
     for values in zip(*columns, strict=True):
         key = UsageKey(date.fromisoformat(str(values[0])), *(str(v) for v in values[1:width]))

@@ -63,6 +63,10 @@ param finalGraceDays int
 param priceSheetPath string
 param costCentersPath string
 
+@description('What the gateway\'s LLM logs bill: streamed calls (the usage events bill the rest), all calls, or off.')
+@allowed(['streamed', 'all', 'off'])
+param llmLogScope string = 'streamed'
+
 var managedIdentity = 'managedidentity'
 
 var appSettings = {
@@ -111,6 +115,9 @@ var appSettings = {
   CHARGEBACK_PRICE_SHEET: priceSheetPath
   CHARGEBACK_COST_CENTERS: costCentersPath
   CHARGEBACK_PROVIDER_NAME: 'AI gateway platform'
+
+  // Streamed calls are billed from API Management's LLM logs in the same workspace.
+  CHARGEBACK_LLM_LOG_SCOPE: llmLogScope
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

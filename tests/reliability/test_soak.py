@@ -143,7 +143,7 @@ def test_a_million_events_with_redeliveries_are_counted_exactly_in_flat_memory(
 ) -> None:
     dead_letters = InMemoryDeadLetterStore()
     ledger = Ledger(InMemoryLedgerStore(), dead_letters)
-    services = SimpleNamespace(ledger=ledger, settings=SimpleNamespace(eventhub_name="aoai-usage"))
+    services = SimpleNamespace(ledger=ledger, settings=SimpleNamespace(eventhub_name="aoai-usage"), events_billed=True)
     monkeypatch.setattr(runtime, "services", lambda: services)
     soak = ingest_counts.soak = Soak(events_per_partition=250_000, batch_size=1_000)
     warm = soak.run(checkpoint=100_000)
