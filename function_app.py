@@ -7,6 +7,7 @@ import azure.functions as func
 from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
+from chargeback.domain.errors import ReportScheduleError
 from chargeback.ingestion import ingest, usage_view
 from chargeback.reports import service as report_service
 
@@ -48,7 +49,9 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("reconcile_and_report")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_and_report(timer: func.TimerRequest) -> None:
-    report_service.run_schedule(runtime.services().reports, report_service.utc_now())
+    outcome = report_service.run_schedule(runtime.services().reports)
+    if outcome.failed:
+        raise ReportScheduleError(outcome.failed)
 
 
 @app.function_name("list_reports")
@@ -59,16 +62,22 @@ def list_reports(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@app.function_name("regenerate_report")
+@app.route(route="reports/{period}", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ADMIN)
+def regenerate_report(req: func.HttpRequest) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        period = periods.parse_month(req.route_params.get("period", ""))
+        return http.json_response(report_service.generate(runtime.services().reports, period))
+
+    return http.respond(handle)
+
+
 @app.function_name("report")
-@app.route(
-    route="reports/{period}", methods=[func.HttpMethod.GET, func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
-)
+@app.route(route="reports/{period}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         period = periods.parse_month(req.route_params.get("period", ""))
         context = runtime.services().reports
-        if req.method == "POST":
-            return http.json_response(report_service.generate(context, period, report_service.utc_now()))
         found = report_service.download(
             context,
             period,

@@ -26,7 +26,6 @@ from chargeback.app import runtime, settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
-from chargeback.reports import service as report_service
 from devtools import traffic
 from devtools.emulator import Azurite
 from devtools.hostshape import decode_batch
@@ -374,13 +373,12 @@ def _app_log(path: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _clock(moment: datetime) -> Iterator[None]:
-    """The time the report service believes it is, so the simulated month is judged whole."""
-    original = report_service.utc_now
-    report_service.utc_now = lambda: moment
+    """The app's reports run at ``moment``, so the simulated month is judged whole."""
+    runtime.services().clock = lambda: moment
     try:
         yield
     finally:
-        report_service.utc_now = original
+        runtime.reset()
 
 
 # --------------------------------------------------------------------------------------------

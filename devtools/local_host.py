@@ -41,13 +41,6 @@ class Route:
         return re.compile("/".join(parts))
 
 
-ROUTES = (
-    Route("usage/{period}", "get_usage", ("GET",)),
-    Route("reports", "list_reports", ("GET",)),
-    Route("reports/{period}", "report", ("GET", "POST")),
-)
-"""The routes ``function_app.py`` registers, with the methods each accepts."""
-
 FunctionLookup = Callable[[str], Any]
 """Finds a registered function object (``.get_user_function()``) by its name."""
 
@@ -69,15 +62,30 @@ def registered(name: str) -> Any:
         raise LookupError(f"no function named {name}") from None
 
 
-def match(path: str) -> tuple[Route, dict[str, str]] | None:
-    """The route a request path (``/api/...``) names, with its route parameters."""
+@functools.cache
+def routes() -> tuple[Route, ...]:
+    """The HTTP routes ``function_app.py`` registers, read from each function's bindings."""
+    found = []
+    for name, function in _app_functions().items():
+        for binding in orjson.loads(function.get_function_json())["bindings"]:
+            if binding["type"] == "httpTrigger":
+                methods = tuple(method.upper() for method in binding.get("methods") or ("GET", "POST"))
+                found.append(Route(binding["route"], name, methods))
+    return tuple(found)
+
+
+def match(path: str, method: str) -> tuple[Route, dict[str, str]] | None:
+    """The route a request (``/api/...``) names, with its route parameters; ``None`` when none.
+
+    A route served by no function for ``method`` still matches by path, so the caller can
+    answer 405 rather than 404.
+    """
     if not path.startswith(ROUTE_PREFIX + "/"):
         return None
     rest = path[len(ROUTE_PREFIX) + 1 :].rstrip("/")
-    for route in ROUTES:
-        found = route.pattern.fullmatch(rest)
-        if found:
-            return route, {name: unquote(value) for name, value in found.groupdict().items()}
+    by_path = [(route, found) for route in routes() if (found := route.pattern.fullmatch(rest))]
+    for route, found in sorted(by_path, key=lambda pair: method not in pair[0].methods):
+        return route, {name: unquote(value) for name, value in found.groupdict().items()}
     return None
 
 
@@ -135,7 +143,7 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
 
         def _dispatch(self, method: str) -> None:
             url = urlsplit(self.path)
-            found = match(url.path)
+            found = match(url.path, method)
             if found is None:
                 self._send_json(404, {"error": {"code": "not_found", "message": "no function serves this route"}})
                 return

@@ -19,7 +19,6 @@ from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
-from chargeback.reports import service as report_service
 from devtools.hostshape import HostEvent
 from tests.functions import deliver, registered
 
@@ -53,7 +52,7 @@ def request(
     method: str, route: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
     parts = route.split("/")
-    function_name = "list_reports" if len(parts) == 1 else "report"
+    function_name = "list_reports" if len(parts) == 1 else "regenerate_report" if method == "POST" else "report"
     route_params = {} if len(parts) == 1 else {"period": parts[1]}
     req = func.HttpRequest(
         method, f"/api/{route}", params=params or {}, route_params=route_params, headers=headers or {}, body=b""
@@ -72,7 +71,7 @@ def fixture_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]
     """Sets the time the report service believes it is."""
 
     def set_now(moment: datetime) -> None:
-        monkeypatch.setattr(report_service, "utc_now", lambda: moment)
+        runtime.services().clock = lambda: moment
 
     return set_now
 
@@ -106,12 +105,26 @@ def fixture_october(
     clock(DURING_OCTOBER)
 
 
-def test_every_report_endpoint_requires_a_function_key() -> None:
-    for name in ("list_reports", "report", "get_usage"):
-        [trigger] = [
-            b for b in json.loads(registered(name).get_function_json())["bindings"] if b["type"] == "httpTrigger"
-        ]
-        assert trigger["authLevel"] == "FUNCTION", name
+def http_trigger(name: str) -> dict[str, Any]:
+    [trigger] = [b for b in json.loads(registered(name).get_function_json())["bindings"] if b["type"] == "httpTrigger"]
+    found: dict[str, Any] = trigger
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "route", "methods", "level"),
+    [
+        ("list_reports", "reports", ["GET"], "FUNCTION"),
+        ("report", "reports/{period}", ["GET"], "FUNCTION"),
+        ("get_usage", "usage/{period}", ["GET"], "FUNCTION"),
+        ("regenerate_report", "reports/{period}", ["POST"], "ADMIN"),
+    ],
+)
+def test_reading_needs_a_function_key_and_regenerating_an_admin_key(
+    name: str, route: str, methods: list[str], level: str
+) -> None:
+    trigger = http_trigger(name)
+    assert (trigger["route"], [m.upper() for m in trigger["methods"]], trigger["authLevel"]) == (route, methods, level)
 
 
 def test_generating_a_report_returns_its_manifest(october: None) -> None:

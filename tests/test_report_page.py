@@ -17,13 +17,14 @@ from pathlib import Path
 import orjson
 import pytest
 
+from chargeback.app import runtime
 from chargeback.billing.cost_centers import load_cost_centers
 from chargeback.billing.pricing import load_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
 from chargeback.reports import page as report_page
-from chargeback.reports import service as report_service
-from chargeback.reports.build import Report, build_report
+from chargeback.reports.build import build_report
+from chargeback.reports.model import Report
 from devtools.hostshape import HostEvent
 from devtools.local_host import LocalHost
 from tests.functions import deliver, registered
@@ -278,8 +279,8 @@ def monitor_export(path: Path) -> Path:
 @pytest.fixture(name="served")
 def fixture_served(app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """The registered HTTP functions on 127.0.0.1, over October usage with hostile subscription ids."""
-    monkeypatch.setattr(report_service, "utc_now", lambda: DURING_NOVEMBER_GRACE)
     monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(monitor_export(tmp_path / "appmetrics.csv")))
+    runtime.services().clock = lambda: DURING_NOVEMBER_GRACE
     bodies = [
         orjson.dumps(
             {

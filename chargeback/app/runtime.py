@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
@@ -21,7 +23,6 @@ from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.pricing import PriceSheet, load_price_sheet
 from chargeback.ingestion.ledger import Ledger
 from chargeback.reconciliation.monitor import MonitorSource
-from chargeback.reports import page as report_page
 from chargeback.reports import service as report_service
 
 APP_ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,8 @@ class Services:
     """The app's long-lived objects; clients are built on first use and reused."""
 
     settings: Settings
+    clock: Callable[[], datetime] = field(default=report_service.utc_now)
+    """The reports' clock; the demo and tests pass their own."""
 
     @cached_property
     def _tables(self) -> TableServiceClient:
@@ -64,19 +67,27 @@ class Services:
         )
 
     @cached_property
+    def _report_store(self) -> BlobReportStore:
+        return BlobReportStore(self.container(self.settings.storage.reports_container))
+
+    @cached_property
+    def _reconciliation_store(self) -> TableReconciliationStore:
+        return TableReconciliationStore(self.table(self.settings.storage.reconciliation_table))
+
+    @property
     def reports(self) -> report_service.ReportContext:
         settings = self.settings
         return report_service.ReportContext(
             usage=self.ledger,
-            reports=BlobReportStore(self.container(settings.storage.reports_container)),
-            reconciliations=TableReconciliationStore(self.table(settings.storage.reconciliation_table)),
+            reports=self._report_store,
+            reconciliations=self._reconciliation_store,
             monitor=self.monitor,
             price_sheet=self.price_sheet,
             cost_centers=self.cost_centers,
             lag_hours=settings.lag_hours,
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
-            render_extra={"html": report_page.render_page},
+            clock=self.clock,
         )
 
     def monitor(self) -> MonitorSource:
