@@ -226,7 +226,12 @@ def test_an_unchanged_file_answers_304_to_its_etag(october: None) -> None:
         ("reports/..%2F..%2Fsecrets", {}, 400, "period"),
         ("reports/2026-10", {"subscription": "../../etc/passwd"}, 400, "subscription"),
         ("reports/2026-10", {"cost_center": "CC\r\nSet-Cookie: x"}, 400, "cost_center"),
+        ("reports/\u0662\u0660\u0662\u0666-\u0661\u0660", {}, 400, "period"),
+        ("reports/２０２６-１０", {}, 400, "period"),
+        ("reports/9999-12", {}, 400, "period"),
+        ("reports/1999-12", {}, 400, "period"),
         ("reports/2031-01", {}, 404, None),
+        ("reports/9998-12", {}, 404, None),
     ],
 )
 def test_bad_report_requests_get_a_4xx_with_a_json_reason(
@@ -367,3 +372,21 @@ def test_a_subscription_id_that_is_a_formula_is_neutralised_in_csv_and_xlsx(
     cells = [cell.value for sheet in workbook.worksheets for row in sheet.iter_rows() for cell in row]
     assert formula not in cells
     assert "'" + formula in cells
+
+
+def test_a_reconciliation_failure_reaches_the_answer_and_the_page_without_any_path(
+    october: None, clock: Callable[[datetime], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "secret-folder" / "appmetrics.csv"
+    broken.parent.mkdir()
+    broken.write_text("TimeGenerated,Name\nnot a time,Total Tokens\n")
+    monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(broken))
+    runtime.reset()
+    clock(datetime(2026, 11, 2, 2, tzinfo=UTC))
+    answer = request("POST", "reports/2026-10")
+    assert answer.status_code == 200
+    assert body(answer)["reconciliation"]["status"] == "failed"
+    page = request("GET", "reports/2026-10", {"format": "html"}).get_body().decode()
+    for text in (answer.get_body().decode(), page):
+        assert "secret-folder" not in text
+        assert str(tmp_path) not in text

@@ -19,6 +19,7 @@ from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
+from chargeback.domain.errors import ReportScheduleError
 from chargeback.reports import service as report_service
 from devtools.emulator import Azurite
 from devtools.hostshape import HostEvent
@@ -218,6 +219,20 @@ def test_a_storage_failure_mid_generation_leaves_the_previous_generation_served_
     after_recovery = assert_served_whole()
     assert after_recovery["generation"] != before["generation"]
     assert after_recovery["grand_total"] != before["grand_total"]
+
+
+def test_the_timer_goes_on_with_the_other_months_when_one_fails_and_names_it(
+    blob_proxied: dict[str, str], proxy: FaultProxy
+) -> None:
+    send("team", 0, 50)
+    at(datetime(2026, 11, 3, 2, tzinfo=UTC))
+    proxy.add(Rule(GENERATION_FILE, Action.FAIL, status=403, times=1_000))
+    with pytest.raises(ReportScheduleError) as failed:
+        run_timer()
+    assert list(failed.value.failed) == [OCTOBER]
+    assert "devstoreaccount1" not in str(failed.value)
+    assert report_service.current(runtime.services().reports, "2026-11") is not None
+    assert report_service.current(runtime.services().reports, OCTOBER) is None
 
 
 def test_old_draft_generations_are_cleaned_up_and_the_final_is_kept(october: None) -> None:
