@@ -24,11 +24,11 @@ from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime, settings
 from chargeback.domain import periods
-from chargeback.domain.errors import ChargebackError
+from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
 from devtools import traffic
 from devtools.emulator import Azurite
-from devtools.hostshape import decode_batch
+from devtools.hostshape import decode_batch, take_queue_messages
 from devtools.local_host import LocalHost, registered
 
 DEFAULT_OUT = runtime.APP_ROOT / "artifacts" / "demo"
@@ -145,7 +145,8 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
         timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
         registered("reconcile_and_report").get_user_function()(timer)
-        console.done("reconciled and generated")
+        generated = _run_report_jobs()
+        console.done(f"reconciled; {generated} report jobs run by generate_report from the queue")
 
         host = stack.enter_context(LocalHost())
         console.step(f"Serving the HTTP functions on {host.url}")
@@ -369,6 +370,17 @@ def _app_log(path: Path) -> Iterator[None]:
         handler.close()
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+def _run_report_jobs() -> int:
+    """Hand every queued report job to the registered queue function, as the host would."""
+    names = runtime.services().settings.storage
+    if names.connection_string is None:
+        raise ConfigurationError("the demo needs a storage connection string")
+    messages = take_queue_messages(names.connection_string, names.report_queue)
+    for message in messages:
+        registered("generate_report").get_user_function()(message)
+    return len(messages)
 
 
 @contextlib.contextmanager

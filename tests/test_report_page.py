@@ -27,7 +27,7 @@ from chargeback.reports.build import build_report
 from chargeback.reports.model import Report
 from devtools.hostshape import HostEvent
 from devtools.local_host import LocalHost
-from tests.functions import deliver, registered
+from tests.functions import deliver, registered, run_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -305,7 +305,11 @@ def test_the_report_page_renders_its_charts_in_headless_chromium(served: str, tm
     browser = chromium()
     generate = urllib.request.Request(f"{served}/api/reports/2026-10", method="POST")  # noqa: S310 - loopback
     with urllib.request.urlopen(generate) as answer:  # noqa: S310 - http://127.0.0.1
-        manifest = json.loads(answer.read())
+        assert answer.status == 202
+        status_url = answer.headers["Location"]
+    assert run_queue() == [None]
+    with urllib.request.urlopen(f"{served}{status_url}") as answer:  # noqa: S310 - http://127.0.0.1
+        manifest = json.loads(answer.read())["report"]
     assert "html" in {entry["format"] for entry in manifest["files"]}
     url = f"{served}/api/reports/2026-10?format=html"
     with urllib.request.urlopen(url) as answer:  # noqa: S310 - http://127.0.0.1

@@ -22,10 +22,12 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from chargeback.adapters.storage import translated
 from chargeback.domain.errors import ConflictError, NotFoundError, StorageError
 from chargeback.domain.periods import parse_month
+from chargeback.reports.jobs import ReportJob
 from chargeback.reports.model import DRAFT, FINAL, Manifest
 
 POINTERS = {DRAFT: "draft.json", FINAL: "final.json"}
 GENERATIONS = "generations"
+JOBS = "jobs"
 
 
 def _checked(part: str, what: str) -> str:
@@ -58,6 +60,10 @@ class BlobReportStore:
 
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
+
+    @property
+    def container(self) -> ContainerClient:
+        return self._container
 
     def put_file(self, period: str, generation: str, name: str, data: bytes, content_type: str) -> None:
         """Write one file of a generation; a generation's files are never overwritten."""
@@ -131,3 +137,26 @@ class BlobReportStore:
                     self._container.delete_blob(blob.name)
                 except ResourceNotFoundError:
                     continue
+
+
+class BlobJobStore:
+    """``JobStore``: each report job's status as ``jobs/<id>.json`` beside the reports."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def save(self, job: ReportJob) -> None:
+        data = orjson.dumps(job, option=orjson.OPT_INDENT_2)
+        settings = ContentSettings(content_type="application/json")
+        with translated("write a report job"):
+            self._container.upload_blob(
+                f"{JOBS}/{_checked(job['id'], 'job')}.json", data, overwrite=True, content_settings=settings
+            )
+
+    def load(self, job_id: str) -> ReportJob:
+        with translated("read a report job"):
+            try:
+                data = self._container.download_blob(f"{JOBS}/{_checked(job_id, 'job')}.json").readall()
+            except ResourceNotFoundError as exc:
+                raise NotFoundError("no such report job") from exc
+        return cast(ReportJob, orjson.loads(data))

@@ -14,8 +14,9 @@ from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobReportStore
+from chargeback.adapters.blobs import BlobJobStore, BlobReportStore
 from chargeback.adapters.monitor import monitor_source
+from chargeback.adapters.queues import StorageJobQueue
 from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
@@ -23,6 +24,7 @@ from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.pricing import PriceSheet, load_price_sheet
 from chargeback.ingestion.ledger import Ledger
 from chargeback.reconciliation.monitor import MonitorSource
+from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
 APP_ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +90,19 @@ class Services:
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
             clock=self.clock,
+        )
+
+    @cached_property
+    def _job_queue(self) -> StorageJobQueue:
+        queue = storage.report_queue(self.settings.storage)
+        storage.ensure_queue(queue)
+        return StorageJobQueue(queue)
+
+    @property
+    def report_jobs(self) -> report_jobs.JobContext:
+        """Report generation jobs: kept beside the reports, queued on the report queue."""
+        return report_jobs.JobContext(
+            reports=self.reports, store=BlobJobStore(self._report_store.container), queue=self._job_queue
         )
 
     def monitor(self) -> MonitorSource:

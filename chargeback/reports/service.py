@@ -140,14 +140,6 @@ class Priced:
     reconciliation: ReconciliationSummary
 
 
-@dataclass(frozen=True, slots=True)
-class ScheduleOutcome:
-    """What one run of the schedule did: the reports committed and the months that failed, with why."""
-
-    generated: list[Manifest]
-    failed: dict[str, str]
-
-
 def final_after(period: str, grace_days: int) -> datetime:
     """When ``period``'s report becomes final: the month's end plus the grace days."""
     return periods.month_end(period) + timedelta(days=grace_days)
@@ -313,20 +305,6 @@ def due_periods(context: ReportContext, now: datetime) -> list[str]:
     if previous not in due and context.reports.pointer(previous, DRAFT) is not None:
         due.insert(0, previous)
     return [period for period in due if context.reports.pointer(period, FINAL) is None]
-
-
-def run_schedule(context: ReportContext) -> ScheduleOutcome:
-    """The timer's work: every due month is generated; one month failing does not stop the others."""
-    outcome = ScheduleOutcome([], {})
-    for period in due_periods(context, context.clock()):
-        try:
-            outcome.generated.append(generate(context, period))
-        except ConflictError:
-            logger.info("chargeback.report period=%s skipped: another generation committed first", period)
-        except ChargebackError as exc:
-            logger.error("chargeback.report period=%s failed kind=%s", period, type(exc).__name__, exc_info=exc)  # noqa: TRY400
-            outcome.failed[period] = public_reason(exc)
-    return outcome
 
 
 def public_reason(exc: ChargebackError) -> str:

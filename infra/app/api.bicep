@@ -69,6 +69,7 @@ var appSettings = {
   // The ledger and report store.
   ChargebackStorage__tableServiceUri: storageTableEndpoint
   ChargebackStorage__blobServiceUri: storageBlobEndpoint
+  ChargebackStorage__queueServiceUri: storageQueueEndpoint
   ChargebackStorage__credential: managedIdentity
   ChargebackStorage__clientId: identityClientId
   CHARGEBACK_LEDGER_TABLE: ledgerTableName
@@ -76,6 +77,7 @@ var appSettings = {
   CHARGEBACK_RECONCILIATION_TABLE: reconciliationTableName
   CHARGEBACK_REPORTS_CONTAINER: reportsContainerName
   CHARGEBACK_DEAD_LETTER_CONTAINER: deadLetterContainerName
+  CHARGEBACK_REPORT_QUEUE: 'report-jobs'
 
   // Reconciliation against Azure Monitor and the monthly report.
   LOG_ANALYTICS_WORKSPACE_ID: logAnalyticsWorkspaceId

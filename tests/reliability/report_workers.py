@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 
-import azure.functions as func
 from azure.functions import meta
-from azure.functions.timer import TimerRequestConverter
+from azure.functions.queue import QueueMessageInConverter
 
 from chargeback.app import runtime
-from tests.functions import registered
+from tests.functions import post_report, registered
 
 
 def _configure(settings: dict[str, str], moment: str) -> None:
@@ -23,19 +21,20 @@ def _configure(settings: dict[str, str], moment: str) -> None:
     runtime.services().clock = lambda: at
 
 
-def regenerate(settings: dict[str, str], moment: str, period: str, barrier: Barrier, answers: Queue[int]) -> None:
-    """POST the period's report through the registered function once the rivals are ready."""
+def post(settings: dict[str, str], moment: str, period: str, barrier: Barrier, answers: Queue[int]) -> None:
+    """POST the period through the registered function once the rivals are ready."""
     _configure(settings, moment)
-    request = func.HttpRequest("POST", f"/api/reports/{period}", route_params={"period": period}, body=b"")
     barrier.wait()
-    response: func.HttpResponse = registered("regenerate_report").get_user_function()(request)
-    answers.put(response.status_code)
+    answers.put(post_report(period).status_code)
 
 
-def run_timer(settings: dict[str, str], moment: str, barrier: Barrier, answers: Queue[int]) -> None:
-    """Run the registered timer function once the rivals are ready; 0 when it raised nothing."""
+def work(settings: dict[str, str], moment: str, contents: list[str], barrier: Barrier, answers: Queue[int]) -> None:
+    """Run the registered queue function on each message once the rivals are ready; 0 when none raised."""
     _configure(settings, moment)
-    timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
+    messages = [
+        QueueMessageInConverter.decode(meta.Datum(content, "string"), trigger_metadata={}) for content in contents
+    ]
     barrier.wait()
-    registered("reconcile_and_report").get_user_function()(timer)
+    for message in messages:
+        registered("generate_report").get_user_function()(message)
     answers.put(0)

@@ -19,11 +19,12 @@ from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
-from chargeback.domain.errors import ReportScheduleError
+from chargeback.domain.errors import ReportScheduleError, TransientStorageError
+from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 from devtools.emulator import Azurite
-from devtools.hostshape import HostEvent
-from tests.functions import deliver, registered
+from devtools.hostshape import HostEvent, take_queue_messages
+from tests.functions import deliver, job, post_report, registered, run_queue
 from tests.reliability import report_workers
 from tests.reliability.proxy import Action, FaultProxy, Rule
 
@@ -61,9 +62,7 @@ def at(moment: datetime) -> None:
 
 
 def post(period: str = OCTOBER) -> func.HttpResponse:
-    request = func.HttpRequest("POST", f"/api/reports/{period}", route_params={"period": period}, body=b"")
-    response: func.HttpResponse = registered("regenerate_report").get_user_function()(request)
-    return response
+    return post_report(period)
 
 
 def get(params: dict[str, str], period: str = OCTOBER) -> func.HttpResponse:
@@ -123,54 +122,88 @@ def fixture_october(app_settings: dict[str, str]) -> None:
     send("team", 0, 200)
 
 
-def test_posts_in_threads_and_processes_and_the_timer_racing_while_events_arrive_make_exactly_one_final(
+def jobs_done(answers: list[func.HttpResponse]) -> list[dict[str, Any]]:
+    return [job(json.loads(answer.get_body())["id"]) for answer in answers]
+
+
+def take() -> list[func.QueueMessage]:
+    names = runtime.services().settings.storage
+    assert names.connection_string is not None
+    return take_queue_messages(names.connection_string, names.report_queue)
+
+
+def generate_report(message: func.QueueMessage) -> None:
+    registered("generate_report").get_user_function()(message)
+
+
+def test_posts_the_timer_and_queue_workers_in_threads_and_processes_racing_while_events_arrive_make_one_final(
     october: None,
 ) -> None:
+    at(DURING_OCTOBER)
+    assert post().status_code == 202
+    assert run_queue() == [None]  # a draft, so the timer finalises October too
     at(AFTER_OCTOBER_GRACE)
     moment = AFTER_OCTOBER_GRACE.isoformat()
-    barrier = SPAWN.Barrier(3, timeout=120)
-    answers: multiprocessing.Queue[int] = SPAWN.Queue()
     settings = dict(os.environ)
-    rivals = [
-        SPAWN.Process(target=report_workers.regenerate, args=(settings, moment, OCTOBER, barrier, answers)),
-        SPAWN.Process(target=report_workers.regenerate, args=(settings, moment, OCTOBER, barrier, answers)),
-        SPAWN.Process(target=report_workers.run_timer, args=(settings, moment, barrier, answers)),
+    barrier = SPAWN.Barrier(2, timeout=120)
+    answers: multiprocessing.Queue[int] = SPAWN.Queue()
+    poster = SPAWN.Process(target=report_workers.post, args=(settings, moment, OCTOBER, barrier, answers))
+    poster.start()
+    requested = in_threads([post, post, post, run_timer, barrier.wait, lambda: send("late", 0, 100, partition="3")])
+    assert answers.get(timeout=120) == 202
+    poster.join()
+    messages = take()
+    october_jobs = [m for m in messages if json.loads(m.get_body())["period"] == OCTOBER]
+    assert len(october_jobs) == 5, "three POSTs here, one in another process and the timer's"
+    contents = [m.get_body().decode() for m in october_jobs]
+    workers_barrier = SPAWN.Barrier(3, timeout=120)
+    workers = [
+        SPAWN.Process(
+            target=report_workers.work, args=(settings, moment, contents[i : i + 1], workers_barrier, answers)
+        )
+        for i in (3, 4)
     ]
-    for rival in rivals:
-        rival.start()
-    work: list[Callable[[], Any]] = [post, post, post, run_timer, lambda: send("late", 0, 100, partition="3")]
-    local = in_threads(work)
-    remote = sorted(answers.get(timeout=300) for _ in rivals)
-    for rival in rivals:
-        rival.join()
-    assert [rival.exitcode for rival in rivals] == [0, 0, 0]
-    posts = [response.status_code for response in local[:3]] + [code for code in remote if code]
-    assert set(posts) <= {200, 409}
+    for worker in workers:
+        worker.start()
+    work: list[Callable[[], Any]] = [lambda m=m: generate_report(m) for m in october_jobs[:3]]
+    in_threads([*work, workers_barrier.wait, lambda: send("later", 0, 100, partition="4")])
+    assert [answers.get(timeout=300) for _ in workers] == [0, 0]
+    for worker in workers:
+        worker.join()
+    assert [worker.exitcode for worker in workers] == [0, 0]
     final = assert_served_whole()
     assert final["status"] == "final"
-    assert generations() == {final["generation"]}, "a losing generation was left behind or committed"
-    winners = [r for r in local[:3] if r.status_code == 200]
-    assert all(json.loads(r.get_body())["generation"] == final["generation"] for r in winners)
+    assert final["generation"] in generations()
+    assert len(generations()) == 2, "a losing generation was left behind (the draft's stays an hour)"
+    outcomes = [job(json.loads(m.get_body())["job"]) for m in october_jobs]
+    done = [o for o in outcomes if o["status"] == "done"]
+    assert [o["generation"] for o in done] == [final["generation"]]
+    assert all(o["status"] == "failed" and o["reason"] for o in outcomes if o not in done)
+    assert all(r.status_code == 202 for r in requested[:3])
     assert post().status_code == 409
     assert served() == final
 
 
 def test_drafts_racing_each_other_and_downloads_never_serve_a_torn_generation(october: None) -> None:
     at(DURING_OCTOBER)
-    assert post().status_code == 200
+    assert post().status_code == 202
+    assert run_queue() == [None]
+    answers = [post() for _ in range(4)]
 
     def download_all() -> int:
         for _ in range(3):
             assert_served_whole()
         return 0
 
-    results = in_threads([post, post, post, post, download_all, download_all])
-    codes = [response.status_code for response in results[:4]]
-    assert set(codes) <= {200, 409}
-    assert 200 in codes
+    in_threads([*(lambda m=m: generate_report(m) for m in take()), download_all, download_all])
+    outcomes = jobs_done(answers)
+    assert {o["status"] for o in outcomes} <= {"done", "failed"}
+    done = [o for o in outcomes if o["status"] == "done"]
+    assert done
     draft = assert_served_whole()
     assert draft["status"] == "draft"
-    assert len(generations()) == 1 + codes.count(200), "a losing draft's files were kept"
+    assert draft["generation"] in {o["generation"] for o in done}
+    assert len(generations()) == 1 + len(done), "a losing draft's files were kept"
 
 
 def test_a_slow_draft_that_commits_after_the_final_never_replaces_it(
@@ -183,7 +216,10 @@ def test_a_slow_draft_that_commits_after_the_final_never_replaces_it(
     slow.start()
     held = proxy.stalled()
     at(AFTER_OCTOBER_GRACE)
-    final = json.loads(post().get_body())
+    answer = post()
+    assert run_queue() == [None]
+    [finished] = jobs_done([answer])
+    final = finished["report"]
     held.release()
     slow.join(timeout=120)
     assert stall.fired == 1
@@ -206,33 +242,64 @@ def test_a_storage_failure_mid_generation_leaves_the_previous_generation_served_
 ) -> None:
     send("team", 0, 50)
     at(DURING_OCTOBER)
-    assert post().status_code == 200
+    assert post().status_code == 202
+    assert run_queue() == [None]
     before = assert_served_whole()
     send("team", 50, 50, partition="1")
     refused = proxy.add(Rule(pattern, Action.FAIL, after=after, status=403))  # not retried by the SDK
-    failed = post()
+    answer = post()
+    assert run_queue() == [None]
+    [failed] = jobs_done([answer])
     assert refused.fired == 1
-    assert failed.status_code == 500
-    assert "devstoreaccount1" not in failed.get_body().decode()
+    assert failed["status"] == "failed"
+    assert "devstoreaccount1" not in json.dumps(failed)
     assert assert_served_whole() == before
-    assert post().status_code == 200
+    assert post().status_code == 202
+    assert run_queue() == [None]
     after_recovery = assert_served_whole()
     assert after_recovery["generation"] != before["generation"]
     assert after_recovery["grand_total"] != before["grand_total"]
 
 
-def test_the_timer_goes_on_with_the_other_months_when_one_fails_and_names_it(
+def test_the_timers_months_go_on_when_one_fails_and_its_job_says_why(
     blob_proxied: dict[str, str], proxy: FaultProxy
 ) -> None:
     send("team", 0, 50)
     at(datetime(2026, 11, 3, 2, tzinfo=UTC))
     proxy.add(Rule(GENERATION_FILE, Action.FAIL, status=403, times=1_000))
-    with pytest.raises(ReportScheduleError) as failed:
-        run_timer()
-    assert list(failed.value.failed) == [OCTOBER]
-    assert "devstoreaccount1" not in str(failed.value)
+    run_timer()
+    messages = take()
+    assert run_queue() == []
+    for message in messages:
+        generate_report(message)
+    outcomes = {o["period"]: o for o in (job(json.loads(m.get_body())["job"]) for m in messages)}
+    assert {period: o["status"] for period, o in outcomes.items()} == {OCTOBER: "failed", "2026-11": "done"}
+    assert outcomes[OCTOBER]["reason"] == "storage refused a write or read; see the logs"
     assert report_service.current(runtime.services().reports, "2026-11") is not None
     assert report_service.current(runtime.services().reports, OCTOBER) is None
+
+
+def test_a_timer_that_cannot_queue_a_month_queues_the_others_and_names_it(app_settings: dict[str, str]) -> None:
+    at(datetime(2026, 11, 3, 2, tzinfo=UTC))
+    jobs = runtime.services().report_jobs
+    refusing = FailingQueue(jobs.queue, OCTOBER)
+    with pytest.raises(ReportScheduleError) as failed:
+        report_jobs.schedule(dataclasses.replace(jobs, queue=refusing))
+    assert list(failed.value.failed) == [OCTOBER]
+    assert [json.loads(m.get_body())["period"] for m in take()] == ["2026-11"]
+
+
+@dataclasses.dataclass
+class FailingQueue:
+    """A queue that refuses the messages of one period, as a storage outage would."""
+
+    queue: report_jobs.JobQueue
+    period: str
+
+    def send(self, message: str) -> None:
+        if json.loads(message)["period"] == self.period:
+            raise TransientStorageError("queue a report job: storage unreachable")
+        self.queue.send(message)
 
 
 def test_old_draft_generations_are_cleaned_up_and_the_final_is_kept(october: None) -> None:
