@@ -21,7 +21,7 @@ from chargeback.domain import events
 from chargeback.domain.events import MAX_EVENT_BYTES
 from devtools.hostshape import HostEvent
 from tests.functions import deliver
-from tests.test_events import BAD_INPUT
+from tests.support import BAD_INPUT
 
 pytestmark = pytest.mark.azurite
 
@@ -163,8 +163,8 @@ def ingest_lines() -> Iterator[list[dict[str, Any]]]:
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if message.startswith("chargeback.ingestion.ingest "):
-                lines.append(json.loads(message.removeprefix("chargeback.ingestion.ingest ")))
+            if message.startswith("chargeback.ingest "):
+                lines.append(json.loads(message.removeprefix("chargeback.ingest ")))
 
     handler = Collect()
     logger = logging.getLogger("chargeback.ingestion.ingest")
@@ -180,7 +180,7 @@ def ingest_lines() -> Iterator[list[dict[str, Any]]]:
 
 def dead_letter_reasons(partition: str) -> dict[int, str]:
     services = runtime.services()
-    table = services.table(services.settings.storage.dead_letter_table)
+    table = services.storage.table(services.settings.storage.dead_letter_table)
     query = "PartitionKey eq @day and partition_id eq @partition"
     return {
         int(entity["RowKey"].rsplit("|", 1)[1]): str(entity["reason"])

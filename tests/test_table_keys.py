@@ -92,7 +92,7 @@ def test_any_hostile_hub_and_partition_are_kept_in_the_dead_letter_table(
     services = runtime.services()
     names = services.settings.storage
     store = TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
     sequence = uuid.uuid4().int % 10**12
     letter = DeadLetter(hub, partition, sequence, WHEN, b"{not json", "malformed_json", "unparsable")

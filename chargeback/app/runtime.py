@@ -10,9 +10,6 @@ from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
-from azure.data.tables import TableClient, TableServiceClient
-from azure.storage.blob import BlobServiceClient, ContainerClient
-
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobJobStore, BlobReportStore
 from chargeback.adapters.monitor import monitor_source
@@ -21,7 +18,7 @@ from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
-from chargeback.billing.pricing import PriceSheet, load_price_sheet
+from chargeback.billing.prices import PriceSheet, load_price_sheet
 from chargeback.ingestion.ledger import Ledger
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import jobs as report_jobs
@@ -45,36 +42,26 @@ class Services:
     """The reports' clock; the demo and tests pass their own."""
 
     @cached_property
-    def _tables(self) -> TableServiceClient:
-        return storage.table_service(self.settings.storage)
-
-    @cached_property
-    def _blobs(self) -> BlobServiceClient:
-        return storage.blob_service(self.settings.storage)
-
-    def table(self, name: str) -> TableClient:
-        storage.ensure_table(self._tables, name)
-        return self._tables.get_table_client(name)
-
-    def container(self, name: str) -> ContainerClient:
-        storage.ensure_container(self._blobs, name)
-        return self._blobs.get_container_client(name)
+    def storage(self) -> storage.StorageAccount:
+        return storage.StorageAccount(self.settings.storage)
 
     @cached_property
     def ledger(self) -> Ledger:
         names = self.settings.storage
         return Ledger(
-            TableLedgerStore(self.table(names.ledger_table)),
-            TableDeadLetterStore(self.table(names.dead_letter_table), self.container(names.dead_letter_container)),
+            TableLedgerStore(self.storage.table(names.ledger_table)),
+            TableDeadLetterStore(
+                self.storage.table(names.dead_letter_table), self.storage.container(names.dead_letter_container)
+            ),
         )
 
     @cached_property
     def _report_store(self) -> BlobReportStore:
-        return BlobReportStore(self.container(self.settings.storage.reports_container))
+        return BlobReportStore(self.storage.container(self.settings.storage.reports_container))
 
     @cached_property
     def _reconciliation_store(self) -> TableReconciliationStore:
-        return TableReconciliationStore(self.table(self.settings.storage.reconciliation_table))
+        return TableReconciliationStore(self.storage.table(self.settings.storage.reconciliation_table))
 
     @property
     def reports(self) -> report_service.ReportContext:
@@ -94,9 +81,7 @@ class Services:
 
     @cached_property
     def _job_queue(self) -> StorageJobQueue:
-        queue = storage.report_queue(self.settings.storage)
-        storage.ensure_queue(queue)
-        return StorageJobQueue(queue)
+        return StorageJobQueue(self.storage.report_queue())
 
     @property
     def report_jobs(self) -> report_jobs.JobContext:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from chargeback.billing.cost_centers import CostCenterMap
-from chargeback.billing.pricing import PriceSheet
+from chargeback.billing.prices import PriceSheet
 from chargeback.domain import periods
 from chargeback.domain.errors import (
     ChargebackError,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -85,7 +86,7 @@ def served() -> dict[str, Any]:
 
 
 def generations(period: str = OCTOBER) -> set[str]:
-    container = runtime.services().container(runtime.services().settings.storage.reports_container)
+    container = runtime.services().storage.container(runtime.services().settings.storage.reports_container)
     prefix = f"{period}/generations/"
     return {blob.name[len(prefix) :].split("/", 1)[0] for blob in container.list_blobs(name_starts_with=prefix)}
 
@@ -165,7 +166,7 @@ def test_posts_the_timer_and_queue_workers_in_threads_and_processes_racing_while
     ]
     for worker in workers:
         worker.start()
-    work: list[Callable[[], Any]] = [lambda m=m: generate_report(m) for m in october_jobs[:3]]
+    work: list[Callable[[], Any]] = [functools.partial(generate_report, m) for m in october_jobs[:3]]
     in_threads([*work, workers_barrier.wait, lambda: send("later", 0, 100, partition="4")])
     assert [answers.get(timeout=300) for _ in workers] == [0, 0]
     for worker in workers:
@@ -195,7 +196,7 @@ def test_drafts_racing_each_other_and_downloads_never_serve_a_torn_generation(oc
             assert_served_whole()
         return 0
 
-    in_threads([*(lambda m=m: generate_report(m) for m in take()), download_all, download_all])
+    in_threads([*(functools.partial(generate_report, m) for m in take()), download_all, download_all])
     outcomes = jobs_done(answers)
     assert {o["status"] for o in outcomes} <= {"done", "failed"}
     done = [o for o in outcomes if o["status"] == "done"]
