@@ -77,6 +77,7 @@ class Services:
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
             clock=self.clock,
+            provider_name=settings.provider_name,
         )
 
     @cached_property

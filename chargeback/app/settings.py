@@ -35,6 +35,7 @@ RECONCILE_LAG_HOURS = "CHARGEBACK_RECONCILE_LAG_HOURS"
 FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
+PROVIDER_NAME = "CHARGEBACK_PROVIDER_NAME"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -52,6 +53,7 @@ DEFAULTS: Mapping[str, str] = {
     FINAL_GRACE_DAYS: "5",
     PRICE_SHEET: "config/price-sheet.json",
     COST_CENTERS: "config/cost-centers.csv",
+    PROVIDER_NAME: "AI gateway platform",
 }
 
 
@@ -91,6 +93,8 @@ class Settings:
     final_grace_days: int
     price_sheet: str
     cost_centers: str
+    provider_name: str
+    """Who provides the gateway's service and issues the chargeback: FOCUS ProviderName and InvoiceIssuerName."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -142,6 +146,7 @@ class Settings:
             final_grace_days=_whole(FINAL_GRACE_DAYS, need(FINAL_GRACE_DAYS)),
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
+            provider_name=need(PROVIDER_NAME),
         )
 
 

@@ -10,7 +10,8 @@ from typing import Any, TypedDict
 
 import pandas as pd
 
-DEFAULT_INVOICE_ISSUER = "Azure OpenAI gateway chargeback"
+DEFAULT_INVOICE_ISSUER = "AI gateway platform"
+"""The platform team running the gateway: provider and invoice issuer of the chargeback."""
 
 DRAFT = "draft"
 FINAL = "final"

@@ -47,7 +47,15 @@ from chargeback.reconciliation.reconcile import (
 )
 from chargeback.reports.build import build_report, filtered, from_bundle, to_bundle
 from chargeback.reports.formats import FORMATS
-from chargeback.reports.model import DRAFT, FINAL, FileEntry, Manifest, ReconciliationSummary, Report
+from chargeback.reports.model import (
+    DEFAULT_INVOICE_ISSUER,
+    DRAFT,
+    FINAL,
+    FileEntry,
+    Manifest,
+    ReconciliationSummary,
+    Report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +128,8 @@ class ReportContext:
     """What time it is for the reports: whether a month is final, and the generation's stamp."""
     keep_unreferenced: timedelta = timedelta(hours=1)
     """How long a generation no pointer names is kept: longer than any generation takes to write."""
+    provider_name: str = DEFAULT_INVOICE_ISSUER
+    """The platform that provides the service and issues the chargeback (FOCUS ProviderName)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +236,7 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
         reconciliation=reconciliation,
         adjustments=[(original, row) for original, late in adjustments.items() for row in late],
         generated_at=now,
+        invoice_issuer=context.provider_name,
     )
     return Priced(report, rows, adjustments, summary)
 
