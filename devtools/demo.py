@@ -24,12 +24,11 @@ from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime, settings
 from chargeback.domain import periods
-from chargeback.domain.errors import ChargebackError
+from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
-from chargeback.reports import service as report_service
 from devtools import traffic
 from devtools.emulator import Azurite
-from devtools.hostshape import decode_batch
+from devtools.hostshape import decode_batch, take_queue_messages
 from devtools.local_host import LocalHost, registered
 
 DEFAULT_OUT = runtime.APP_ROOT / "artifacts" / "demo"
@@ -127,20 +126,7 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
             + ", ".join(f"{shape} {count:,}" for shape, count in sorted(shapes.items()))
         )
 
-        options.out.mkdir(parents=True, exist_ok=True)
-        export = (options.out / EXPORT_NAME).resolve()
-        rows = traffic.write_appmetrics_export(simulated, export)
-        lost = sum(tally.requests for tally in truth.lost.values())
-        console.step("Writing the AppMetrics export")
-        console.done(f"{rows:,} rows in {_relative(export)}; {lost} events of {scenario.lossy_subscription} lost")
-
-        llm_export = (options.out / LLM_LOG_EXPORT_NAME).resolve()
-        console.step("Writing the LLM-log export (API Management's GatewayLlmLogs joined to GatewayLogs)")
-        llm_rows = traffic.write_llm_log_export(simulated, llm_export)
-        console.done(
-            f"{llm_rows:,} rows in {_relative(llm_export)}; {len(simulated.streamed):,} calls streamed "
-            f"(no usage event), one without its gateway-log row"
-        )
+        export, llm_export = _write_exports(console, options, simulated)
 
         stack.enter_context(_environment(_app_settings(azurite, export, llm_export)))
         stack.enter_context(_app_log(options.out / LOG_NAME))
@@ -158,7 +144,8 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
         timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
         registered("reconcile_and_report").get_user_function()(timer)
-        console.done("reconciled and generated")
+        generated = _run_report_jobs()
+        console.done(f"reconciled; {generated} report jobs run by generate_report from the queue")
 
         host = stack.enter_context(LocalHost())
         console.step(f"Serving the HTTP functions on {host.url}")
@@ -169,18 +156,44 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.report(summary, found)
         console.line(json.dumps(summary, sort_keys=True))
         if options.keep_running:
-            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C may come as soon as the prompt is out
-                console.line()
-                console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
-                console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{options.month}")
-                console.line("They stay up for exploring. Press Ctrl-C to stop.")
-                threading.Event().wait()
+            _stay_up(console, azurite, host, options.month)
         return summary
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
 # --------------------------------------------------------------------------------------------
 # The steps
+
+
+def _write_exports(console: Console, options: DemoOptions, simulated: traffic.Traffic) -> tuple[Path, Path]:
+    """Write what Azure Monitor and API Management's LLM logs saw: the AppMetrics and LLM-log exports."""
+    truth = simulated.truth()
+    scenario = simulated.scenario
+    options.out.mkdir(parents=True, exist_ok=True)
+    export = (options.out / EXPORT_NAME).resolve()
+    rows = traffic.write_appmetrics_export(simulated, export)
+    lost = sum(tally.requests for tally in truth.lost.values())
+    console.step("Writing the AppMetrics export")
+    console.done(f"{rows:,} rows in {_relative(export)}; {lost} events of {scenario.lossy_subscription} lost")
+
+    llm_export = (options.out / LLM_LOG_EXPORT_NAME).resolve()
+    console.step("Writing the LLM-log export (API Management's GatewayLlmLogs joined to GatewayLogs)")
+    llm_rows = traffic.write_llm_log_export(simulated, llm_export)
+    console.done(
+        f"{llm_rows:,} rows in {_relative(llm_export)}; {len(simulated.streamed):,} calls streamed "
+        f"(no usage event), one without its gateway-log row"
+    )
+    return export, llm_export
+
+
+def _stay_up(console: Console, azurite: Azurite, host: LocalHost, month: str) -> None:
+    """Leave Azurite and the HTTP functions up for exploring until Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C may come as soon as the prompt is out
+        console.line()
+        console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
+        console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{month}")
+        console.line("They stay up for exploring. Press Ctrl-C to stop.")
+        threading.Event().wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,15 +414,25 @@ def _app_log(path: Path) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+def _run_report_jobs() -> int:
+    """Hand every queued report job to the registered queue function, as the host would."""
+    names = runtime.services().settings.storage
+    if names.connection_string is None:
+        raise ConfigurationError("the demo needs a storage connection string")
+    messages = take_queue_messages(names.connection_string, names.report_queue)
+    for message in messages:
+        registered("generate_report").get_user_function()(message)
+    return len(messages)
+
+
 @contextlib.contextmanager
 def _clock(moment: datetime) -> Iterator[None]:
-    """The time the report service believes it is, so the simulated month is judged whole."""
-    original = report_service.utc_now
-    report_service.utc_now = lambda: moment
+    """The app's reports run at ``moment``, so the simulated month is judged whole."""
+    runtime.services().clock = lambda: moment
     try:
         yield
     finally:
-        report_service.utc_now = original
+        runtime.reset()
 
 
 # --------------------------------------------------------------------------------------------

@@ -111,6 +111,7 @@ var ledgerTableName = 'usageledger'
 var deadLetterTableName = 'usagedeadletters'
 var reconciliationTableName = 'usagereconciliation'
 var reportsContainerName = 'reports'
+var reportQueueName = 'report-jobs'
 var deadLetterContainerName = 'deadletters'
 var captureContainerName = 'capture'
 
@@ -180,6 +181,7 @@ module storage 'app/storage.bicep' = {
       enableCapture ? [captureContainerName] : []
     )
     tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
+    queueNames: [reportQueueName]
     denyPublicNetworks: privateNetworking
     allowTrustedServices: enableCapture
   }
@@ -253,6 +255,7 @@ module rbac 'app/rbac.bicep' = {
     reportsContainerName: reportsContainerName
     deadLetterContainerName: deadLetterContainerName
     deploymentContainerName: deploymentContainerName
+    reportQueueName: reportQueueName
     appPrincipalId: identity.outputs.principalId
     deployPrincipalId: deployIdentity.outputs.principalId
     userPrincipalId: principalId
@@ -312,6 +315,8 @@ module api 'app/api.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageTableEndpoint: storage.outputs.tableEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    reportQueueName: reportQueueName
     deploymentContainerName: deploymentContainerName
     hostBlobEndpoint: hostStorage.outputs.blobEndpoint
     hostQueueEndpoint: hostStorage.outputs.queueEndpoint

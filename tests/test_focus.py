@@ -18,13 +18,16 @@ from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
 from chargeback.billing.prices import PTU_ALLOCATION, PriceSheet, parse_price_sheet
 from chargeback.reports import build as reports
-from chargeback.reports.build import ADJUSTMENT, Report, build_report
+from chargeback.reports.build import ADJUSTMENT, build_report
 from chargeback.reports.formats import (
     FOCUS_APPLICABILITY_CRITERIA,
     FOCUS_COLUMNS,
     FOCUS_PRICING_UNIT,
+    FORMATS,
     model_publisher,
+    render,
 )
+from chargeback.reports.model import DEFAULT_INVOICE_ISSUER, Report
 from tests import focus_validator
 from tests.test_reports import ADJUSTMENTS, CENTERS, FORMULA, GRAND_TOTAL, PERIOD, RECONCILIATION, ROWS, SHEET, usage
 
@@ -81,8 +84,8 @@ def fixture_judge(tmp_path_factory: pytest.TempPathFactory) -> Judge:
     def judge(fmt: str, criteria: str) -> focus_validator.Verdict:
         if (fmt, criteria) not in verdicts:
             workdir = tmp_path_factory.mktemp(f"{fmt}-{criteria}")
-            data = workdir / report.filename(fmt)
-            data.write_bytes(report.render(fmt))
+            data = workdir / FORMATS[fmt].filename(report.period)
+            data.write_bytes(render(report, fmt))
             chosen = declared_criteria(report) if criteria == "declared" else ()
             verdicts[fmt, criteria] = focus_validator.validate(data, workdir, chosen)
         return verdicts[fmt, criteria]
@@ -93,17 +96,17 @@ def fixture_judge(tmp_path_factory: pytest.TempPathFactory) -> Judge:
 @pytest.fixture(name="focus")
 def fixture_focus(report: Report) -> pd.DataFrame:
     """The FOCUS CSV as text cells, exactly as written."""
-    return pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
+    return pd.read_csv(io.BytesIO(render(report, "focus")), dtype=str, keep_default_na=False)
 
 
 @pytest.fixture(name="focus_parquet")
 def fixture_focus_parquet(report: Report) -> pd.DataFrame:
-    return pd.read_parquet(io.BytesIO(report.render("focus-parquet")))
+    return pd.read_parquet(io.BytesIO(render(report, "focus-parquet")))
 
 
 def declared_criteria(report: Report) -> tuple[str, ...]:
     """The applicability criteria the export declares, read from its Parquet rendering."""
-    metadata = pq.read_schema(io.BytesIO(report.render("focus-parquet"))).metadata
+    metadata = pq.read_schema(io.BytesIO(render(report, "focus-parquet"))).metadata
     return tuple(metadata[b"focus_applicability_criteria"].decode().split(","))
 
 
@@ -165,7 +168,7 @@ def column_and_dataset_rules() -> set[str]:
 
 
 def test_the_parquet_declares_the_focus_version_and_the_criteria_the_export_supports(report: Report) -> None:
-    metadata = pq.read_schema(io.BytesIO(report.render("focus-parquet"))).metadata
+    metadata = pq.read_schema(io.BytesIO(render(report, "focus-parquet"))).metadata
     assert metadata[b"focus_version"] == b"1.2"
     assert declared_criteria(report) == FOCUS_APPLICABILITY_CRITERIA
 
@@ -180,7 +183,7 @@ def test_the_platform_running_the_gateway_is_both_provider_and_invoice_issuer(fo
 
 def test_the_provider_is_a_setting_whose_default_is_the_reports_default() -> None:
     assert Settings.from_env({"ChargebackStorage": "UseDevelopmentStorage=true"}).provider_name == (
-        reports.DEFAULT_INVOICE_ISSUER
+        DEFAULT_INVOICE_ISSUER
     )
     named = Settings.from_env({"ChargebackStorage": "UseDevelopmentStorage=true", "CHARGEBACK_PROVIDER_NAME": PROVIDER})
     assert named.provider_name == PROVIDER
@@ -237,11 +240,11 @@ def test_the_invoice_ids_stay_the_same_when_the_report_is_generated_again_or_rel
     report: Report, sheet: PriceSheet, centers: CostCenterMap, focus: pd.DataFrame
 ) -> None:
     later = build_report(PERIOD, [*ROWS, PHI], sheet, centers, adjustments=ADJUSTMENTS, invoice_issuer=PROVIDER)
-    again = pd.read_csv(io.BytesIO(later.render("focus")), dtype=str, keep_default_na=False)
+    again = pd.read_csv(io.BytesIO(render(later, "focus")), dtype=str, keep_default_na=False)
     reloaded = reports.from_bundle(reports.to_bundle(report))
     assert list(again["InvoiceId"]) == list(focus["InvoiceId"])
-    assert reloaded.render("focus") == report.render("focus")
-    assert reloaded.render("focus-parquet") == report.render("focus-parquet")
+    assert render(reloaded, "focus") == render(report, "focus")
+    assert render(reloaded, "focus-parquet") == render(report, "focus-parquet")
 
 
 def test_the_service_is_generative_ai_under_ai_and_machine_learning(focus: pd.DataFrame) -> None:
@@ -348,7 +351,7 @@ def test_the_csv_neutralises_formula_text(focus: pd.DataFrame) -> None:
 
 
 def test_the_parquet_is_typed_as_focus_types_its_columns(report: Report) -> None:
-    schema = pq.read_schema(io.BytesIO(report.render("focus-parquet")))
+    schema = pq.read_schema(io.BytesIO(render(report, "focus-parquet")))
     types = {name: str(schema.field(name).type) for name in schema.names}
     assert tuple(schema.names) == FOCUS_COLUMNS
     assert types["BilledCost"] == "decimal128(18, 2)"
@@ -380,8 +383,8 @@ def test_the_parquet_keeps_formula_text_as_it_is(focus_parquet: pd.DataFrame) ->
 def test_the_focus_billed_cost_sums_to_the_cent_to_the_csv_and_xlsx_lines(
     report: Report, focus: pd.DataFrame, focus_parquet: pd.DataFrame
 ) -> None:
-    csv_lines = pd.read_csv(io.BytesIO(report.render("csv")), dtype=str, encoding="utf-8-sig")
-    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")), read_only=True)
+    csv_lines = pd.read_csv(io.BytesIO(render(report, "csv")), dtype=str, encoding="utf-8-sig")
+    workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")), read_only=True)
     rows: list[tuple[Any, ...]] = list(workbook["lines"].iter_rows(values_only=True))
     cost = rows[0].index("cost")
     xlsx_total = sum((money(Decimal(str(row[cost]))) for row in rows[1:]), Decimal(0))
@@ -393,5 +396,5 @@ def test_the_focus_billed_cost_sums_to_the_cent_to_the_csv_and_xlsx_lines(
 
 def test_an_empty_period_renders_an_empty_focus_file_of_every_column(sheet: PriceSheet, centers: CostCenterMap) -> None:
     report = build_report(PERIOD, [], parse_price_sheet({"currency": "USD", "default": {"blended": "5.00"}}), centers)
-    assert tuple(pd.read_csv(io.BytesIO(report.render("focus"))).columns) == FOCUS_COLUMNS
-    assert pd.read_parquet(io.BytesIO(report.render("focus-parquet"))).shape == (0, len(FOCUS_COLUMNS))
+    assert tuple(pd.read_csv(io.BytesIO(render(report, "focus"))).columns) == FOCUS_COLUMNS
+    assert pd.read_parquet(io.BytesIO(render(report, "focus-parquet"))).shape == (0, len(FOCUS_COLUMNS))

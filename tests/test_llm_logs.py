@@ -20,7 +20,7 @@ from chargeback.app import runtime
 from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
 from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS, CsvLlmLogExport
-from tests.functions import get, registered
+from tests.functions import get, registered, run_queue
 from tests.test_report_api import AFTER_OCTOBER_GRACE, DURING_NOVEMBER, body, event, request, send
 
 pytestmark = pytest.mark.azurite
@@ -83,18 +83,20 @@ def fixture_write_export(app_settings: dict[str, str], tmp_path: Path, monkeypat
 
 
 @pytest.fixture(name="clock")
-def fixture_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]:
-    from chargeback.reports import service as report_service
+def fixture_clock(app_settings: dict[str, str]) -> Callable[[datetime], None]:
+    """Set the app's clock (the services' clock, which the timer and the report jobs read)."""
 
     def set_now(moment: datetime) -> None:
-        monkeypatch.setattr(report_service, "utc_now", lambda: moment)
+        runtime.services().clock = lambda: moment
 
     return set_now
 
 
 def run_timer() -> None:
+    """The timer as the host runs it, then every report job it queued, through the queue function."""
     timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
     registered("reconcile_and_report").get_user_function()(timer)
+    assert all(outcome is None for outcome in run_queue())
 
 
 def usage(period: str = "2026-10") -> dict[str, Any]:

@@ -17,7 +17,12 @@ SAMPLE = ROOT / "local.settings.sample.json"
 LOCAL = ROOT / "infra" / "local"
 CONFIG_MOUNT = "/Eventhubs_Emulator/ConfigFiles/Config.json"
 
-IDENTITY_ALTERNATIVES = {settings.STORAGE_TABLE_URI, settings.STORAGE_BLOB_URI, settings.STORAGE_CLIENT_ID}
+IDENTITY_ALTERNATIVES = {
+    settings.STORAGE_TABLE_URI,
+    settings.STORAGE_BLOB_URI,
+    settings.STORAGE_QUEUE_URI,
+    settings.STORAGE_CLIENT_ID,
+}
 """Identity-based forms of a connection that the sample configures with a connection string instead."""
 
 

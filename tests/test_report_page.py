@@ -17,16 +17,17 @@ import orjson
 import pytest
 from PIL import Image
 
+from chargeback.app import runtime
 from chargeback.billing.cost_centers import load_cost_centers
 from chargeback.billing.prices import load_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
 from chargeback.reports import page as report_page
-from chargeback.reports import service as report_service
-from chargeback.reports.build import Report, build_report
+from chargeback.reports.build import build_report
+from chargeback.reports.model import Report
 from devtools.hostshape import HostEvent
 from devtools.local_host import LocalHost
-from tests.functions import deliver, registered
+from tests.functions import deliver, registered, run_queue
 from tests.support import ROOT
 
 ARTIFACTS = ROOT / "artifacts"
@@ -219,8 +220,8 @@ def monitor_export(path: Path) -> Path:
 @pytest.fixture(name="served")
 def fixture_served(app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """The registered HTTP functions on 127.0.0.1, over October usage with hostile subscription ids."""
-    monkeypatch.setattr(report_service, "utc_now", lambda: DURING_NOVEMBER_GRACE)
     monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(monitor_export(tmp_path / "appmetrics.csv")))
+    runtime.services().clock = lambda: DURING_NOVEMBER_GRACE
     bodies = [
         orjson.dumps(
             {
@@ -245,7 +246,11 @@ def test_the_report_page_renders_its_charts_in_headless_chromium(served: str, tm
     browser = chromium()
     generate = urllib.request.Request(f"{served}/api/reports/2026-10", method="POST")  # noqa: S310 - loopback
     with urllib.request.urlopen(generate) as answer:  # noqa: S310 - http://127.0.0.1
-        manifest = json.loads(answer.read())
+        assert answer.status == 202
+        status_url = answer.headers["Location"]
+    assert run_queue() == [None]
+    with urllib.request.urlopen(f"{served}{status_url}") as answer:  # noqa: S310 - http://127.0.0.1
+        manifest = json.loads(answer.read())["report"]
     assert "html" in {entry["format"] for entry in manifest["files"]}
     url = f"{served}/api/reports/2026-10?format=html"
     with urllib.request.urlopen(url) as answer:  # noqa: S310 - http://127.0.0.1

@@ -5,16 +5,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobReportStore
+from chargeback.adapters.blobs import BlobJobStore, BlobReportStore
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
 from chargeback.adapters.monitor import monitor_source
+from chargeback.adapters.queues import StorageJobQueue
 from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
@@ -26,7 +28,7 @@ from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ledger import Ledger
 from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
 from chargeback.reconciliation.monitor import MonitorSource
-from chargeback.reports import page as report_page
+from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class Services:
     """The app's long-lived objects; clients are built on first use and reused."""
 
     settings: Settings
+    clock: Callable[[], datetime] = field(default=report_service.utc_now)
+    """The reports' clock; the demo and tests pass their own."""
 
     @cached_property
     def storage(self) -> storage.StorageAccount:
@@ -89,20 +93,39 @@ class Services:
         return llm_logs.collect(source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours)
 
     @cached_property
+    def _report_store(self) -> BlobReportStore:
+        return BlobReportStore(self.storage.container(self.settings.storage.reports_container))
+
+    @cached_property
+    def _reconciliation_store(self) -> TableReconciliationStore:
+        return TableReconciliationStore(self.storage.table(self.settings.storage.reconciliation_table))
+
+    @property
     def reports(self) -> report_service.ReportContext:
         settings = self.settings
         return report_service.ReportContext(
             usage=self.ledger,
-            reports=BlobReportStore(self.storage.container(settings.storage.reports_container)),
-            reconciliations=TableReconciliationStore(self.storage.table(settings.storage.reconciliation_table)),
+            reports=self._report_store,
+            reconciliations=self._reconciliation_store,
             monitor=self.monitor,
             price_sheet=self.price_sheet,
             cost_centers=self.cost_centers,
             lag_hours=settings.lag_hours,
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
-            render_extra={"html": report_page.render_page},
+            clock=self.clock,
             provider_name=settings.provider_name,
+        )
+
+    @cached_property
+    def _job_queue(self) -> StorageJobQueue:
+        return StorageJobQueue(self.storage.report_queue())
+
+    @property
+    def report_jobs(self) -> report_jobs.JobContext:
+        """Report generation jobs: kept beside the reports, queued on the report queue."""
+        return report_jobs.JobContext(
+            reports=self.reports, store=BlobJobStore(self._report_store.container), queue=self._job_queue
         )
 
     def monitor(self) -> MonitorSource:

@@ -15,6 +15,7 @@ from chargeback.ingestion import llm_log_rows
 STORAGE_CONNECTION = "ChargebackStorage"
 STORAGE_TABLE_URI = "ChargebackStorage__tableServiceUri"
 STORAGE_BLOB_URI = "ChargebackStorage__blobServiceUri"
+STORAGE_QUEUE_URI = "ChargebackStorage__queueServiceUri"
 STORAGE_CLIENT_ID = "ChargebackStorage__clientId"
 EVENTHUB_NAME = "EVENTHUB_NAME"
 EVENTHUB_CONSUMER_GROUP = "EVENTHUB_CONSUMER_GROUP"
@@ -23,6 +24,7 @@ DEAD_LETTER_TABLE = "CHARGEBACK_DEAD_LETTER_TABLE"
 RECONCILIATION_TABLE = "CHARGEBACK_RECONCILIATION_TABLE"
 REPORTS_CONTAINER = "CHARGEBACK_REPORTS_CONTAINER"
 DEAD_LETTER_CONTAINER = "CHARGEBACK_DEAD_LETTER_CONTAINER"
+REPORT_QUEUE = "CHARGEBACK_REPORT_QUEUE"
 LOG_ANALYTICS_WORKSPACE_ID = "LOG_ANALYTICS_WORKSPACE_ID"
 MONITOR_EXPORT = "CHARGEBACK_MONITOR_EXPORT"
 MONITOR_CLIENT_ID = "CHARGEBACK_MONITOR_CLIENT_ID"
@@ -46,6 +48,7 @@ DEFAULTS: Mapping[str, str] = {
     RECONCILIATION_TABLE: "usagereconciliation",
     REPORTS_CONTAINER: "reports",
     DEAD_LETTER_CONTAINER: "deadletters",
+    REPORT_QUEUE: "report-jobs",
     SUBSCRIPTION_DIMENSION: "Subscription ID",
     RECONCILE_SCHEDULE: "0 0 2 * * *",
     RECONCILE_TOLERANCE_PERCENT: "1.0",
@@ -65,12 +68,15 @@ class StorageSettings:
     connection_string: str | None
     table_service_uri: str | None
     blob_service_uri: str | None
+    queue_service_uri: str | None
     client_id: str | None
     ledger_table: str
     dead_letter_table: str
     reconciliation_table: str
     reports_container: str
     dead_letter_container: str
+    report_queue: str
+    """The Storage queue report generation jobs wait in; the queue-triggered function reads it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +131,14 @@ class Settings:
             connection_string=connection,
             table_service_uri=table_uri,
             blob_service_uri=blob_uri,
+            queue_service_uri=get(STORAGE_QUEUE_URI),
             client_id=get(STORAGE_CLIENT_ID),
             ledger_table=need(LEDGER_TABLE),
             dead_letter_table=need(DEAD_LETTER_TABLE),
             reconciliation_table=need(RECONCILIATION_TABLE),
             reports_container=need(REPORTS_CONTAINER),
             dead_letter_container=need(DEAD_LETTER_CONTAINER),
+            report_queue=need(REPORT_QUEUE),
         )
         return cls(
             storage=storage,

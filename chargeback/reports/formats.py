@@ -1,4 +1,4 @@
-"""Renders a report to bytes: CSV, JSON, XLSX, Parquet, and FOCUS 1.2 cost and usage as CSV and Parquet."""
+"""The registry of report formats: CSV, JSON, XLSX, Parquet, FOCUS 1.2 as CSV and Parquet, and the HTML page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,9 +21,8 @@ from xlsxwriter.utility import xl_col_to_name
 
 from chargeback.billing.prices import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT
 from chargeback.domain.periods import period_bounds
-
-if TYPE_CHECKING:
-    from chargeback.reports.build import Report
+from chargeback.reports.model import Manifest, Report
+from chargeback.reports.page import render_page
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet treat a text cell as something to execute."""
@@ -745,3 +744,58 @@ def _describe(model: str, deployment: str, tokens: int, pricing: str, rates: int
         "blended": lambda: "blended price per 1M tokens" + (f" ({rates} rates)" if rates > 1 else ""),
     }
     return f"{tokens:,} {model} tokens on deployment {deployment}, {how.get(pricing, lambda: pricing)()}"
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFormat:
+    """A way to render a report: its content type, file-name suffix and renderer."""
+
+    name: str
+    content_type: str
+    suffix: str
+    render: Callable[[Report, Manifest | None], bytes]
+
+    def filename(self, period: str) -> str:
+        return f"chargeback-{period}{self.suffix}"
+
+
+def _plain(render: Callable[[Report], bytes]) -> Callable[[Report, Manifest | None], bytes]:
+    """A renderer that needs only the report, not the generation's manifest."""
+    return lambda report, _manifest: render(report)
+
+
+FORMATS: dict[str, ReportFormat] = {
+    spec.name: spec
+    for spec in (
+        ReportFormat("csv", "text/csv", ".csv", _plain(render_csv)),
+        ReportFormat("json", "application/json", ".json", _plain(render_json)),
+        ReportFormat(
+            "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx", _plain(render_xlsx)
+        ),
+        ReportFormat("parquet", "application/vnd.apache.parquet", ".parquet", _plain(render_parquet)),
+        ReportFormat("focus", "text/csv", "-focus.csv", _plain(render_focus)),
+        ReportFormat("focus-parquet", "application/vnd.apache.parquet", "-focus.parquet", _plain(render_focus_parquet)),
+        ReportFormat("html", "text/html", ".html", lambda report, manifest: render_page(report, manifest or {})),
+    )
+}
+"""Every format a report is stored and served in, in the order a generation writes them.
+
+The page comes last: it links to the other files, which it reads from the manifest so far.
+"""
+
+
+def report_format(name: str) -> ReportFormat:
+    """The registered format ``name``; ``ValueError`` for an unknown one."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown report format {name!r}; choose one of {sorted(FORMATS)}") from None
+
+
+def render(report: Report, name: str, manifest: Manifest | None = None) -> bytes:
+    """The report as a file in the registered format ``name``."""
+    return report_format(name).render(report, manifest)

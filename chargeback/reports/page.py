@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from chargeback.domain import periods
-from chargeback.reports.build import Report
+from chargeback.reports.model import Report
 
 PALETTE = (
     "#4e79a7",

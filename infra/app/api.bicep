@@ -26,6 +26,9 @@ param applicationInsightsConnectionString string
 @description('Endpoints of the data account: ledger tables, reports, dead letters, deployment package.')
 param storageBlobEndpoint string
 param storageTableEndpoint string
+param storageQueueEndpoint string
+@description('The Storage queue of report generation jobs (CHARGEBACK_REPORT_QUEUE).')
+param reportQueueName string
 param deploymentContainerName string
 
 @description('Endpoints of the Functions host\'s own account (AzureWebJobsStorage).')
@@ -95,6 +98,7 @@ var appSettings = {
   // The ledger and report store.
   ChargebackStorage__tableServiceUri: storageTableEndpoint
   ChargebackStorage__blobServiceUri: storageBlobEndpoint
+  ChargebackStorage__queueServiceUri: storageQueueEndpoint
   ChargebackStorage__credential: managedIdentity
   ChargebackStorage__clientId: identityClientId
   CHARGEBACK_LEDGER_TABLE: ledgerTableName
@@ -102,6 +106,7 @@ var appSettings = {
   CHARGEBACK_RECONCILIATION_TABLE: reconciliationTableName
   CHARGEBACK_REPORTS_CONTAINER: reportsContainerName
   CHARGEBACK_DEAD_LETTER_CONTAINER: deadLetterContainerName
+  CHARGEBACK_REPORT_QUEUE: reportQueueName
 
   // Reconciliation against Azure Monitor and the monthly report.
   LOG_ANALYTICS_WORKSPACE_ID: logAnalyticsWorkspaceId

@@ -28,6 +28,7 @@ param reconciliationTableName string
 param reportsContainerName string
 param deadLetterContainerName string
 param deploymentContainerName string
+param reportQueueName string
 
 @description('Principal id of the function app\'s user-assigned identity.')
 param appPrincipalId string
@@ -84,6 +85,14 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource reconciliationTable 'tables' existing = {
       name: reconciliationTableName
+    }
+  }
+
+  resource queueService 'queueServices' existing = {
+    name: 'default'
+
+    resource reportQueue 'queues' existing = {
+      name: reportQueueName
     }
   }
 }
@@ -174,6 +183,17 @@ resource appReconciliationTableContributor 'Microsoft.Authorization/roleAssignme
   scope: storage::tableService::reconciliationTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The report queue's service, not the queue: the trigger moves a failing job to <queue>-poison.
+resource appReportQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::queueService.id, appPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -292,6 +312,16 @@ resource userReconciliationTableContributor 'Microsoft.Authorization/roleAssignm
   scope: storage::tableService::reconciliationTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userReportQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::queueService.id, userPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
     principalId: userPrincipalId
     principalType: userPrincipalType
   }

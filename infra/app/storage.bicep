@@ -13,6 +13,9 @@ param containerNames string[]
 @description('Tables to create (ledger, dead letters, reconciliation).')
 param tableNames string[]
 
+@description('Queues to create, e.g. the report job queue.')
+param queueNames string[] = []
+
 @description('Refuse traffic from public networks (private endpoints carry it instead).')
 param denyPublicNetworks bool = false
 
@@ -66,6 +69,18 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   for tableName in tableNames: {
     parent: tableService
     name: tableName
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
   }
 ]
 

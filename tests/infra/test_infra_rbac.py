@@ -132,6 +132,7 @@ LEDGER, DEAD_LETTER_TABLE, RECONCILIATION = (
 REPORTS, DEAD_LETTER_CONTAINER, PACKAGE = (
     Scope(CONTAINER, name) for name in ("reportsContainerName", "deadLetterContainerName", "deploymentContainerName")
 )
+REPORT_QUEUES = Scope("Microsoft.Storage/storageAccounts/queueServices", "'default'")
 INSIGHTS = Scope("Microsoft.Insights/components", "applicationInsightsName")
 WORKSPACE = Scope("Microsoft.OperationalInsights/workspaces", "workspaceName")
 
@@ -146,6 +147,7 @@ RUNTIME = [
     ("Storage Table Data Contributor", RECONCILIATION),
     ("Storage Blob Data Contributor", REPORTS),
     ("Storage Blob Data Contributor", DEAD_LETTER_CONTAINER),
+    ("Storage Queue Data Contributor", REPORT_QUEUES),
 ]
 
 EXPECTED = [
