@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from chargeback.access import views as access_views
 from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
-from chargeback.ingestion import ingest, usage_view
+from chargeback.ingestion import ingest
 from chargeback.reports import service as report_service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -37,10 +38,11 @@ def ingest_usage(events: list[func.EventHubEvent]) -> None:
 @app.route(route="usage/{period}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
+        services = runtime.services()
+        scope = services.caller(req.headers)
         period = periods.parse_period(req.route_params.get("period", ""))
-        ledger = runtime.services().ledger
-        document = usage_view.usage_document(period, ledger.period_rows(period), ledger.dead_letter_count(period))
-        return http.json_response(document)
+        rows, dead_letters = services.ledger.period_rows(period), services.ledger.dead_letter_count(period)
+        return http.json_response(access_views.usage(scope, period, rows, dead_letters, services.cost_centers()))
 
     return http.respond(handle)
 
@@ -54,9 +56,11 @@ def reconcile_and_report(timer: func.TimerRequest) -> None:
 @app.function_name("list_reports")
 @app.route(route="reports", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def list_reports(req: func.HttpRequest) -> func.HttpResponse:
-    return http.respond(
-        lambda: http.json_response({"reports": report_service.list_reports(runtime.services().reports)})
-    )
+    def handle() -> func.HttpResponse:
+        services = runtime.services()
+        return http.json_response(access_views.report_list(services.caller(req.headers), services.reports))
+
+    return http.respond(handle)
 
 
 @app.function_name("report")
@@ -65,16 +69,19 @@ def list_reports(req: func.HttpRequest) -> func.HttpResponse:
 )
 def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
+        services = runtime.services()
+        scope = services.caller(req.headers)
         period = periods.parse_month(req.route_params.get("period", ""))
-        context = runtime.services().reports
+        context = services.reports
         if req.method == "POST":
+            scope.require_admin()
             return http.json_response(report_service.generate(context, period, report_service.utc_now()))
         found = report_service.download(
             context,
             period,
             report_service.parse_format(req.params.get("format")),
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
-            cost_center=report_service.parse_filter(req.params.get("cost_center"), "cost_center"),
+            cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
         )
         return http.file_response(
             found.data,

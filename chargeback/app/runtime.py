@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from chargeback.access import gate
+from chargeback.access.scope import Scope
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobReportStore
 from chargeback.adapters.monitor import monitor_source
@@ -91,6 +94,10 @@ class Services:
 
     def cost_centers(self) -> CostCenterMap:
         return load_cost_centers(app_path(self.settings.cost_centers))
+
+    def caller(self, headers: Mapping[str, str], *, master_key: bool = False) -> Scope:
+        """Who sent a request with ``headers``, as a scope; see :mod:`chargeback.access.gate`."""
+        return gate.caller_scope(self.settings.access, headers, self.cost_centers(), master_key=master_key)
 
 
 _lock = threading.Lock()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from chargeback.access.gate import LOCAL_PRINCIPAL_SETTING, AccessPolicy
 from chargeback.domain.errors import ConfigurationError
 
 # Names of the settings the code reads. Bicep, the sample settings file and the README use
@@ -33,6 +34,7 @@ RECONCILE_LAG_HOURS = "CHARGEBACK_RECONCILE_LAG_HOURS"
 FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
+LOCAL_PRINCIPAL = LOCAL_PRINCIPAL_SETTING
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -85,6 +87,8 @@ class Settings:
     final_grace_days: int
     price_sheet: str
     cost_centers: str
+    access: AccessPolicy
+    """Whether App Service Authentication is on, whether this is Azure, and a local simulated caller."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +138,7 @@ class Settings:
             final_grace_days=_whole(FINAL_GRACE_DAYS, need(FINAL_GRACE_DAYS)),
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
+            access=AccessPolicy.from_env(source, get(LOCAL_PRINCIPAL)),
         )
 
 

@@ -225,8 +225,12 @@ def download(
     *,
     subscription: str | None = None,
     cost_center: str | None = None,
+    cost_centers: frozenset[str] | None = None,
 ) -> Download:
-    """A stored report file; with a filter, the same report narrowed to one subscription or cost center."""
+    """A stored report file; with a filter, the same report narrowed to a subscription or cost center(s).
+
+    ``cost_centers`` is the caller's scope: the file is rebuilt from the bundle with their lines only.
+    """
     periods.parse_month(period)
     manifest = context.reports.manifest(period)
     if manifest is None:
@@ -235,19 +239,42 @@ def download(
     if fmt not in files:
         raise InvalidRequestError(f"format must be one of {', '.join(sorted(files))}, got {fmt[:40]!r}", field="format")
     entry = files[fmt]
-    if subscription is None and cost_center is None:
+    if subscription is None and cost_center is None and cost_centers is None:
         data = context.reports.get(period, entry["name"])
         return Download(data, entry["content_type"], entry["name"], f'"{entry["sha256"]}"')
     report = filtered(
-        from_bundle(context.reports.get(period, BUNDLE)), subscription=subscription, cost_center=cost_center
+        from_bundle(context.reports.get(period, BUNDLE)),
+        subscription=subscription,
+        cost_center=cost_center,
+        cost_centers=cost_centers,
     )
     extra = context.render_extra or {}
-    data = extra[fmt](report, manifest) if fmt in extra else report.render(fmt)
-    stem, dot, suffix = entry["name"].partition(".")
-    label = "-".join(part for part in (subscription, cost_center) if part)
-    name = f"{stem}-{_safe_name(label)}{dot}{suffix}"
-    tag = hashlib.sha256(f"{entry['sha256']}|{subscription}|{cost_center}".encode()).hexdigest()
-    return Download(data, entry["content_type"], name, f'"{tag}"')
+    view = _view(manifest, subscription, cost_center, cost_centers)
+    data = extra[fmt](report, view) if fmt in extra else report.render(fmt)
+    name, tag = _view_name(entry["name"], view["view"]), _view_tag(entry, view["view"])
+    return Download(data, entry["content_type"], name, tag)
+
+
+def _view(
+    manifest: Mapping[str, Any], subscription: str | None, cost_center: str | None, cost_centers: frozenset[str] | None
+) -> dict[str, Any]:
+    """The manifest plus what a narrowed file shows, so the page can say so."""
+    centers = sorted(cost_centers if cost_centers is not None else ({cost_center} if cost_center else set()))
+    if cost_center is not None and cost_centers is not None:
+        centers = sorted({cost_center} & cost_centers)
+    return {**manifest, "view": {"subscription": subscription, "cost_centers": centers}}
+
+
+def _view_name(name: str, view: Mapping[str, Any]) -> str:
+    stem, dot, suffix = name.partition(".")
+    label = "-".join([*([view["subscription"]] if view["subscription"] else []), *view["cost_centers"]])
+    return f"{stem}-{_safe_name(label or 'none')}{dot}{suffix}"
+
+
+def _view_tag(entry: Mapping[str, Any], view: Mapping[str, Any]) -> str:
+    """A strong ETag per generation and view: no cache hands one caller's view to another."""
+    key = f"{entry['sha256']}|{view['subscription']}|{'|'.join(view['cost_centers'])}"
+    return f'"{hashlib.sha256(key.encode()).hexdigest()}"'
 
 
 def _safe_name(text: str) -> str:
