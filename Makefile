@@ -21,6 +21,7 @@ lint: setup
 	$(BIN)/ruff check chargeback devtools function_app.py tests benchmarks
 	$(BIN)/ruff format --check chargeback devtools function_app.py tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	sh scripts/install-chromium.sh

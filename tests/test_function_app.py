@@ -107,7 +107,7 @@ def test_bad_events_are_dead_lettered_with_their_reason_while_good_ones_count(
     assert subscription(document, "good")["total_tokens"] == 10 * (len(BAD_INPUT) + 1)
     assert document["dead_letters"] == len(BAD_INPUT)
     services = runtime.services()
-    table = services.table(services.settings.storage.dead_letter_table)
+    table = services.storage.table(services.settings.storage.dead_letter_table)
     reasons = {
         int(entity["RowKey"].rsplit("|", 1)[1]): entity["reason"]
         for entity in table.query_entities("PartitionKey eq '2026-11-27'")

@@ -180,7 +180,7 @@ def ingest_lines() -> Iterator[list[dict[str, Any]]]:
 
 def dead_letter_reasons(partition: str) -> dict[int, str]:
     services = runtime.services()
-    table = services.table(services.settings.storage.dead_letter_table)
+    table = services.storage.table(services.settings.storage.dead_letter_table)
     query = "PartitionKey eq @day and partition_id eq @partition"
     return {
         int(entity["RowKey"].rsplit("|", 1)[1]): str(entity["reason"])

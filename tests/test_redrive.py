@@ -43,7 +43,7 @@ def dead_letter_store() -> TableDeadLetterStore:
     services = runtime.services()
     names = services.settings.storage
     return TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
 
 
@@ -168,7 +168,7 @@ class TestAgainstAzurite:
         padded = orjson.dumps({"SubscriptionId": "big", "TotalTokens": "6", "pad": "x" * 20_000})
         dead_letter_store().put([letter(1, padded)])
         redrive(capsys)
-        container = runtime.services().container(app_settings["CHARGEBACK_DEAD_LETTER_CONTAINER"])
+        container = runtime.services().storage.container(app_settings["CHARGEBACK_DEAD_LETTER_CONTAINER"])
         assert tokens_of("big") == 6
         assert list(container.list_blobs()) == []
 

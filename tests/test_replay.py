@@ -16,9 +16,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from chargeback.adapters.tables import TableDeadLetterStore
 from chargeback.app import runtime
 from chargeback.domain import events
-from chargeback.ingestion.ledger import DeadLetter
-from chargeback.ops import cli
-from chargeback.ops.capture import (
+from chargeback.ingestion.capture import (
     CAPTURE_SCHEMA,
     DEFAULT_LAYOUT,
     format_enqueued_time,
@@ -26,6 +24,8 @@ from chargeback.ops.capture import (
     parse_enqueued_time,
     path_pattern,
 )
+from chargeback.ingestion.ledger import DeadLetter
+from chargeback.ops import cli
 from devtools.emulator import Azurite
 from devtools.hostshape import HostEvent
 from tests.functions import deliver
@@ -103,7 +103,7 @@ def dead_letters() -> TableDeadLetterStore:
     services = runtime.services()
     names = services.settings.storage
     return TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
 
 

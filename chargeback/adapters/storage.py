@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -12,9 +13,9 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient
 from azure.identity import DefaultAzureCredential
-from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from chargeback.app.settings import StorageSettings
 from chargeback.domain.errors import ConfigurationError, StorageError, TransientStorageError
@@ -71,3 +72,27 @@ def ensure_table(service: TableServiceClient, name: str) -> None:
 def ensure_container(service: BlobServiceClient, name: str) -> None:
     with translated(f"create container {name}"), suppress(ResourceExistsError):
         service.create_container(name)
+
+
+class StorageAccount:
+    """The app's Table and Blob clients, built on first use; a table or container is created on first use."""
+
+    def __init__(self, settings: StorageSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._tables: TableServiceClient | None = None
+        self._blobs: BlobServiceClient | None = None
+
+    def table(self, name: str) -> TableClient:
+        with self._lock:
+            if self._tables is None:
+                self._tables = table_service(self._settings)
+        ensure_table(self._tables, name)
+        return self._tables.get_table_client(name)
+
+    def container(self, name: str) -> ContainerClient:
+        with self._lock:
+            if self._blobs is None:
+                self._blobs = blob_service(self._settings)
+        ensure_container(self._blobs, name)
+        return self._blobs.get_container_client(name)

@@ -9,9 +9,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from azure.data.tables import TableClient, TableServiceClient
-from azure.storage.blob import BlobServiceClient, ContainerClient
-
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
@@ -43,27 +40,17 @@ class Services:
     settings: Settings
 
     @cached_property
-    def _tables(self) -> TableServiceClient:
-        return storage.table_service(self.settings.storage)
-
-    @cached_property
-    def _blobs(self) -> BlobServiceClient:
-        return storage.blob_service(self.settings.storage)
-
-    def table(self, name: str) -> TableClient:
-        storage.ensure_table(self._tables, name)
-        return self._tables.get_table_client(name)
-
-    def container(self, name: str) -> ContainerClient:
-        storage.ensure_container(self._blobs, name)
-        return self._blobs.get_container_client(name)
+    def storage(self) -> storage.StorageAccount:
+        return storage.StorageAccount(self.settings.storage)
 
     @cached_property
     def ledger(self) -> Ledger:
         names = self.settings.storage
         return Ledger(
-            TableLedgerStore(self.table(names.ledger_table)),
-            TableDeadLetterStore(self.table(names.dead_letter_table), self.container(names.dead_letter_container)),
+            TableLedgerStore(self.storage.table(names.ledger_table)),
+            TableDeadLetterStore(
+                self.storage.table(names.dead_letter_table), self.storage.container(names.dead_letter_container)
+            ),
         )
 
     @cached_property
@@ -71,8 +58,8 @@ class Services:
         settings = self.settings
         return report_service.ReportContext(
             usage=self.ledger,
-            reports=BlobReportStore(self.container(settings.storage.reports_container)),
-            reconciliations=TableReconciliationStore(self.table(settings.storage.reconciliation_table)),
+            reports=BlobReportStore(self.storage.container(settings.storage.reports_container)),
+            reconciliations=TableReconciliationStore(self.storage.table(settings.storage.reconciliation_table)),
             monitor=self.monitor,
             price_sheet=self.price_sheet,
             cost_centers=self.cost_centers,

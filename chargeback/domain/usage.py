@@ -51,6 +51,26 @@ class Counters:
 COUNTER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Counters))
 ZERO = Counters()
 
+Delta = tuple[int, int, int, int, int, int, int]
+"""One event's ``Counters`` but ``requests`` (always 1), in field order, as a plain tuple."""
+
+
+def event_delta(prompt: int | None, completion: int | None, cached: int | None, total: int, from_event: bool) -> Delta:
+    """What one accepted event adds to its aggregate; the one rule ingestion, redrive and replay share.
+
+    An event that sent only a total counts as unsplit, so its prompt/completion split is never
+    reported as zero; an event whose own time was not trusted counts a time fallback.
+    """
+    fallback = 0 if from_event else 1
+    if prompt is None:
+        return (0, 0, 0, total, 1, total, fallback)
+    return (prompt, completion or 0, cached or 0, total, 0, 0, fallback)
+
+
+def sum_deltas(deltas: list[Delta]) -> Counters:
+    """The counters of ``len(deltas)`` requests."""
+    return Counters(len(deltas), *map(sum, zip(*deltas, strict=True)))
+
 
 @dataclass(frozen=True, slots=True)
 class UsageKey:

@@ -169,8 +169,10 @@ def run(args: argparse.Namespace) -> int:
     services = Services(Settings.from_env())
     names = services.settings.storage
     redriver = Redriver(
-        TableLedgerStore(services.table(names.ledger_table)),
-        TableDeadLetterStore(services.table(names.dead_letter_table), services.container(names.dead_letter_container)),
+        TableLedgerStore(services.storage.table(names.ledger_table)),
+        TableDeadLetterStore(
+            services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
+        ),
         dry_run=args.dry_run,
     )
     outcome = redriver.run(period=args.period, reason=args.reason, progress=_Progress(sys.stderr))

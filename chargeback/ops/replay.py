@@ -16,17 +16,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TextIO
 
-from azure.storage.blob import ContainerClient
-
-from chargeback.adapters.capture_blobs import capture_container, capture_files, download
+from chargeback.adapters.capture_blobs import CaptureBlobs
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.runtime import Services
 from chargeback.app.settings import Settings
 from chargeback.domain import keys
 from chargeback.domain.errors import ConfigurationError
 from chargeback.domain.events import Rejection, parse_event
+from chargeback.ingestion.capture import DEFAULT_LAYOUT, CaptureFile, path_pattern, read_events
 from chargeback.ingestion.ledger import Batch, Ledger, ReceivedEvent, usage_key
-from chargeback.ops.capture import DEFAULT_LAYOUT, CaptureFile, path_pattern, read_events
 from chargeback.ops.redrive import RedriveLedgerStore
 
 DEFAULT_BATCH_SIZE = 500
@@ -123,7 +121,7 @@ class Replayer:
 
 def replay_capture(
     replayer: Replayer,
-    container: ContainerClient,
+    blobs: CaptureBlobs,
     files: Sequence[CaptureFile],
     default_hub: str,
     progress: Callable[[CaptureFile, ReplayOutcome], None] | None = None,
@@ -136,7 +134,7 @@ def replay_capture(
 
         def events(group: list[CaptureFile] = group) -> Iterable[ReceivedEvent]:
             for file in group:
-                yield from sorted(read_events(download(container, file.name)), key=_sequence)
+                yield from sorted(read_events(blobs.download(file.name)), key=_sequence)
                 replayer.outcome.files += 1
                 if progress is not None:
                     progress(file, replayer.outcome)
@@ -171,15 +169,15 @@ def run(args: argparse.Namespace) -> int:
     """Replay from the ChargebackStorage settings; progress on stderr, counts on stdout."""
     services = Services(Settings.from_env())
     names = services.settings.storage
-    container, prefix = capture_container(names, args.capture)
-    files = capture_files(container, prefix, path_pattern(args.layout))
-    ledger_store = TableLedgerStore(services.table(names.ledger_table))
+    blobs = CaptureBlobs(names, args.capture)
+    files = blobs.files(path_pattern(args.layout))
+    ledger_store = TableLedgerStore(services.storage.table(names.ledger_table))
     dead_letters = TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
     replayer = Replayer(Ledger(ledger_store, dead_letters), ledger_store, dead_letters, batch_size=args.batch_size)
     outcome = replay_capture(
-        replayer, container, files, args.hub or services.settings.eventhub_name, _Progress(sys.stderr, len(files))
+        replayer, blobs, files, args.hub or services.settings.eventhub_name, _Progress(sys.stderr, len(files))
     )
     report(outcome, sys.stdout)
     return 0

@@ -134,6 +134,6 @@ def test_a_throttled_dead_letter_write_is_retried_and_every_event_is_accounted_f
     services = runtime.services()
     names = services.settings.storage
     store = TableDeadLetterStore(
-        services.table(names.dead_letter_table), services.container(names.dead_letter_container)
+        services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
     )
     assert [(dead.sequence_number, dead.reason) for dead in store.find()] == [(10, "not_json")]
