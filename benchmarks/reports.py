@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from chargeback.billing.cost_centers import load_cost_centers
-from chargeback.billing.pricing import load_price_sheet
+from chargeback.billing.prices import load_price_sheet
 from chargeback.reports.build import FORMATS, build_report
 from chargeback.reports.page import render_page
 

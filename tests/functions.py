@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from typing import Any
 
 import azure.functions as func
 
-import function_app
 from devtools.hostshape import HostEvent, decode_batch
+from devtools.local_host import registered
 
-
-@functools.cache
-def _functions() -> dict[str, Any]:
-    # The app builds its functions once, as the worker's indexing does; building twice fails.
-    return {function.get_function_name(): function for function in function_app.app.get_functions()}
-
-
-def registered(name: str) -> Any:
-    """The function object registered under ``name`` in the app."""
-    try:
-        return _functions()[name]
-    except KeyError:
-        raise LookupError(f"no function named {name}") from None
+__all__ = ["deliver", "get", "registered"]
 
 
 def deliver(events: Sequence[HostEvent], *, partition_id: str, hub: str = "aoai-usage") -> None:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from devtools import demo, traffic
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--requests", "300", "--days", "6", "--month", "2026-10", "--seed", "11"]
 
 pytestmark = [pytest.mark.slow]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +11,8 @@ import yaml
 
 from chargeback.app import settings
 from devtools import simulate
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "local.settings.sample.json"
 LOCAL = ROOT / "infra" / "local"
 CONFIG_MOUNT = "/Eventhubs_Emulator/ConfigFiles/Config.json"

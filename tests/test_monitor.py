@@ -26,10 +26,10 @@ from chargeback.reconciliation.monitor import (
     to_tokens,
     token_totals_query,
 )
+from tests.support import APPMETRICS_EXPORT, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHECK_KQL = ROOT / "tests" / "kql" / "check_kql.js"
-EXPORT = ROOT / "tests" / "fixtures" / "appmetrics-export.csv"
+EXPORT = APPMETRICS_EXPORT
 START = datetime(2024, 5, 1, tzinfo=UTC)
 END = datetime(2024, 5, 20, tzinfo=UTC)
 HEADER = "TimeGenerated,Name,Sum,ItemCount,Properties\n"

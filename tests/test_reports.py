@@ -17,7 +17,8 @@ import pytest
 
 from benchmarks.reports import ledger_frame
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
-from chargeback.billing.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet, usage_frame
+from chargeback.billing.frames import usage_frame
+from chargeback.billing.prices import PTU_ALLOCATION, PriceSheet, parse_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MONITOR_SHORT, ReconciliationLine
 from chargeback.reports import build as reports

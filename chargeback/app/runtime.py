@@ -18,7 +18,7 @@ from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
-from chargeback.billing.pricing import PriceSheet, load_price_sheet
+from chargeback.billing.prices import PriceSheet, load_price_sheet
 from chargeback.ingestion.ledger import Ledger
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import page as report_page

@@ -63,3 +63,9 @@ def previous_month(period: str) -> str:
 
 def next_month(period: str) -> str:
     return month_of(month_end(period))
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """The first day of ``period`` (``YYYY-MM``) and the first day after it."""
+    start, end = month_bounds(period)
+    return start.date(), end.date()

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
+from chargeback.domain.logs import INGEST, log_event
 from chargeback.ingestion.ledger import Batch, BatchOutcome, Ledger
 
-LOG_PREFIX = "chargeback.ingestion.ingest"
-logger = logging.getLogger("chargeback.ingestion.ingest")
+logger = logging.getLogger(__name__)
 
 
 def ingest(ledger: Ledger, batch: Batch) -> BatchOutcome:
     """Apply ``batch``; storage failures propagate so the host's retry policy holds the partition.
 
-    The log line is ``chargeback.ingestion.ingest {json}``: hub, partition, sequence range, counts and
+    The log line is ``chargeback.ingest {json}``: hub, partition, sequence range, counts and
     duration. It never carries a body, a key or a connection string.
     """
     started = time.perf_counter()
@@ -23,5 +22,5 @@ def ingest(ledger: Ledger, batch: Batch) -> BatchOutcome:
     record = outcome.as_log()
     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     level = logging.WARNING if outcome.dead_lettered else logging.INFO
-    logger.log(level, "%s %s", LOG_PREFIX, json.dumps(record, sort_keys=True))
+    log_event(logger, INGEST, level, **record)
     return outcome

@@ -15,17 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chargeback.billing.allocation import money_column
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap
-from chargeback.billing.pricing import (
-    LINE_KEYS,
-    PriceSheet,
-    concat_usage_frames,
-    money_column,
-    normalise_usage_frame,
-    period_bounds,
-    price_usage,
-    usage_frame,
-)
+from chargeback.billing.frames import LINE_KEYS, concat_usage_frames, normalise_usage_frame, usage_frame
+from chargeback.billing.prices import PriceSheet
+from chargeback.billing.pricing import price_usage
+from chargeback.domain.periods import period_bounds
 from chargeback.domain.usage import UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
 from chargeback.reports import formats as report_formats

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from chargeback.billing.pricing import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT, period_bounds
+from chargeback.billing.prices import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT
+from chargeback.domain.periods import period_bounds
 
 if TYPE_CHECKING:
     from chargeback.reports.build import Report
@@ -378,17 +379,22 @@ def _cell_body(value: Any, style: int, styles: _Styles, *, decimals_only: bool) 
     if isinstance(value, int | np.integer):
         return f"{_style_attribute(style)}><v>{int(value)}</v></c>"
     if isinstance(value, Decimal | float | np.floating):
-        number = float(value)
-        if np.isnan(number):
-            return ""
-        if np.isinf(number):
-            raise ValueError(f"{value} cannot be written to a spreadsheet cell")
-        return f"{_style_attribute(style)}><v>{number:.16g}</v></c>"
+        return _number_body(value, style)
     if isinstance(value, datetime):
         return f"{_style_attribute(style or styles.timestamp)}><v>{_excel_time(value):.16g}</v></c>"
     if isinstance(value, date):
         return f"{_style_attribute(style or styles.day)}><v>{_excel_day(value)}</v></c>"
     raise TypeError(f"a {type(value).__name__} cannot be written to a spreadsheet cell")
+
+
+def _number_body(value: Decimal | float | np.floating[Any], style: int) -> str:
+    """A number to 16 significant digits; NaN is an empty cell, infinity is refused."""
+    number = float(value)
+    if np.isnan(number):
+        return ""
+    if np.isinf(number):
+        raise ValueError(f"{value} cannot be written to a spreadsheet cell")
+    return f"{_style_attribute(style)}><v>{number:.16g}</v></c>"
 
 
 def _style_attribute(style: int) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from chargeback.billing.cost_centers import CostCenterMap
-from chargeback.billing.pricing import PriceSheet
+from chargeback.billing.prices import PriceSheet
 from chargeback.domain import periods
 from chargeback.domain.errors import ConfigurationError, ConflictError, InvalidRequestError, MonitorError, NotFoundError
 from chargeback.domain.usage import COUNTER_FIELDS, ZERO, Counters, UsageKey, UsageRow

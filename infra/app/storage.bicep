@@ -1,5 +1,6 @@
-// One storage account for the Functions host, the deployment package, the usage ledger, the
-// dead letters, the reports and (optionally) Event Hubs Capture. Keys are disabled: every
+// A storage account: main.bicep makes two, the data account (usage ledger, dead letters, reports,
+// deployment package and, optionally, Event Hubs Capture) and the Functions host's own account,
+// so that the host's account-wide roles reach nothing but host state. Keys are disabled: every
 // reader and writer signs in with Microsoft Entra ID.
 
 param name string
@@ -11,6 +12,12 @@ param containerNames string[]
 
 @description('Tables to create (ledger, dead letters, reconciliation).')
 param tableNames string[]
+
+@description('Refuse traffic from public networks (private endpoints carry it instead).')
+param denyPublicNetworks bool = false
+
+@description('With denyPublicNetworks, still let trusted Azure services in (Event Hubs Capture writes that way).')
+param allowTrustedServices bool = false
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -27,10 +34,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: denyPublicNetworks && !allowTrustedServices ? 'Disabled' : 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: denyPublicNetworks ? 'Deny' : 'Allow'
     }
   }
 }

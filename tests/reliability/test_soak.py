@@ -104,9 +104,9 @@ class _Lines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if not message.startswith("chargeback.ingestion.ingest "):
+        if not message.startswith("chargeback.ingest "):
             return
-        line = json.loads(message.removeprefix("chargeback.ingestion.ingest "))
+        line = json.loads(message.removeprefix("chargeback.ingest "))
         keep = ("received", "applied", "skipped_already_applied", "dead_lettered")
         totals = self.soak.lines[0] if self.soak.lines else {}
         if not self.soak.lines:
