@@ -13,6 +13,12 @@ from chargeback.reports import service as report_service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
+SIGNED_IN = func.AuthLevel.ANONYMOUS
+"""The read endpoints' host auth level: App Service Authentication signs callers in and the app
+checks their roles (chargeback.access.gate, which serves nothing in Azure without sign-in). The
+host never takes a signed-in identity in place of a function key, so a key level would lock
+browsers out."""
+
 
 @app.function_name("ingest_usage")
 @app.retry(
@@ -35,7 +41,7 @@ def ingest_usage(events: list[func.EventHubEvent]) -> None:
 
 
 @app.function_name("get_usage")
-@app.route(route="usage/{period}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="usage/{period}", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = runtime.services()
@@ -54,7 +60,7 @@ def reconcile_and_report(timer: func.TimerRequest) -> None:
 
 
 @app.function_name("list_reports")
-@app.route(route="reports", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="reports", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def list_reports(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = runtime.services()
@@ -64,9 +70,7 @@ def list_reports(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("report")
-@app.route(
-    route="reports/{period}", methods=[func.HttpMethod.GET, func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
-)
+@app.route(route="reports/{period}", methods=[func.HttpMethod.GET, func.HttpMethod.POST], auth_level=SIGNED_IN)
 def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = runtime.services()

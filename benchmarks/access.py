@@ -24,7 +24,7 @@ from benchmarks.reports import PERIOD, ledger_frame
 from chargeback.access import views
 from chargeback.access.scope import Level, Scope
 from chargeback.billing.cost_centers import CostCenter, CostCenterMap
-from chargeback.billing.pricing import load_price_sheet
+from chargeback.billing.prices import load_price_sheet
 from chargeback.domain.errors import ConfigurationError, NotFoundError
 from chargeback.reports import service
 from chargeback.reports.build import FORMATS, build_report, to_bundle

@@ -160,12 +160,12 @@ def test_no_role_and_no_mapped_group_is_no_data(principal: str) -> None:
 
 def test_a_team_scope_may_narrow_to_one_of_its_cost_centers_but_not_widen() -> None:
     team = Scope(Level.TEAM, frozenset({"CC-1001", "CC-2001"}))
-    assert team.narrow(None) == {"CC-1001", "CC-2001"}
-    assert team.narrow("CC-2001") == {"CC-2001"}
+    assert team.narrow(None) == frozenset({"CC-1001", "CC-2001"})
+    assert team.narrow("CC-2001") == frozenset({"CC-2001"})
     with pytest.raises(ForbiddenError):
         team.narrow("CC-1002")
     assert Scope(Level.FINANCE_READER).narrow(None) is None
-    assert Scope(Level.FINANCE_READER).narrow("CC-1002") == {"CC-1002"}
+    assert Scope(Level.FINANCE_READER).narrow("CC-1002") == frozenset({"CC-1002"})
 
 
 @pytest.mark.parametrize("scope", [Scope(Level.FINANCE_READER), Scope(Level.TEAM, frozenset({"CC-1001"}))])
