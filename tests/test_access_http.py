@@ -173,6 +173,12 @@ def test_a_team_member_may_narrow_to_one_of_their_cost_centers(signed_in: None) 
     assert "Showing cost center CC-2001 only." in response.get_body().decode()
 
 
+def test_a_page_narrowed_to_a_subscription_says_so_and_names_no_cost_center(signed_in: None) -> None:
+    page = call("GET", "reports/2026-10", FINANCE, {"format": "html", "subscription": TWO}).get_body().decode()
+    assert f"Showing subscription {TWO} only." in page
+    assert subscriptions_in("html", page.encode()) == {TWO}
+
+
 def test_a_team_member_cannot_ask_for_another_teams_cost_center(signed_in: None) -> None:
     response = call("GET", "reports/2026-10", TEAM_ONE_MEMBER, {"cost_center": "CC-1002"})
     assert response.status_code == 403

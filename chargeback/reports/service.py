@@ -258,22 +258,22 @@ def download(
 def _view(
     manifest: Mapping[str, Any], subscription: str | None, cost_center: str | None, cost_centers: frozenset[str] | None
 ) -> dict[str, Any]:
-    """The manifest plus what a narrowed file shows, so the page can say so."""
-    centers = sorted(cost_centers if cost_centers is not None else ({cost_center} if cost_center else set()))
-    if cost_center is not None and cost_centers is not None:
-        centers = sorted({cost_center} & cost_centers)
+    """The manifest plus what a narrowed file shows (``cost_centers`` None: not cut by cost center)."""
+    if cost_center is not None:
+        cost_centers = frozenset({cost_center}) & (cost_centers if cost_centers is not None else {cost_center})
+    centers = sorted(cost_centers) if cost_centers is not None else None
     return {**manifest, "view": {"subscription": subscription, "cost_centers": centers}}
 
 
 def _view_name(name: str, view: Mapping[str, Any]) -> str:
     stem, dot, suffix = name.partition(".")
-    label = "-".join([*([view["subscription"]] if view["subscription"] else []), *view["cost_centers"]])
+    label = "-".join([*([view["subscription"]] if view["subscription"] else []), *(view["cost_centers"] or [])])
     return f"{stem}-{_safe_name(label or 'none')}{dot}{suffix}"
 
 
 def _view_tag(entry: Mapping[str, Any], view: Mapping[str, Any]) -> str:
     """A strong ETag per generation and view: no cache hands one caller's view to another."""
-    key = f"{entry['sha256']}|{view['subscription']}|{'|'.join(view['cost_centers'])}"
+    key = f"{entry['sha256']}|{view['subscription']}|{view['cost_centers']}"
     return f'"{hashlib.sha256(key.encode()).hexdigest()}"'
 
 
