@@ -45,7 +45,7 @@ COST_CENTERS = (
     f"{TWO},CC-1002,Digital Products,two@contoso.com,{TEAM_TWO}\n"
     f"{HR},CC-2001,Human Resources,hr@contoso.com,{TEAM_ONE}\n"
 )
-FORMATS = ("csv", "json", "xlsx", "parquet", "focus", "html")
+FORMATS = ("csv", "json", "xlsx", "parquet", "focus", "focus-parquet", "html")
 
 ADMIN = client_principal(roles=["Chargeback.Admin"])
 FINANCE = client_principal(roles=["Chargeback.FinanceReader"])
@@ -126,7 +126,7 @@ def subscriptions_in(fmt: str, data: bytes) -> set[str]:
     if fmt == "xlsx":
         workbook = openpyxl.load_workbook(io.BytesIO(data))
         text = " ".join(str(cell.value) for sheet in workbook.worksheets for row in sheet.iter_rows() for cell in row)
-    elif fmt == "parquet":
+    elif fmt in ("parquet", "focus-parquet"):
         text = " ".join(str(value) for value in pd.read_parquet(io.BytesIO(data)).to_numpy().ravel())
     else:
         text = data.decode("utf-8-sig")

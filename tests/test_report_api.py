@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ def test_generating_a_report_returns_its_manifest(october: None) -> None:
     # one: 1M × 2.50 + 0.1M × 10.00 = 3.50; two: 2M × 2.50 = 5.00; three: 20 tokens ≈ 0.00
     assert manifest["grand_total"] == "8.50"
     assert manifest["unallocated_subscriptions"] == ["aoai-product-subscription-three"]
-    assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus"}
+    assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus", "focus-parquet"}
 
 
 def test_the_listing_shows_each_period_with_status_and_links(october: None) -> None:
@@ -134,6 +135,7 @@ def test_the_listing_shows_each_period_with_status_and_links(october: None) -> N
         ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
         ("parquet", "application/vnd.apache.parquet", ".parquet"),
         ("focus", "text/csv", "-focus.csv"),
+        ("focus-parquet", "application/vnd.apache.parquet", "-focus.parquet"),
     ],
 )
 def test_each_format_downloads_as_an_attachment_with_its_content_type(
@@ -183,6 +185,24 @@ def test_the_focus_export_has_the_focus_columns(october: None) -> None:
     header = next(csv.reader(io.StringIO(text)))
     for column in ("BilledCost", "EffectiveCost", "BillingCurrency", "ChargeCategory", "x_CostCenter"):
         assert column in header
+
+
+@pytest.fixture(name="provider")
+def fixture_provider(app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The platform team the app is configured to bill as, over the test's other settings."""
+    monkeypatch.setenv("CHARGEBACK_PROVIDER_NAME", "Contoso AI Platform")
+    return "Contoso AI Platform"
+
+
+def test_the_focus_exports_bill_as_the_provider_the_setting_names(provider: str, october: None) -> None:
+    request("POST", "reports/2026-10")
+    parquet = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-10", {"format": "focus-parquet"}).get_body()))
+    text = request("GET", "reports/2026-10", {"format": "focus"}).get_body().decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {(row["ProviderName"], row["InvoiceIssuerName"]) for row in rows} == {(provider, provider)}
+    assert set(parquet["ProviderName"]) == set(parquet["InvoiceIssuerName"]) == {provider}
+    assert sorted(parquet["InvoiceId"]) == sorted(row["InvoiceId"] for row in rows)
+    assert sum(parquet["BilledCost"]) == Decimal("8.50")
 
 
 def test_an_unchanged_file_answers_304_to_its_etag(october: None) -> None:

@@ -67,6 +67,7 @@ class Services:
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
             render_extra={"html": report_page.render_page},
+            provider_name=settings.provider_name,
         )
 
     def monitor(self) -> MonitorSource:

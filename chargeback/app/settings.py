@@ -35,6 +35,7 @@ FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
 LOCAL_PRINCIPAL = LOCAL_PRINCIPAL_SETTING
+PROVIDER_NAME = "CHARGEBACK_PROVIDER_NAME"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -51,6 +52,7 @@ DEFAULTS: Mapping[str, str] = {
     FINAL_GRACE_DAYS: "5",
     PRICE_SHEET: "config/price-sheet.json",
     COST_CENTERS: "config/cost-centers.csv",
+    PROVIDER_NAME: "AI gateway platform",
 }
 
 
@@ -89,6 +91,8 @@ class Settings:
     cost_centers: str
     access: AccessPolicy
     """Whether App Service Authentication is on, whether this is Azure, and a local simulated caller."""
+    provider_name: str
+    """Who provides the gateway's service and issues the chargeback: FOCUS ProviderName and InvoiceIssuerName."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +143,7 @@ class Settings:
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
             access=AccessPolicy.from_env(source, get(LOCAL_PRINCIPAL)),
+            provider_name=need(PROVIDER_NAME),
         )
 
 

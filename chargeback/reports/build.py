@@ -65,10 +65,12 @@ FORMATS: Mapping[str, tuple[str, str]] = {
     "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
     "parquet": ("application/vnd.apache.parquet", ".parquet"),
     "focus": ("text/csv", "-focus.csv"),
+    "focus-parquet": ("application/vnd.apache.parquet", "-focus.parquet"),
 }
 """Report format → (content type, file-name suffix)."""
 
-DEFAULT_INVOICE_ISSUER = "Azure OpenAI gateway chargeback"
+DEFAULT_INVOICE_ISSUER = "AI gateway platform"
+"""The platform team running the gateway: provider and invoice issuer of the chargeback."""
 
 LedgerInput = pd.DataFrame | Iterable[UsageRow] | Iterable[pd.DataFrame]
 """A period's usage: a usage frame, frames built in chunks, or ledger rows one by one."""
@@ -131,6 +133,7 @@ class Report:
             "xlsx": report_formats.render_xlsx,
             "parquet": report_formats.render_parquet,
             "focus": report_formats.render_focus,
+            "focus-parquet": report_formats.render_focus_parquet,
         }
         return renderers[fmt](self)
 

@@ -33,7 +33,15 @@ from chargeback.reconciliation.reconcile import (
     periods_to_reconcile,
     reconcile_period,
 )
-from chargeback.reports.build import FORMATS, Report, build_report, filtered, from_bundle, to_bundle
+from chargeback.reports.build import (
+    DEFAULT_INVOICE_ISSUER,
+    FORMATS,
+    Report,
+    build_report,
+    filtered,
+    from_bundle,
+    to_bundle,
+)
 
 logger = logging.getLogger("chargeback.reports.build")
 
@@ -94,6 +102,8 @@ class ReportContext:
     grace_days: int
     render_extra: Mapping[str, Callable[[Report, Mapping[str, Any]], bytes]] | None = None
     """Formats beyond the report's own (the HTML page), rendered from the report and manifest."""
+    provider_name: str = DEFAULT_INVOICE_ISSUER
+    """The platform that provides the service and issues the chargeback (FOCUS ProviderName)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +140,7 @@ def generate(context: ReportContext, period: str, now: datetime) -> dict[str, An
         reconciliation=reconciliation,
         adjustments=[(original, row) for original, late in adjustments.items() for row in late],
         generated_at=now,
+        invoice_issuer=context.provider_name,
     )
     status = status_at(period, now, context.grace_days)
     manifest: dict[str, Any] = {

@@ -110,6 +110,7 @@ var appSettings = {
   CHARGEBACK_FINAL_GRACE_DAYS: string(finalGraceDays)
   CHARGEBACK_PRICE_SHEET: priceSheetPath
   CHARGEBACK_COST_CENTERS: costCentersPath
+  CHARGEBACK_PROVIDER_NAME: 'AI gateway platform'
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
