@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from chargeback.access import views as access_views
 from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
-from chargeback.ingestion import ingest, usage_view
+from chargeback.ingestion import ingest
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+SIGNED_IN = func.AuthLevel.ANONYMOUS
+"""The read endpoints' host auth level: App Service Authentication signs callers in and the app
+checks their roles (chargeback.access.gate, which serves nothing in Azure without sign-in). The
+host never takes a signed-in identity in place of a function key, so a key level would lock
+browsers out."""
 
 
 @app.function_name("ingest_usage")
@@ -36,17 +43,17 @@ def ingest_usage(events: list[func.EventHubEvent]) -> None:
 
 
 @app.function_name("get_usage")
-@app.route(route="usage/{period}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="usage/{period}", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
-        period = periods.parse_period(req.route_params.get("period", ""))
         services = runtime.services()
+        scope = services.caller(req.headers)
+        period = periods.parse_period(req.route_params.get("period", ""))
         ledger = services.ledger
-        document = usage_view.usage_document(
-            period,
-            ledger.period_rows(period),
-            ledger.dead_letter_count(period),
-            unattributed=services.llm_log_store.unattributed(period),
+        rows, dead_letters = ledger.period_rows(period), ledger.dead_letter_count(period)
+        unattributed = services.llm_log_store.unattributed(period)
+        document = access_views.usage(
+            scope, period, rows, dead_letters, services.cost_centers(), unattributed=unattributed
         )
         return http.json_response(document)
 
@@ -70,19 +77,24 @@ def generate_report(message: func.QueueMessage) -> None:
 
 
 @app.function_name("list_reports")
-@app.route(route="reports", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="reports", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def list_reports(req: func.HttpRequest) -> func.HttpResponse:
-    return http.respond(
-        lambda: http.json_response({"reports": report_service.list_reports(runtime.services().reports)})
-    )
+    def handle() -> func.HttpResponse:
+        services = runtime.services()
+        return http.json_response(access_views.report_list(services.caller(req.headers), services.reports))
+
+    return http.respond(handle)
 
 
 @app.function_name("regenerate_report")
 @app.route(route="reports/{period}", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ADMIN)
 def regenerate_report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
+        services = runtime.services()
+        # The host checked the master key; with sign-in on, the caller must also hold the admin role.
+        services.caller(req.headers).require_admin()
         period = periods.parse_month(req.route_params.get("period", ""))
-        job = report_jobs.request(runtime.services().report_jobs, period, "http")
+        job = report_jobs.request(services.report_jobs, period, "http")
         url = report_jobs.status_url(job)
         return http.json_response({**job, "status_url": url}, 202, {"Location": url})
 
@@ -90,27 +102,31 @@ def regenerate_report(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @app.function_name("report_job")
-@app.route(route="report-jobs/{id}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="report-jobs/{id}", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def report_job(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
-        job = report_jobs.job_status(runtime.services().report_jobs, req.route_params.get("id", ""))
+        services = runtime.services()
+        services.caller(req.headers).require_admin()
+        job = report_jobs.job_status(services.report_jobs, req.route_params.get("id", ""))
         return http.json_response({**job, "status_url": report_jobs.status_url(job)})
 
     return http.respond(handle)
 
 
 @app.function_name("report")
-@app.route(route="reports/{period}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+@app.route(route="reports/{period}", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
+        services = runtime.services()
+        scope = services.caller(req.headers)
         period = periods.parse_month(req.route_params.get("period", ""))
-        context = runtime.services().reports
+        context = services.reports
         found = report_service.download(
             context,
             period,
             report_service.parse_format(req.params.get("format")),
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
-            cost_center=report_service.parse_filter(req.params.get("cost_center"), "cost_center"),
+            cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
         )
         return http.file_response(
             found.data,

@@ -60,9 +60,9 @@ def test_the_ingest_function_is_registered_as_the_design_requires() -> None:
     assert (retry["strategy"], retry["max_retry_count"]) == ("exponential_backoff", "-1")
 
 
-def test_the_usage_endpoint_requires_a_function_key() -> None:
+def test_the_usage_endpoint_leaves_the_caller_to_sign_in_not_to_a_function_key() -> None:
     [trigger] = [b for b in function_json("get_usage")["bindings"] if b["type"] == "httpTrigger"]
-    assert (trigger["authLevel"], trigger["route"], trigger["methods"]) == ("FUNCTION", "usage/{period}", ["GET"])
+    assert (trigger["authLevel"], trigger["route"], trigger["methods"]) == ("ANONYMOUS", "usage/{period}", ["GET"])
 
 
 def test_every_gateway_sample_is_counted_through_the_registered_function(app_settings: dict[str, str]) -> None:

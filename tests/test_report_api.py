@@ -117,13 +117,14 @@ def http_trigger(name: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("name", "route", "methods", "level"),
     [
-        ("list_reports", "reports", ["GET"], "FUNCTION"),
-        ("report", "reports/{period}", ["GET"], "FUNCTION"),
-        ("get_usage", "usage/{period}", ["GET"], "FUNCTION"),
+        ("list_reports", "reports", ["GET"], "ANONYMOUS"),
+        ("report", "reports/{period}", ["GET"], "ANONYMOUS"),
+        ("get_usage", "usage/{period}", ["GET"], "ANONYMOUS"),
+        ("report_job", "report-jobs/{id}", ["GET"], "ANONYMOUS"),
         ("regenerate_report", "reports/{period}", ["POST"], "ADMIN"),
     ],
 )
-def test_reading_needs_a_function_key_and_regenerating_an_admin_key(
+def test_reading_is_left_to_sign_in_and_regenerating_needs_the_admin_key_too(
     name: str, route: str, methods: list[str], level: str
 ) -> None:
     trigger = http_trigger(name)

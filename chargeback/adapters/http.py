@@ -13,9 +13,11 @@ import orjson
 from chargeback.domain.errors import (
     ChargebackError,
     ConflictError,
+    ForbiddenError,
     InvalidRequestError,
     NotFoundError,
     TransientStorageError,
+    UnauthenticatedError,
 )
 from chargeback.domain.logs import HTTP_FAILURE, log_event
 
@@ -23,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 _STATUS: tuple[tuple[type[ChargebackError], int], ...] = (
     (InvalidRequestError, 400),
+    (UnauthenticatedError, 401),
+    (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (TransientStorageError, 503),
@@ -64,7 +68,8 @@ def respond(handler: Callable[[], func.HttpResponse]) -> func.HttpResponse:
 
 
 def _code(kind: type[ChargebackError]) -> str:
-    return {400: "invalid_request", 404: "not_found", 409: "conflict"}[dict(_STATUS)[kind]]
+    codes = {400: "invalid_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: "conflict"}
+    return codes[dict(_STATUS)[kind]]
 
 
 def _failure(exc: BaseException, status: int, code: str) -> func.HttpResponse:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
+from chargeback.access import gate
+from chargeback.access.scope import Scope
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobJobStore, BlobReportStore
 from chargeback.adapters.llm_log_store import TableLlmLogStore
@@ -140,6 +142,10 @@ class Services:
 
     def cost_centers(self) -> CostCenterMap:
         return load_cost_centers(app_path(self.settings.cost_centers))
+
+    def caller(self, headers: Mapping[str, str], *, master_key: bool = False) -> Scope:
+        """Who sent a request with ``headers``, as a scope; see :mod:`chargeback.access.gate`."""
+        return gate.caller_scope(self.settings.access, headers, self.cost_centers(), master_key=master_key)
 
 
 _lock = threading.Lock()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from chargeback.access.gate import LOCAL_PRINCIPAL_SETTING, AccessPolicy
 from chargeback.domain.errors import ConfigurationError
 from chargeback.ingestion import llm_log_rows
 
@@ -36,6 +37,7 @@ RECONCILE_LAG_HOURS = "CHARGEBACK_RECONCILE_LAG_HOURS"
 FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
+LOCAL_PRINCIPAL = LOCAL_PRINCIPAL_SETTING
 PROVIDER_NAME = "CHARGEBACK_PROVIDER_NAME"
 LLM_LOG_SCOPE = "CHARGEBACK_LLM_LOG_SCOPE"
 LLM_LOG_EXPORT = "CHARGEBACK_LLM_LOG_EXPORT"
@@ -97,6 +99,8 @@ class Settings:
     final_grace_days: int
     price_sheet: str
     cost_centers: str
+    access: AccessPolicy
+    """Whether App Service Authentication is on, whether this is Azure, and a local simulated caller."""
     provider_name: str
     """Who provides the gateway's service and issues the chargeback: FOCUS ProviderName and InvoiceIssuerName."""
     llm_log_scope: str = llm_log_rows.SCOPE_STREAMED
@@ -154,6 +158,7 @@ class Settings:
             final_grace_days=_whole(FINAL_GRACE_DAYS, need(FINAL_GRACE_DAYS)),
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
+            access=AccessPolicy.from_env(source, get(LOCAL_PRINCIPAL)),
             provider_name=need(PROVIDER_NAME),
             llm_log_scope=_choice(LLM_LOG_SCOPE, need(LLM_LOG_SCOPE), llm_log_rows.SCOPES),
             llm_log_export=get(LLM_LOG_EXPORT),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from chargeback.domain.errors import ConfigurationError
 UNALLOCATED = "unallocated"
 """The cost center and business unit of a subscription nobody has mapped."""
 
-FIELDS = ("subscription_id", "cost_center", "business_unit", "owner")
+FIELDS = ("subscription_id", "cost_center", "business_unit", "owner", "reader_groups")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +36,20 @@ UNALLOCATED_CENTER = CostCenter(UNALLOCATED, UNALLOCATED, "")
 
 @dataclass(frozen=True, slots=True)
 class CostCenterMap:
-    """Subscription id → cost center; unmapped subscriptions fall to :data:`UNALLOCATED`."""
+    """Subscription id → cost center; unmapped subscriptions fall to :data:`UNALLOCATED`.
+
+    ``readers`` says who may read a cost center's lines: cost center → the Entra group object
+    ids (lower case) whose members read it. Nobody reads ``unallocated`` but the roles that
+    read everything.
+    """
 
     entries: Mapping[str, CostCenter] = field(default_factory=dict)
+    readers: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def read_by(self, groups: Iterable[str]) -> frozenset[str]:
+        """The cost centers whose lines members of ``groups`` (object ids) may read."""
+        wanted = {group.strip().lower() for group in groups}
+        return frozenset(center for center, readers in self.readers.items() if readers & wanted)
 
     def lookup(self, subscription_id: str) -> CostCenter:
         return self.entries.get(subscription_id, UNALLOCATED_CENTER)
@@ -118,6 +131,7 @@ def parse_cost_centers_json(text: str, *, source: str = "cost-center map") -> Co
 
 def _build(records: Iterable[tuple[str, Mapping[str, Any]]], source: str) -> CostCenterMap:
     entries: dict[str, CostCenter] = {}
+    readers: dict[str, set[str]] = {}
     for where, record in records:
         subscription = _text(record, "subscription_id", where, required=True)
         center = CostCenter(
@@ -135,7 +149,37 @@ def _build(records: Iterable[tuple[str, Mapping[str, Any]]], source: str) -> Cos
                 f"{center.cost_center}/{center.business_unit}/{center.owner}"
             )
         entries[subscription] = center
-    return CostCenterMap(entries)
+        readers.setdefault(center.cost_center, set()).update(_groups(record.get("reader_groups"), where))
+    return CostCenterMap(entries, {center: frozenset(groups) for center, groups in readers.items() if groups})
+
+
+_GROUP_SEPARATORS = re.compile(r"[;\s]+")
+
+
+def _groups(value: Any, where: str) -> set[str]:
+    """``reader_groups``: Entra group object ids, a list (JSON) or ``;``/space-separated text (CSV).
+
+    The rows of one cost center add up: a group named on any of them reads the whole cost center.
+    """
+    if value is None or value == "":
+        return set()
+    if isinstance(value, str):
+        items: list[Any] = [item for item in _GROUP_SEPARATORS.split(value) if item]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise ConfigurationError(f"{where}: reader_groups must be a list of group object ids, got {value!r}")
+    groups = set()
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"{where}: reader_groups must hold group object ids, got {item!r}")
+        try:
+            groups.add(str(uuid.UUID(item.strip())))
+        except ValueError:
+            raise ConfigurationError(
+                f"{where}: reader_groups holds {item.strip()[:60]!r}, which is not a group object id (a GUID)"
+            ) from None
+    return groups
 
 
 def _text(record: Mapping[str, Any], name: str, where: str, *, required: bool) -> str:

@@ -5,6 +5,8 @@
     ├── InvalidRequestError       a caller asked for something malformed (HTTP 400)
     ├── NotFoundError             a caller asked for something that does not exist (HTTP 404)
     ├── ConflictError             the request contradicts stored state (HTTP 409)
+    ├── UnauthenticatedError      no trusted caller identity where one is required (HTTP 401)
+    ├── ForbiddenError            the caller's identity grants no access to this (HTTP 403)
     ├── StorageError              the ledger or report store failed
     │   ├── TransientStorageError   worth retrying: throttling, timeouts, connection loss
     │   └── ConcurrencyError        another writer moved a slice's watermark first
@@ -42,6 +44,14 @@ class NotFoundError(ChargebackError):
 
 class ConflictError(ChargebackError):
     """The request contradicts stored state, e.g. regenerating a final report."""
+
+
+class UnauthenticatedError(ChargebackError):
+    """The request carries no identity the app can trust, and this endpoint needs one."""
+
+
+class ForbiddenError(ChargebackError):
+    """The caller is known, but no role or group of theirs grants what they asked for."""
 
 
 class StorageError(ChargebackError):

@@ -6,7 +6,7 @@ import io
 import itertools
 import json
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -190,8 +190,14 @@ def _assemble(
     )
 
 
-def filtered(report: Report, *, subscription: str | None = None, cost_center: str | None = None) -> Report:
-    """The same report narrowed to one subscription and/or cost center, every view recomputed.
+def filtered(
+    report: Report,
+    *,
+    subscription: str | None = None,
+    cost_center: str | None = None,
+    cost_centers: Collection[str] | None = None,
+) -> Report:
+    """The same report narrowed to one subscription, one cost center and/or a set of them, every view recomputed.
 
     Lines keep the cost they were priced at for the whole period (a PTU share stays the share
     of the whole deployment), so a filtered report's lines are exactly the full report's.
@@ -201,6 +207,8 @@ def filtered(report: Report, *, subscription: str | None = None, cost_center: st
         keep &= report.lines["subscription_id"] == subscription
     if cost_center is not None:
         keep &= report.lines["cost_center"] == cost_center
+    if cost_centers is not None:
+        keep &= report.lines["cost_center"].isin(sorted(cost_centers))
     detail = pd.concat([report.lines[keep], report.line_details[keep]], axis=1).reset_index(drop=True)
     subscriptions = set(detail["subscription_id"].astype(str))
     return _assemble(

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 
@@ -95,3 +95,5 @@ class Manifest(TypedDict):
     adjusted_periods: list[str]
     unallocated_subscriptions: list[str]
     files: list[FileEntry]
+    view: NotRequired[dict[str, Any]]
+    """Only on a file rebuilt for a narrower audience: the subscription and cost centers it shows."""

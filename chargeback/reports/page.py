@@ -82,6 +82,7 @@ svg text{font:12px system-ui,sans-serif;fill:#1f2933}
 .legend i{width:12px;height:12px;border-radius:2px;display:inline-block;flex:none}
 .links a{margin-right:14px}
 .empty{color:#7b8794;font-style:italic}
+.view{background:#fff8e6;border:1px solid #f2d49b;border-radius:6px;padding:6px 12px;display:inline-block}
 """
 
 
@@ -139,8 +140,25 @@ def _header(report: Report, manifest: Mapping[str, Any]) -> str:
     return (
         f"<h1>Chargeback report {_text(report.period)} "
         f'<span class="badge {_attr(status)}">{_text(status)}</span></h1>\n'
-        f'<p class="meta">{meta}</p>\n<div class="cards">{card_html}</div>'
+        f'<p class="meta">{meta}</p>\n{_view_note(manifest)}<div class="cards">{card_html}</div>'
     )
+
+
+def _view_note(manifest: Mapping[str, Any]) -> str:
+    """What a narrowed page shows ("showing cost centers X, Y"); nothing for the whole report."""
+    view = manifest.get("view")
+    if not isinstance(view, Mapping):
+        return ""
+    parts = []
+    centers = [str(center) for center in view.get("cost_centers") or []]
+    if centers:
+        label = "cost center" if len(centers) == 1 else "cost centers"
+        parts.append(f"{label} {', '.join(centers)}")
+    elif view.get("cost_centers") is not None:
+        parts.append("no cost center")
+    if view.get("subscription"):
+        parts.append(f"subscription {view['subscription']}")
+    return f'<p class="view">Showing {_text(" and ".join(parts))} only.</p>\n'
 
 
 def _section(title: str, content: str) -> str:

@@ -358,8 +358,12 @@ def download(
     *,
     subscription: str | None = None,
     cost_center: str | None = None,
+    cost_centers: frozenset[str] | None = None,
 ) -> Download:
-    """A file of the generation served; with a filter, that report narrowed to a subscription or cost center."""
+    """A stored report file; with a filter, the same report narrowed to a subscription or cost center(s).
+
+    ``cost_centers`` is the caller's scope: the file is rebuilt from the bundle with their lines only.
+    """
     periods.parse_month(period)
     manifest = current(context, period)
     if manifest is None:
@@ -369,17 +373,42 @@ def download(
         raise InvalidRequestError(f"format must be one of {', '.join(sorted(files))}, got {fmt[:40]!r}", field="format")
     entry = files[fmt]
     generation = manifest["generation"]
-    if subscription is None and cost_center is None:
+    if subscription is None and cost_center is None and cost_centers is None:
         data = context.reports.get_file(period, generation, entry["name"])
         return Download(data, entry["content_type"], entry["name"], f'"{entry["sha256"]}"')
-    bundle = from_bundle(context.reports.get_file(period, generation, BUNDLE))
-    report = filtered(bundle, subscription=subscription, cost_center=cost_center)
-    data = FORMATS[fmt].render(report, manifest)
-    stem, dot, suffix = entry["name"].partition(".")
-    label = "-".join(part for part in (subscription, cost_center) if part)
-    name = f"{stem}-{_safe_name(label)}{dot}{suffix}"
-    tag = hashlib.sha256(f"{entry['sha256']}|{subscription}|{cost_center}".encode()).hexdigest()
-    return Download(data, entry["content_type"], name, f'"{tag}"')
+    report = filtered(
+        from_bundle(context.reports.get_file(period, generation, BUNDLE)),
+        subscription=subscription,
+        cost_center=cost_center,
+        cost_centers=cost_centers,
+    )
+    view = _view(manifest, subscription, cost_center, cost_centers)
+    data = FORMATS[fmt].render(report, view)
+    view_of = view.get("view", {})
+    name, tag = _view_name(entry["name"], view_of), _view_tag(entry, view_of)
+    return Download(data, entry["content_type"], name, tag)
+
+
+def _view(
+    manifest: Manifest, subscription: str | None, cost_center: str | None, cost_centers: frozenset[str] | None
+) -> Manifest:
+    """The manifest plus what a narrowed file shows (``cost_centers`` None: not cut by cost center)."""
+    if cost_center is not None:
+        cost_centers = frozenset({cost_center}) & (cost_centers if cost_centers is not None else {cost_center})
+    centers = sorted(cost_centers) if cost_centers is not None else None
+    return {**manifest, "view": {"subscription": subscription, "cost_centers": centers}}
+
+
+def _view_name(name: str, view: Mapping[str, Any]) -> str:
+    stem, dot, suffix = name.partition(".")
+    label = "-".join([*([view["subscription"]] if view["subscription"] else []), *(view["cost_centers"] or [])])
+    return f"{stem}-{_safe_name(label or 'none')}{dot}{suffix}"
+
+
+def _view_tag(entry: Mapping[str, Any], view: Mapping[str, Any]) -> str:
+    """A strong ETag per generation and view: no cache hands one caller's view to another."""
+    key = f"{entry['sha256']}|{view['subscription']}|{view['cost_centers']}"
+    return f'"{hashlib.sha256(key.encode()).hexdigest()}"'
 
 
 def _safe_name(text: str) -> str:

@@ -40,6 +40,7 @@ NOT_IN_AZURE = {
     "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption takes the runtime from functionAppConfig, not a setting",
     settings.MONITOR_EXPORT: "reconciles against a CSV export; in Azure the app queries the workspace",
     settings.LLM_LOG_EXPORT: "bills LLM logs from a CSV export; in Azure the app queries the workspace",
+    settings.LOCAL_PRINCIPAL: "simulates a signed-in caller on a developer's machine; the app refuses it in Azure",
 }
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
