@@ -9,6 +9,7 @@ signing, ``x-ms-date`` and the retry policy stay the SDK's; only the multipart b
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -250,14 +251,17 @@ def _header_map(block: bytes) -> dict[str, str]:
     return headers
 
 
+_STATUS_LINE = re.compile(rb"HTTP/\d\.\d ([1-5]\d\d)(?: [^\r\n]*)?\r?")
+
+
 def _http_answer(content: bytes) -> PartResult:
     head, body = _split_head(content)
     status_line, _, header_block = head.partition(b"\n")
-    words = status_line.decode("latin-1").split(maxsplit=2)
-    if len(words) < 2 or not words[0].startswith("HTTP/") or not words[1].isdigit() or len(words[1]) != 3:
+    matched = _STATUS_LINE.fullmatch(status_line)
+    if matched is None:
         raise MalformedAnswerError("an operation's answer has no status line")
-    status = int(words[1])
     headers = _header_map(header_block)
+    status = int(matched.group(1))
     code, message = _odata_error(body) if status >= 300 else ("", "")
     return PartResult(status=status, etag=headers.get("etag"), code=code, message=message)
 
