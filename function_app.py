@@ -12,6 +12,13 @@ from chargeback.reports import service as report_service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
+# azure.functions' Event Hub converter parses each event's EnqueuedTimeUtc by trying strptime
+# formats in order; the host's ISO format is the sixth, which makes the converter the slowest
+# step of ingestion (~85 µs an event). To be reported upstream (Azure/azure-functions-python-library:
+# try datetime.fromisoformat first in meta._BaseConverter._parse_datetime); remove this line and
+# eventhub.FastTimeEventHubConverter once a release does.
+eventhub.install_fast_enqueued_time()
+
 
 @app.function_name("ingest_usage")
 @app.retry(
