@@ -34,15 +34,16 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 Value = str | int | datetime
 """Property values a transaction writes: strings, 64-bit integers and UTC times."""
 
-Kind = Literal["upsert", "insert", "update"]
+Kind = Literal["upsert", "merge", "insert", "update"]
 
 
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One write of a transaction.
 
-    ``upsert`` inserts or replaces; ``insert`` fails (409) when the row exists; ``update``
-    replaces the row only while its ETag is still ``etag`` (else 412).
+    ``upsert`` inserts or replaces; ``merge`` inserts, or updates the given properties and keeps
+    the others; ``insert`` fails (409) when the row exists; ``update`` replaces the row only while
+    its ETag is still ``etag`` (else 412).
     """
 
     kind: Kind
@@ -103,7 +104,8 @@ def _request_line(operation: Operation, table_url: str) -> bytes:
     if operation.kind == "insert":
         return f"POST {table_url} HTTP/1.1\r\n".encode()
     address = f"{table_url}(PartitionKey='{_key(operation.partition_key)}',RowKey='{_key(operation.row_key)}')"
-    return f"PUT {address} HTTP/1.1\r\n".encode()
+    method = "MERGE" if operation.kind == "merge" else "PUT"
+    return f"{method} {address} HTTP/1.1\r\n".encode()
 
 
 def _headers(operation: Operation, length: int) -> bytes:

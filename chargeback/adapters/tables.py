@@ -21,6 +21,9 @@ from chargeback.ingestion.ledger import NO_WATERMARK, DeadLetter, RowWrite, Slic
 _IDENTITY_FIELDS = ("subscription_id", "model", "deployment", "operation")
 _ROW_SELECT = ["RowKey", "day", *_IDENTITY_FIELDS, *COUNTER_FIELDS]
 
+PROGRESS_FIELD = "last_sequence"
+"""An aggregate row's progress: the last sequence number of its slice applied to it."""
+
 MAX_INLINE_BODY = 16 * 1024
 """Bodies larger than this go to a blob: an entity property holds at most 64 KiB of UTF-16."""
 
@@ -48,6 +51,8 @@ def _aggregate(write: RowWrite) -> dict[str, Value]:
     }
     for name in COUNTER_FIELDS:
         properties[name] = getattr(write.counters, name)
+    if write.progress is not None:
+        properties[PROGRESS_FIELD] = write.progress
     return properties
 
 
@@ -69,18 +74,21 @@ class TableLedgerStore:
             )
             found = next(iter(watermark), None)
         rows: dict[str, Counters] = {}
+        progress: dict[str, int] = {}
         for day in days:
             low, high = keys.day_range(day)
             with translated(f"read {day} of {slice_key}"):
                 for entity in self._table.query_entities(
                     "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
                     parameters={"pk": slice_key, "low": low, "high": high},
-                    select=["RowKey", *COUNTER_FIELDS],
+                    select=["RowKey", PROGRESS_FIELD, *COUNTER_FIELDS],
                 ):
                     rows[entity["RowKey"]] = _counters(entity)
+                    if entity.get(PROGRESS_FIELD) is not None:
+                        progress[entity["RowKey"]] = _as_int(entity[PROGRESS_FIELD])
         if found is None:
-            return SliceSnapshot(NO_WATERMARK, None, rows)
-        return SliceSnapshot(_as_int(found["sequence_number"]), found.metadata["etag"], rows)
+            return SliceSnapshot(NO_WATERMARK, None, rows, progress)
+        return SliceSnapshot(_as_int(found["sequence_number"]), found.metadata["etag"], rows, progress)
 
     def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
         return self._transact(slice_key, etag, writes, watermark, extra=[], what="watermark")
@@ -122,7 +130,11 @@ class TableLedgerStore:
     ) -> str:
         """One entity-group transaction: the aggregates, ``extra`` rows, then the watermark under its ETag
         (created when ``etag`` is None). A lost condition is a ``ConcurrencyError``."""
-        operations = [Operation("upsert", slice_key, write.row_key, _aggregate(write)) for write in writes]
+        # A write without progress (a redrive) merges, so the row keeps the progress it has.
+        operations = [
+            Operation("upsert" if write.progress is not None else "merge", slice_key, write.row_key, _aggregate(write))
+            for write in writes
+        ]
         operations += extra
         marker: dict[str, Value] = {"sequence_number": watermark, "updated_at": datetime.now(UTC)}
         if etag is None:
