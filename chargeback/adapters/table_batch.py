@@ -29,7 +29,7 @@ MAX_OPERATIONS = 100
 """A changeset holds at most 100 operations."""
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
-"""A transaction's request body may not pass 4 MiB."""
+"""A transaction's request body must be smaller than 4 MiB."""
 
 Value = str | int | datetime
 """Property values a transaction writes: strings, 64-bit integers and UTC times."""
@@ -134,7 +134,7 @@ def build_body(account_url: str, table: str, operations: Sequence[Operation]) ->
     """The ``$batch`` request body for ``operations``, all in one partition, as one changeset.
 
     Refuses (``ValueError``) what the service would refuse whole: no operation, more than
-    ``MAX_OPERATIONS``, two partitions, or a body over ``MAX_BODY_BYTES``.
+    ``MAX_OPERATIONS``, two partitions, or a body of ``MAX_BODY_BYTES`` or more.
     """
     if not operations:
         raise ValueError("a transaction needs at least one operation")
@@ -155,8 +155,8 @@ def build_body(account_url: str, table: str, operations: Sequence[Operation]) ->
         chunks.append(b"\r\n")
     chunks.append(f"--{changeset}--\r\n\r\n--{batch}--\r\n".encode())
     body = b"".join(chunks)
-    if len(body) > MAX_BODY_BYTES:
-        raise ValueError(f"a transaction's body may not pass {MAX_BODY_BYTES} bytes; this one has {len(body)}")
+    if len(body) >= MAX_BODY_BYTES:
+        raise ValueError(f"a transaction's body must be under {MAX_BODY_BYTES} bytes; this one has {len(body)}")
     return BatchBody(f"multipart/mixed; boundary={batch}", body)
 
 
