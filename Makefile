@@ -2,8 +2,11 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# The FinOps Foundation's FOCUS validator, which the tests run on the FOCUS exports. It needs
+# Python >= 3.12 and numpy < 2, so it has a venv of its own; a test tool, never deployed.
+FOCUS_VENV := .venv-focus
 
-.PHONY: setup lint test demo bench clean
+.PHONY: setup focus-validator lint test demo bench clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +20,22 @@ node_modules/.installed: package.json package-lock.json
 
 setup: $(BIN)/.installed node_modules/.installed
 
+$(FOCUS_VENV)/.installed: requirements-focus.txt scripts/focus-python.sh
+	rm -rf $(FOCUS_VENV)
+	python=$$(sh scripts/focus-python.sh) && "$$python" -m venv $(FOCUS_VENV)
+	$(FOCUS_VENV)/bin/pip install --quiet --upgrade pip
+	$(FOCUS_VENV)/bin/pip install --quiet -r requirements-focus.txt
+	touch $@
+
+focus-validator: $(FOCUS_VENV)/.installed
+
 lint: setup
 	$(BIN)/ruff check chargeback devtools function_app.py tests benchmarks
 	$(BIN)/ruff format --check chargeback devtools function_app.py tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint focus-validator
 	sh scripts/install-chromium.sh
 	$(BIN)/pytest
 
@@ -34,4 +46,4 @@ bench: setup
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts
+	rm -rf $(VENV) $(FOCUS_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -8,6 +8,7 @@ from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest, usage_view
+from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -37,7 +38,8 @@ eventhub.install_fast_enqueued_time()
 )
 def ingest_usage(events: list[func.EventHubEvent]) -> None:
     services = runtime.services()
-    ingest.ingest(services.ledger, eventhub.batch_from_trigger(events, services.settings.eventhub_name))
+    batch = eventhub.batch_from_trigger(events, services.settings.eventhub_name)
+    ingest.ingest(services.ledger, batch, events_billed=services.events_billed)
 
 
 @app.function_name("get_usage")
@@ -45,8 +47,14 @@ def ingest_usage(events: list[func.EventHubEvent]) -> None:
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         period = periods.parse_period(req.route_params.get("period", ""))
-        ledger = runtime.services().ledger
-        document = usage_view.usage_document(period, ledger.period_rows(period), ledger.dead_letter_count(period))
+        services = runtime.services()
+        ledger = services.ledger
+        document = usage_view.usage_document(
+            period,
+            ledger.period_rows(period),
+            ledger.dead_letter_count(period),
+            unattributed=services.llm_log_store.unattributed(period),
+        )
         return http.json_response(document)
 
     return http.respond(handle)
@@ -55,7 +63,17 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("reconcile_and_report")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_and_report(timer: func.TimerRequest) -> None:
-    report_service.run_schedule(runtime.services().reports, report_service.utc_now())
+    services = runtime.services()
+    services.collect_llm_logs(services.clock())
+    report_jobs.schedule(services.report_jobs)
+
+
+@app.function_name("generate_report")
+@app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%", connection="ChargebackStorage")
+def generate_report(message: func.QueueMessage) -> None:
+    services = runtime.services()
+    services.collect_llm_logs(services.clock())
+    report_jobs.run(services.report_jobs, message.get_body().decode("utf-8"))
 
 
 @app.function_name("list_reports")
@@ -66,16 +84,34 @@ def list_reports(req: func.HttpRequest) -> func.HttpResponse:
     )
 
 
+@app.function_name("regenerate_report")
+@app.route(route="reports/{period}", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ADMIN)
+def regenerate_report(req: func.HttpRequest) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        period = periods.parse_month(req.route_params.get("period", ""))
+        job = report_jobs.request(runtime.services().report_jobs, period, "http")
+        url = report_jobs.status_url(job)
+        return http.json_response({**job, "status_url": url}, 202, {"Location": url})
+
+    return http.respond(handle)
+
+
+@app.function_name("report_job")
+@app.route(route="report-jobs/{id}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
+def report_job(req: func.HttpRequest) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        job = report_jobs.job_status(runtime.services().report_jobs, req.route_params.get("id", ""))
+        return http.json_response({**job, "status_url": report_jobs.status_url(job)})
+
+    return http.respond(handle)
+
+
 @app.function_name("report")
-@app.route(
-    route="reports/{period}", methods=[func.HttpMethod.GET, func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
-)
+@app.route(route="reports/{period}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION)
 def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         period = periods.parse_month(req.route_params.get("period", ""))
         context = runtime.services().reports
-        if req.method == "POST":
-            return http.json_response(report_service.generate(context, period, report_service.utc_now()))
         found = report_service.download(
             context,
             period,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.measure import best_rate
-from benchmarks.workload import SHAPES, Workload
+from benchmarks.workload import Workload
 from chargeback.domain.events import Rejection, parse_event
 from chargeback.ingestion.ledger import Batch, Ledger
 from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
+from devtools.shapes import SHAPES
 
 MIXED = "mixed"
 

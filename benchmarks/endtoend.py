@@ -51,13 +51,10 @@ def _settings(azurite: Azurite, suffix: str) -> dict[str, str]:
 
 def ingest_function() -> Callable[[Any], None]:
     """The Event Hub function as registered in function_app.py (indexed once per process)."""
-    import function_app
+    from devtools.local_host import registered
 
-    for function in function_app.app.get_functions():
-        if function.get_function_name() == "ingest_usage":
-            user_function: Callable[[Any], None] = function.get_user_function()
-            return user_function
-    raise LookupError("function_app registers no ingest_usage function")
+    user_function: Callable[[Any], None] = registered("ingest_usage").get_user_function()
+    return user_function
 
 
 @contextmanager
@@ -68,8 +65,8 @@ def _recorded_outcomes() -> Iterator[list[BatchOutcome]]:
     outcomes: list[BatchOutcome] = []
     original = ingest_module.ingest
 
-    def recording(ledger: Ledger, batch: Any) -> BatchOutcome:
-        outcome = original(ledger, batch)
+    def recording(ledger: Ledger, batch: Any, *, events_billed: bool = True) -> BatchOutcome:
+        outcome = original(ledger, batch, events_billed=events_billed)
         outcomes.append(outcome)
         return outcome
 

@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 
 from chargeback.billing.cost_centers import load_cost_centers
-from chargeback.billing.pricing import load_price_sheet
-from chargeback.reports.build import FORMATS, build_report
+from chargeback.billing.prices import load_price_sheet
+from chargeback.reports.build import build_report
+from chargeback.reports.formats import FORMATS, render
 from chargeback.reports.page import render_page
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,7 @@ def run(subscriptions: int, models: int, days: int) -> dict[str, Any]:
     sizes: dict[str, int] = {}
     for fmt in FORMATS:
         step = time.perf_counter()
-        sizes[fmt] = len(report.render(fmt))
+        sizes[fmt] = len(render(report, fmt))
         seconds[fmt] = time.perf_counter() - step
     step = time.perf_counter()
     manifest = {"period": PERIOD, "status": "draft", "files": [], "reconciliation": {"status": "not_configured"}}

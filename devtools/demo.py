@@ -24,16 +24,18 @@ from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime, settings
 from chargeback.domain import periods
-from chargeback.domain.errors import ChargebackError
+from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
-from chargeback.reports import service as report_service
 from devtools import traffic
 from devtools.emulator import Azurite
-from devtools.hostshape import decode_batch
+from devtools.hostshape import decode_batch, take_queue_messages
 from devtools.local_host import LocalHost, registered
 
 DEFAULT_OUT = runtime.APP_ROOT / "artifacts" / "demo"
 EXPORT_NAME = "appmetrics-export.csv"
+LLM_LOG_EXPORT_NAME = "llm-log-export.csv"
+STREAMED_SHARE = 1 / 3
+"""About a third of the simulated calls stream: no usage event, billed from the LLM logs."""
 LOG_NAME = "demo.log"
 TIMER_HOUR = 2
 """The timer's schedule runs it at 02:00 UTC; the demo runs it on the 2nd of the next month."""
@@ -93,6 +95,7 @@ class DemoOptions:
             requests=self.requests,
             subscriptions=self.subscriptions,
             seed=self.seed,
+            streamed_share=STREAMED_SHARE,
         )
 
     @property
@@ -123,14 +126,9 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
             + ", ".join(f"{shape} {count:,}" for shape, count in sorted(shapes.items()))
         )
 
-        options.out.mkdir(parents=True, exist_ok=True)
-        export = (options.out / EXPORT_NAME).resolve()
-        rows = traffic.write_appmetrics_export(simulated, export)
-        lost = sum(tally.requests for tally in truth.lost.values())
-        console.step("Writing the AppMetrics export")
-        console.done(f"{rows:,} rows in {_relative(export)}; {lost} events of {scenario.lossy_subscription} lost")
+        export, llm_export = _write_exports(console, options, simulated)
 
-        stack.enter_context(_environment(_app_settings(azurite, export)))
+        stack.enter_context(_environment(_app_settings(azurite, export, llm_export)))
         stack.enter_context(_app_log(options.out / LOG_NAME))
         stack.enter_context(_clock(options.timer_time))
 
@@ -146,7 +144,8 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
         timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
         registered("reconcile_and_report").get_user_function()(timer)
-        console.done("reconciled and generated")
+        generated = _run_report_jobs()
+        console.done(f"reconciled; {generated} report jobs run by generate_report from the queue")
 
         host = stack.enter_context(LocalHost())
         console.step(f"Serving the HTTP functions on {host.url}")
@@ -157,18 +156,44 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.report(summary, found)
         console.line(json.dumps(summary, sort_keys=True))
         if options.keep_running:
-            with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C may come as soon as the prompt is out
-                console.line()
-                console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
-                console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{options.month}")
-                console.line("They stay up for exploring. Press Ctrl-C to stop.")
-                threading.Event().wait()
+            _stay_up(console, azurite, host, options.month)
         return summary
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
 
 # --------------------------------------------------------------------------------------------
 # The steps
+
+
+def _write_exports(console: Console, options: DemoOptions, simulated: traffic.Traffic) -> tuple[Path, Path]:
+    """Write what Azure Monitor and API Management's LLM logs saw: the AppMetrics and LLM-log exports."""
+    truth = simulated.truth()
+    scenario = simulated.scenario
+    options.out.mkdir(parents=True, exist_ok=True)
+    export = (options.out / EXPORT_NAME).resolve()
+    rows = traffic.write_appmetrics_export(simulated, export)
+    lost = sum(tally.requests for tally in truth.lost.values())
+    console.step("Writing the AppMetrics export")
+    console.done(f"{rows:,} rows in {_relative(export)}; {lost} events of {scenario.lossy_subscription} lost")
+
+    llm_export = (options.out / LLM_LOG_EXPORT_NAME).resolve()
+    console.step("Writing the LLM-log export (API Management's GatewayLlmLogs joined to GatewayLogs)")
+    llm_rows = traffic.write_llm_log_export(simulated, llm_export)
+    console.done(
+        f"{llm_rows:,} rows in {_relative(llm_export)}; {len(simulated.streamed):,} calls streamed "
+        f"(no usage event), one without its gateway-log row"
+    )
+    return export, llm_export
+
+
+def _stay_up(console: Console, azurite: Azurite, host: LocalHost, month: str) -> None:
+    """Leave Azurite and the HTTP functions up for exploring until Ctrl-C."""
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C may come as soon as the prompt is out
+        console.line()
+        console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
+        console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{month}")
+        console.line("They stay up for exploring. Press Ctrl-C to stop.")
+        threading.Event().wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +235,7 @@ class Found:
     report: dict[str, Any]
     listing: list[dict[str, Any]]
     dead_letters: int
+    unattributed_tokens: int
     daily: dict[date, dict[str, int]]
     files: list[Path]
     page_url: str
@@ -228,6 +254,7 @@ def _fetch(base: str, options: DemoOptions, scenario: traffic.Scenario) -> Found
         files.append(target)
     report = json.loads((options.out / f"chargeback-{options.month}.json").read_bytes())
     usage = _get_json(f"{base}/api/usage/{options.month}")
+    unattributed = int(usage["unattributed_llm_logs"]["total_tokens"])
     daily: dict[date, dict[str, int]] = {}
     for offset in range(scenario.days):
         day = scenario.start.date() + timedelta(days=offset)
@@ -237,6 +264,7 @@ def _fetch(base: str, options: DemoOptions, scenario: traffic.Scenario) -> Found
         report=report,
         listing=listing,
         dead_letters=int(usage["dead_letters"]),
+        unattributed_tokens=unattributed,
         daily=daily,
         files=files,
         page_url=f"{base}/api/reports/{options.month}?format=html",
@@ -278,20 +306,26 @@ def _summary(
             "cost_center": row.get("cost_center"),
             "reconciliation": statuses.get(name),
             "delta_tokens": row.get("delta_tokens"),
+            "event_tokens": int(row.get("event_tokens") or 0),
+            "llm_log_tokens": int(row.get("llm_log_tokens") or 0),
             "expected_requests": expected.requests,
             "expected_total_tokens": expected.total_tokens,
+            "expected_llm_log_tokens": truth.streamed.get(name, traffic.Tally()).total_tokens,
             "lost_events": truth.lost.get(name, traffic.Tally()).requests,
         }
     lossy = [name for name, tally in truth.lost.items() if tally.requests]
     expected_statuses = {name: LEDGER_SHORT if name in lossy else MATCHED for name in truth.monitor}
     counts_match = all(
-        s["requests"] == s["expected_requests"] and s["total_tokens"] == s["expected_total_tokens"]
+        s["requests"] == s["expected_requests"]
+        and s["total_tokens"] == s["expected_total_tokens"]
+        and s["llm_log_tokens"] == s["expected_llm_log_tokens"]
         for s in subscriptions.values()
     )
     checks = {
         "ledger_equals_ground_truth": counts_match,
         "dead_letters_equal_malformed": found.dead_letters == truth.dead_letters,
         "reconciliation_found_the_loss": statuses == expected_statuses,
+        "unattributed_shown": found.unattributed_tokens == truth.unattributed.total_tokens,
     }
     checks["all_passed"] = all(checks.values())
     return {
@@ -304,6 +338,13 @@ def _summary(
             "total_tokens": sum(s["total_tokens"] for s in subscriptions.values()),
             "cost": found.report["totals"]["cost"],
             "currency": found.report["currency"],
+        },
+        "sources": {
+            "event_tokens": sum(s["event_tokens"] for s in subscriptions.values()),
+            "llm_log_tokens": sum(s["llm_log_tokens"] for s in subscriptions.values()),
+            "streamed_calls": len(simulated.streamed),
+            "unattributed_tokens": found.unattributed_tokens,
+            "expected_unattributed_tokens": truth.unattributed.total_tokens,
         },
         "delivery": {
             "batches": delivered.batches,
@@ -327,9 +368,10 @@ def _summary(
 # Settings and clock for the in-process app
 
 
-def _app_settings(azurite: Azurite, export: Path) -> dict[str, str]:
+def _app_settings(azurite: Azurite, export: Path, llm_export: Path) -> dict[str, str]:
     values = azurite.app_settings()
     values[settings.MONITOR_EXPORT] = str(export)
+    values[settings.LLM_LOG_EXPORT] = str(llm_export)
     return values
 
 
@@ -372,15 +414,25 @@ def _app_log(path: Path) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
+def _run_report_jobs() -> int:
+    """Hand every queued report job to the registered queue function, as the host would."""
+    names = runtime.services().settings.storage
+    if names.connection_string is None:
+        raise ConfigurationError("the demo needs a storage connection string")
+    messages = take_queue_messages(names.connection_string, names.report_queue)
+    for message in messages:
+        registered("generate_report").get_user_function()(message)
+    return len(messages)
+
+
 @contextlib.contextmanager
 def _clock(moment: datetime) -> Iterator[None]:
-    """The time the report service believes it is, so the simulated month is judged whole."""
-    original = report_service.utc_now
-    report_service.utc_now = lambda: moment
+    """The app's reports run at ``moment``, so the simulated month is judged whole."""
+    runtime.services().clock = lambda: moment
     try:
         yield
     finally:
-        report_service.utc_now = original
+        runtime.reset()
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,7 +475,16 @@ class Console:
         currency = summary["totals"]["currency"]
         self.line()
         self.line(f"Report {summary['period']} ({summary['status']}) — per subscription")
-        header = ("subscription", "cost center", "requests", "tokens", f"cost {currency}", "reconciliation")
+        header = (
+            "subscription",
+            "cost center",
+            "requests",
+            "tokens",
+            "event path",
+            "streamed",
+            f"cost {currency}",
+            "reconciliation",
+        )
         rows = []
         for name, s in summary["subscriptions"].items():
             recon = s["reconciliation"] or "—"
@@ -435,13 +496,26 @@ class Console:
                     s["cost_center"] or "—",
                     f"{s['requests']:,}",
                     f"{s['total_tokens']:,}",
+                    f"{s['event_tokens']:,}",
+                    f"{s['llm_log_tokens']:,}",
                     _money(s["cost"]),
                     recon,
                 )
             )
-        totals = summary["totals"]
-        rows.append(("total", "", f"{totals['requests']:,}", f"{totals['total_tokens']:,}", _money(totals["cost"]), ""))
-        for line in _table(header, rows, numeric={2, 3, 4}):
+        totals, sources = summary["totals"], summary["sources"]
+        rows.append(
+            (
+                "total",
+                "",
+                f"{totals['requests']:,}",
+                f"{totals['total_tokens']:,}",
+                f"{sources['event_tokens']:,}",
+                f"{sources['llm_log_tokens']:,}",
+                _money(totals["cost"]),
+                "",
+            )
+        )
+        for line in _table(header, rows, numeric={2, 3, 4, 5, 6}):
             self.line(line)
 
         self.line()
@@ -465,6 +539,12 @@ class Console:
         self.line(
             f"{_mark(checks['dead_letters_equal_malformed'])} Dead letters: {summary['dead_letters']} "
             f"(the simulator sent {summary['expected_dead_letters']} malformed events; none was counted)."
+        )
+        self.line(
+            f"{_mark(checks['unattributed_shown'])} Streamed calls: {sources['llm_log_tokens']:,} tokens billed from "
+            f"the LLM logs ({sources['streamed_calls']:,} calls, split exchanges counted once) beside "
+            f"{sources['event_tokens']:,} from usage events; {sources['unattributed_tokens']:,} tokens of a call "
+            "without its gateway-log row shown as unattributed until its subscription is known."
         )
         lossy = ", ".join(summary["lossy_subscriptions"]) or "none"
         self.line(

@@ -78,7 +78,7 @@ class Azurite:
         if suffix:
             for name in (settings.LEDGER_TABLE, settings.DEAD_LETTER_TABLE, settings.RECONCILIATION_TABLE):
                 values[name] += suffix
-            for name in (settings.REPORTS_CONTAINER, settings.DEAD_LETTER_CONTAINER):
+            for name in (settings.REPORTS_CONTAINER, settings.DEAD_LETTER_CONTAINER, settings.REPORT_QUEUE):
                 values[name] += f"-{suffix}"
         return values
 

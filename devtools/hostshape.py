@@ -1,8 +1,10 @@
-"""Builds Event Hub trigger inputs exactly as the Functions host hands them to the worker.
+"""Builds Event Hub and Storage queue trigger inputs exactly as the Functions host hands them to the worker.
 
 Bodies arrive as ``collection_bytes``, per-event system properties as ``SystemPropertiesArray``
 and the partition as ``PartitionContext``; ``azure.functions``' own converter decodes them.
 The demo, the benchmarks and the tests deliver batches to the registered function this way.
+Queue messages are taken off a real (Azurite) queue, Base64-decoded as the host does, and
+decoded by the converter.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from datetime import datetime
 
 import azure.functions as func
 from azure.functions import meta
+from azure.functions.queue import QueueMessageInConverter
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from chargeback.adapters import eventhub
 
@@ -82,3 +86,24 @@ def decode_batch(
     if not isinstance(decoded, list):
         raise TypeError("the Event Hub converter did not decode a batch")
     return decoded
+
+
+def take_queue_messages(connection_string: str, queue_name: str, limit: int = 32) -> list[func.QueueMessage]:
+    """Take waiting messages off a queue as the host does: Base64 text, decoded by the converter.
+
+    Each message is deleted once taken, as the host does after a successful invocation.
+    """
+    queue = QueueClient.from_connection_string(
+        connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
+    )
+    messages = []
+    for received in queue.receive_messages(max_messages=limit, visibility_timeout=300):
+        metadata = {
+            "Id": meta.Datum(received.id, "string"),
+            "DequeueCount": meta.Datum(received.dequeue_count, "int"),
+            "PopReceipt": meta.Datum(received.pop_receipt, "string"),
+        }
+        datum = meta.Datum(received.content, "string")
+        messages.append(QueueMessageInConverter.decode(datum, trigger_metadata=metadata))
+        queue.delete_message(received.id, received.pop_receipt)
+    return messages

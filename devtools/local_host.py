@@ -24,7 +24,7 @@ HOST = "127.0.0.1"
 ROUTE_PREFIX = "/api"
 MAX_BODY_BYTES = 1024 * 1024
 
-logger = logging.getLogger("devtools.local_host")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,20 +41,14 @@ class Route:
         return re.compile("/".join(parts))
 
 
-ROUTES = (
-    Route("usage/{period}", "get_usage", ("GET",)),
-    Route("reports", "list_reports", ("GET",)),
-    Route("reports/{period}", "report", ("GET", "POST")),
-)
-"""The routes ``function_app.py`` registers, with the methods each accepts."""
-
 FunctionLookup = Callable[[str], Any]
 """Finds a registered function object (``.get_user_function()``) by its name."""
 
 
 @functools.cache
 def _app_functions() -> dict[str, Any]:
-    # The app builds its functions once per process, as the worker's indexing does.
+    # The app builds its functions once per process, as the worker's indexing does; building
+    # twice fails, so every caller (the local host, tests, benchmarks) looks them up here.
     if str(APP_ROOT) not in sys.path:
         sys.path.insert(0, str(APP_ROOT))
     app = importlib.import_module("function_app").app
@@ -69,16 +63,32 @@ def registered(name: str) -> Any:
         raise LookupError(f"no function named {name}") from None
 
 
-def match(path: str) -> tuple[Route, dict[str, str]] | None:
-    """The route a request path (``/api/...``) names, with its route parameters."""
+@functools.cache
+def routes() -> tuple[Route, ...]:
+    """The HTTP routes ``function_app.py`` registers, read from its functions' trigger bindings."""
+    found = []
+    for name, function in _app_functions().items():
+        for binding in function.get_bindings():
+            if binding.type == "httpTrigger":
+                methods = tuple(str(getattr(method, "value", method)).upper() for method in binding.methods or ())
+                found.append(Route(binding.route or name, name, methods or ("GET", "POST")))
+    return tuple(found)
+
+
+def match(path: str, method: str = "GET") -> tuple[Route, dict[str, str]] | None:
+    """The route a request path (``/api/...``) names for ``method``, with its route parameters.
+
+    A path that some route serves for other methods only comes back with that route, so the
+    caller can answer 405 rather than 404.
+    """
     if not path.startswith(ROUTE_PREFIX + "/"):
         return None
     rest = path[len(ROUTE_PREFIX) + 1 :].rstrip("/")
-    for route in ROUTES:
-        found = route.pattern.fullmatch(rest)
-        if found:
-            return route, {name: unquote(value) for name, value in found.groupdict().items()}
-    return None
+    matching = [(route, found) for route in routes() if (found := route.pattern.fullmatch(rest))]
+    if not matching:
+        return None
+    route, found = next(((r, f) for r, f in matching if method in r.methods), matching[0])
+    return route, {name: unquote(value) for name, value in found.groupdict().items()}
 
 
 class LocalHost:
@@ -135,17 +145,15 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
 
         def _dispatch(self, method: str) -> None:
             url = urlsplit(self.path)
-            found = match(url.path)
+            found = match(url.path, method)
             if found is None:
                 self._send_json(404, {"error": {"code": "not_found", "message": "no function serves this route"}})
                 return
             route, route_params = found
-            if method not in route.methods:
-                self._send_json(405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed"}})
-                return
             length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self._send_json(413, {"error": {"code": "too_large", "message": "the request body is too large"}})
+            refusal = _refusal(route, method, length)
+            if refusal is not None:
+                self._send_json(*refusal)
                 return
             request = func.HttpRequest(
                 method,
@@ -161,11 +169,7 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
         def _send(self, response: func.HttpResponse) -> None:
             body = response.get_body() or b""
             self.send_response(response.status_code)
-            headers: Mapping[str, str] = response.headers
-            if response.mimetype and "content-type" not in {name.lower() for name, _ in headers.items()}:
-                charset = f"; charset={response.charset}" if response.charset and _textual(response.mimetype) else ""
-                self.send_header("Content-Type", response.mimetype + charset)
-            for name, value in headers.items():
+            for name, value in _headers(response):
                 self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -175,6 +179,25 @@ def _handler(lookup: FunctionLookup) -> type[BaseHTTPRequestHandler]:
             self._send(func.HttpResponse(orjson.dumps(document), status_code=status, mimetype="application/json"))
 
     return Handler
+
+
+def _refusal(route: Route, method: str, length: int) -> tuple[int, dict[str, Any]] | None:
+    """Why a request the route matched is not handed on, as the host would answer it."""
+    if method not in route.methods:
+        return 405, {"error": {"code": "method_not_allowed", "message": f"{method} is not allowed"}}
+    if length > MAX_BODY_BYTES:
+        return 413, {"error": {"code": "too_large", "message": "the request body is too large"}}
+    return None
+
+
+def _headers(response: func.HttpResponse) -> list[tuple[str, str]]:
+    """The response's headers, with a Content-Type from its mimetype when it sets none itself."""
+    headers: Mapping[str, str] = response.headers
+    found = list(headers.items())
+    if response.mimetype and "content-type" not in {name.lower() for name, _ in found}:
+        charset = f"; charset={response.charset}" if response.charset and _textual(response.mimetype) else ""
+        found.insert(0, ("Content-Type", response.mimetype + charset))
+    return found
 
 
 def _textual(mimetype: str) -> bool:

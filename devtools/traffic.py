@@ -153,6 +153,10 @@ class GroundTruth:
     daily_tokens: dict[tuple[date, str], int]
     """Tokens the ledger must hold per (UTC day, subscription)."""
     dead_letters: int
+    streamed: dict[str, Tally] = field(default_factory=dict)
+    """Per subscription, the streamed requests the LLM logs bill (part of ``ledger``)."""
+    unattributed: Tally = Tally()
+    """Streamed requests whose gateway-log row is missing: shown as unattributed, billed to nobody yet."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,8 @@ class Scenario:
     """The part of the lossy subscription's tokens whose events never reach the hub."""
     malformed: int | None = None
     """How many malformed events to mix in; by default one per 200 requests, at least 4."""
+    streamed_share: float = 0.0
+    """The part of all requests that streams: chat calls with no usage event, billed from the LLM logs."""
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -208,9 +214,14 @@ class Traffic:
     malformed: tuple[Malformed, ...]
     lost: frozenset[int] = field(default_factory=frozenset)
     """Indices into ``requests`` of the events the event path lost."""
+    streamed: frozenset[int] = field(default_factory=frozenset)
+    """Indices into ``requests`` of the streamed calls: no usage event, only LLM-log rows."""
+    orphan: int | None = None
+    """Index of the one streamed call whose gateway-log row is missing (no subscription in the LLM logs)."""
 
     def delivered(self) -> list[Request]:
-        return [request for index, request in enumerate(self.requests) if index not in self.lost]
+        """The requests whose usage event reaches the hub."""
+        return [r for index, r in enumerate(self.requests) if index not in self.lost and index not in self.streamed]
 
     def hub_events(self) -> list[tuple[bytes, datetime, str]]:
         """Every event that reaches the hub, as (body, enqueued time, partition key), in enqueued order."""
@@ -231,6 +242,8 @@ class Traffic:
         ledger: dict[str, Tally] = {}
         monitor: dict[str, Tally] = {}
         lost: dict[str, Tally] = {}
+        streamed: dict[str, Tally] = {}
+        unattributed = Tally()
         daily: dict[tuple[date, str], int] = {}
         for index, request in enumerate(self.requests):
             tally = Tally.of(request)
@@ -239,10 +252,15 @@ class Traffic:
             if index in self.lost:
                 lost[subscription] = lost.get(subscription, Tally()) + tally
                 continue
+            if index == self.orphan:
+                unattributed += tally
+                continue
+            if index in self.streamed:
+                streamed[subscription] = streamed.get(subscription, Tally()) + tally
             ledger[subscription] = ledger.get(subscription, Tally()) + tally
             day = (request.time.date(), subscription)
             daily[day] = daily.get(day, 0) + request.total_tokens
-        return GroundTruth(ledger, monitor, lost, daily, len(self.malformed))
+        return GroundTruth(ledger, monitor, lost, daily, len(self.malformed), streamed, unattributed)
 
 
 def simulate(scenario: Scenario) -> Traffic:
@@ -258,14 +276,34 @@ def simulate(scenario: Scenario) -> Traffic:
         requests.append(_rich_request(rng, scenario, subscription))
     requests.sort(key=lambda request: request.enqueued_time)
     malformed = tuple(_malformed(rng, scenario, index) for index in range(scenario.malformed_count))
-    return Traffic(scenario, tuple(requests), malformed, _lose(rng, scenario, requests))
+    streamed = _streamed(scenario, requests)
+    lost = _lose(rng, scenario, requests, streamed)
+    return Traffic(scenario, tuple(requests), malformed, lost, streamed, _orphan(scenario, requests, streamed))
 
 
-def _lose(rng: random.Random, scenario: Scenario, requests: Sequence[Request]) -> frozenset[int]:
-    """Pick the lossy subscription's events to lose until they hold ``loss_fraction`` of its tokens."""
+def _streamed(scenario: Scenario, requests: Sequence[Request]) -> frozenset[int]:
+    """Chat calls that stream, ``streamed_share`` of all requests; an rng of their own keeps the rest unchanged."""
+    chat = [i for i, r in enumerate(requests) if r.operation == CHAT]
+    if not chat or scenario.streamed_share <= 0:
+        return frozenset()
+    rng = random.Random(f"{scenario.seed}-streamed")  # noqa: S311 - a reproducible simulation
+    chance = min(1.0, scenario.streamed_share * len(requests) / len(chat))
+    return frozenset(i for i in chat if rng.random() < chance)
+
+
+def _orphan(scenario: Scenario, requests: Sequence[Request], streamed: frozenset[int]) -> int | None:
+    """The smallest streamed call outside the lossy subscription: its gateway-log row goes missing."""
+    candidates = [i for i in sorted(streamed) if requests[i].subscription_id != scenario.lossy_subscription]
+    return min(candidates, key=lambda i: (requests[i].total_tokens, i)) if candidates else None
+
+
+def _lose(
+    rng: random.Random, scenario: Scenario, requests: Sequence[Request], streamed: frozenset[int] = frozenset()
+) -> frozenset[int]:
+    """Pick the lossy subscription's events to lose until they hold ``loss_fraction`` of its event-path tokens."""
     if scenario.lossy_subscription is None:
         return frozenset()
-    mine = [i for i, r in enumerate(requests) if r.subscription_id == scenario.lossy_subscription]
+    mine = [i for i, r in enumerate(requests) if r.subscription_id == scenario.lossy_subscription and i not in streamed]
     if len(mine) < 2:
         return frozenset()
     total = sum(requests[i].total_tokens for i in mine)
@@ -514,6 +552,55 @@ def appmetrics_csv(requests: Iterable[Request]) -> str:
     writer.writerow(EXPORT_HEADER)
     writer.writerows(appmetrics_rows(requests))
     return buffer.getvalue()
+
+
+# API Management's LLM logs: every call, joined to its gateway-log row for the subscription
+
+LLM_LOG_HEADER = (
+    "TimeGenerated",
+    "CorrelationId",
+    "ApimSubscriptionId",
+    "ModelName",
+    "DeploymentName",
+    "OperationName",
+    "PromptTokens",
+    "CompletionTokens",
+    "TotalTokens",
+    "IsStreamCompletion",
+    "SequenceNumber",
+)
+
+
+def llm_log_rows(traffic: Traffic) -> list[tuple[object, ...]]:
+    """The joined LLM-log rows of every call, streamed or not; every fourth streamed exchange is split
+    over two to four rows (the counts repeated on each, or on the first only), and the orphan call's
+    subscription is empty, as when its gateway-log row is missing."""
+    rows: list[tuple[object, ...]] = []
+    for index, request in enumerate(traffic.requests):
+        streamed = index in traffic.streamed
+        correlation = str(uuid.UUID(bytes=hashlib.md5(f"{traffic.scenario.seed}-{index}".encode()).digest()))  # noqa: S324
+        subscription = "" if index == traffic.orphan else request.subscription_id
+        time = request.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        counts = (request.prompt_tokens, request.completion_tokens, request.total_tokens)
+        parts = 2 + index % 3 if streamed and index % 4 == 0 else 1
+        for sequence in range(parts):
+            repeated = sequence == 0 or index % 8 == 0
+            tokens = counts if repeated else (0, 0, 0)
+            row = (time, correlation, subscription, request.model, request.deployment, request.operation)
+            rows.append((*row, *tokens, "true" if streamed else "false", sequence))
+    return rows
+
+
+def write_llm_log_export(traffic: Traffic, path: Path) -> int:
+    """Write the joined LLM-log rows of every call; return how many rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(LLM_LOG_HEADER)
+    rows = llm_log_rows(traffic)
+    writer.writerows(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return len(rows)
 
 
 def write_appmetrics_export(traffic: Traffic, path: Path) -> int:

@@ -1,7 +1,8 @@
 // The token chargeback pipeline: a Flex Consumption function app that reads the gateway's usage
 // events from Event Hubs into a Table Storage ledger, reconciles it with Azure Monitor and
-// writes monthly reports to blob storage. Optionally wires an existing API Management instance
-// (infra/apim/apim.bicep) to send the events.
+// writes monthly reports to blob storage, behind Microsoft Entra sign-in. Optionally wires an
+// existing API Management instance (infra/apim/apim.bicep) to send the events, and optionally
+// keeps storage and Event Hubs off public networks (privateNetworking).
 
 targetScope = 'subscription'
 
@@ -49,9 +50,9 @@ param enableCapture bool = false
 @description('Memory of each Flex Consumption instance, in MB.')
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
-@description('Most instances the app scales out to.')
+@description('Most instances the app scales out to: 40 to 1000, the range every Flex Consumption stamp accepts.')
 param maximumInstanceCount int = 40
 
 @description('NCRONTAB schedule of the reconciliation timer (RECONCILE_SCHEDULE).')
@@ -80,11 +81,23 @@ param metricNamespace string = 'openai'
 @description('Resource id of the Log Analytics workspace APIM\'s Application Insights reports to; empty creates one.')
 param existingLogAnalyticsWorkspaceId string = ''
 
+@description('Grant principalId read access on the workspace. Set false when it already holds that role on an existing workspace: ARM refuses a second assignment of the same role (RoleAssignmentExists).')
+param grantPrincipalWorkspaceAccess bool = true
+
+@description('Keep storage and Event Hubs off public networks: VNet integration for the app, private endpoints, public access off. Off by default so that azd up works from a laptop.')
+param privateNetworking bool = false
+
 @description('Name of an existing API Management instance to wire to the hub; empty skips it.')
 param apimServiceName string = ''
 
 @description('Resource group of that API Management instance; empty means this deployment\'s.')
 param apimResourceGroupName string = ''
+
+@description('Name (id) of the Azure OpenAI API in that instance; required with apimServiceName.')
+param apimApiName string = ''
+
+@description('Also log prompt and completion messages in the LLM logs (off: privacy and cost).')
+param logLlmMessages bool = false
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -98,6 +111,7 @@ var ledgerTableName = 'usageledger'
 var deadLetterTableName = 'usagedeadletters'
 var reconciliationTableName = 'usagereconciliation'
 var reportsContainerName = 'reports'
+var reportQueueName = 'report-jobs'
 var deadLetterContainerName = 'deadletters'
 var captureContainerName = 'capture'
 
@@ -131,6 +145,30 @@ module identity 'app/identity.bicep' = {
   }
 }
 
+// The platform writes and reads the deployment package with this identity; the app's identity
+// has no role on the package, so the app's own connections cannot replace its code.
+module deployIdentity 'app/identity.bicep' = {
+  name: 'deploy-identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}deploy-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// App Service Authentication's credential towards the Entra app registration (a federated
+// credential instead of a client secret); it holds no Azure role.
+module authIdentity 'app/identity.bicep' = {
+  name: 'auth-identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}auth-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: rg
@@ -143,6 +181,24 @@ module storage 'app/storage.bicep' = {
       enableCapture ? [captureContainerName] : []
     )
     tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
+    queueNames: [reportQueueName]
+    denyPublicNetworks: privateNetworking
+    allowTrustedServices: enableCapture
+  }
+}
+
+// The Functions host's own account: the host names its containers, queues and tables itself, so
+// its roles are account-wide; a separate account keeps them away from the ledger and reports.
+module hostStorage 'app/storage.bicep' = {
+  name: 'host-storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}host${resourceToken}'
+    location: location
+    tags: tags
+    containerNames: []
+    tableNames: []
+    denyPublicNetworks: privateNetworking
   }
 }
 
@@ -166,6 +222,21 @@ module eventHubs 'app/eventhubs.bicep' = {
     location: location
     tags: tags
     enableCapture: enableCapture
+    denyPublicNetworks: privateNetworking
+  }
+}
+
+module network 'app/network.bicep' = if (privateNetworking) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    location: location
+    tags: tags
+    dataStorageAccountId: storage.outputs.id
+    hostStorageAccountId: hostStorage.outputs.id
+    eventHubNamespaceId: eventHubs.outputs.id
+    eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
   }
 }
 
@@ -174,13 +245,29 @@ module rbac 'app/rbac.bicep' = {
   scope: rg
   params: {
     storageAccountName: storage.outputs.name
+    hostStorageAccountName: hostStorage.outputs.name
     eventHubNamespaceName: eventHubs.outputs.name
+    eventHubName: eventHub.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    ledgerTableName: ledgerTableName
+    deadLetterTableName: deadLetterTableName
+    reconciliationTableName: reconciliationTableName
+    reportsContainerName: reportsContainerName
+    deadLetterContainerName: deadLetterContainerName
+    deploymentContainerName: deploymentContainerName
+    reportQueueName: reportQueueName
     appPrincipalId: identity.outputs.principalId
+    deployPrincipalId: deployIdentity.outputs.principalId
     userPrincipalId: principalId
     userPrincipalType: principalType
-    enableCapture: enableCapture
-    captureContainerName: captureContainerName
+  }
+}
+
+module captureAccess 'app/capture-access.bicep' = if (enableCapture) {
+  name: 'capture-access'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
     capturePrincipalId: eventHubs.outputs.principalId
   }
 }
@@ -191,7 +278,7 @@ module workspaceAccess 'app/workspace-access.bicep' = {
   params: {
     workspaceName: monitoring.outputs.workspaceName
     appPrincipalId: identity.outputs.principalId
-    userPrincipalId: principalId
+    userPrincipalId: grantPrincipalWorkspaceAccess ? principalId : ''
     userPrincipalType: principalType
   }
 }
@@ -209,7 +296,7 @@ module eventHub 'app/eventhub.bicep' = {
     captureStorageAccountId: storage.outputs.id
     captureContainerName: captureContainerName
   }
-  dependsOn: [rbac]
+  dependsOn: [captureAccess]
 }
 
 module api 'app/api.bicep' = {
@@ -222,11 +309,19 @@ module api 'app/api.bicep' = {
     tags: tags
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
+    deployIdentityId: deployIdentity.outputs.id
+    authIdentityId: authIdentity.outputs.id
+    authIdentityClientId: authIdentity.outputs.clientId
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     storageBlobEndpoint: storage.outputs.blobEndpoint
-    storageQueueEndpoint: storage.outputs.queueEndpoint
     storageTableEndpoint: storage.outputs.tableEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    reportQueueName: reportQueueName
     deploymentContainerName: deploymentContainerName
+    hostBlobEndpoint: hostStorage.outputs.blobEndpoint
+    hostQueueEndpoint: hostStorage.outputs.queueEndpoint
+    hostTableEndpoint: hostStorage.outputs.tableEndpoint
+    virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
@@ -250,14 +345,43 @@ module api 'app/api.bicep' = {
   dependsOn: [rbac, workspaceAccess]
 }
 
+module entraApp 'app/entra-app.bicep' = {
+  name: 'entra-app'
+  scope: rg
+  params: {
+    uniqueName: 'chargeback-${resourceToken}'
+    displayName: 'Token chargeback (${environmentName})'
+    appHostName: api.outputs.defaultHostName
+    authIdentityPrincipalId: authIdentity.outputs.principalId
+  }
+}
+
+module auth 'app/auth.bicep' = {
+  name: 'auth'
+  scope: rg
+  params: {
+    siteName: api.outputs.name
+    clientId: entraApp.outputs.clientId
+    identifierUri: entraApp.outputs.identifierUri
+    issuer: entraApp.outputs.issuer
+  }
+}
+
 module apim 'apim/apim.bicep' = if (wireApim) {
   name: 'apim-${resourceToken}'
   scope: resourceGroup(empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName)
   params: {
     apimServiceName: apimServiceName
+    apiName: apimApiName
     eventHubNamespaceName: eventHubs.outputs.name
     eventHubNamespaceResourceGroupName: resourceGroupName
     eventHubName: eventHub.outputs.name
+    eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    applicationInsightsResourceGroupName: resourceGroupName
+    workspaceResourceId: monitoring.outputs.workspaceResourceId
+    logLlmMessages: logLlmMessages
   }
 }
 
@@ -276,6 +400,13 @@ output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output STORAGE_BLOB_ENDPOINT string = storage.outputs.blobEndpoint
 output STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
+output HOST_STORAGE_BLOB_ENDPOINT string = hostStorage.outputs.blobEndpoint
+output HOST_STORAGE_QUEUE_ENDPOINT string = hostStorage.outputs.queueEndpoint
+output HOST_STORAGE_TABLE_ENDPOINT string = hostStorage.outputs.tableEndpoint
+output AZURE_AUTH_CLIENT_ID string = entraApp.outputs.clientId
+output AZURE_AUTH_IDENTIFIER_URI string = entraApp.outputs.identifierUri
+output AZURE_AUTH_SERVICE_PRINCIPAL_ID string = entraApp.outputs.servicePrincipalId
+output AZURE_FUNCTION_APP_HOST string = api.outputs.defaultHostName
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceCustomerId
 output LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = monitoring.outputs.workspaceResourceId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -5,16 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from chargeback.app import runtime
 from devtools.emulator import Azurite
-
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "tests" / "fixtures" / "events"
-"""The gateways' event shapes, one JSON event per line, as real APIM policies write them."""
+from tests.support import ROOT
 
 
 @pytest.fixture(name="azurite", scope="session")

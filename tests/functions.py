@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import azure.functions as func
+import orjson
 
-import function_app
-from devtools.hostshape import HostEvent, decode_batch
+from chargeback.app import runtime
+from devtools.hostshape import HostEvent, decode_batch, take_queue_messages
+from devtools.local_host import registered
 
-
-@functools.cache
-def _functions() -> dict[str, Any]:
-    # The app builds its functions once, as the worker's indexing does; building twice fails.
-    return {function.get_function_name(): function for function in function_app.app.get_functions()}
-
-
-def registered(name: str) -> Any:
-    """The function object registered under ``name`` in the app."""
-    try:
-        return _functions()[name]
-    except KeyError:
-        raise LookupError(f"no function named {name}") from None
+__all__ = ["deliver", "get", "registered"]
 
 
 def deliver(events: Sequence[HostEvent], *, partition_id: str, hub: str = "aoai-usage") -> None:
@@ -37,3 +26,33 @@ def get(route_function: str, url: str, route_params: dict[str, str], **params: s
     request = func.HttpRequest("GET", url, params=params, route_params=route_params, body=b"")
     response: func.HttpResponse = registered(route_function).get_user_function()(request)
     return response
+
+
+def post_report(period: str) -> func.HttpResponse:
+    """Invoke the registered POST /api/reports/{period}: it queues a generation job."""
+    request = func.HttpRequest("POST", f"/api/reports/{period}", route_params={"period": period}, body=b"")
+    response: func.HttpResponse = registered("regenerate_report").get_user_function()(request)
+    return response
+
+
+def job(job_id: str) -> dict[str, Any]:
+    """GET /api/report-jobs/{id} through the registered function, as JSON."""
+    request = func.HttpRequest("GET", f"/api/report-jobs/{job_id}", route_params={"id": job_id}, body=b"")
+    response: func.HttpResponse = registered("report_job").get_user_function()(request)
+    document: dict[str, Any] = orjson.loads(response.get_body())
+    return document
+
+
+def run_queue() -> list[BaseException | None]:
+    """Invoke the registered queue function on every waiting report message; what each raised."""
+    outcomes: list[BaseException | None] = []
+    names = runtime.services().settings.storage
+    assert names.connection_string is not None
+    for message in take_queue_messages(names.connection_string, names.report_queue):
+        try:
+            registered("generate_report").get_user_function()(message)
+        except Exception as exc:  # noqa: BLE001 - the host records a failed invocation and redelivers
+            outcomes.append(exc)
+        else:
+            outcomes.append(None)
+    return outcomes

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.__main__ import quick_parse_fold
 from benchmarks.core import MIXED
-from benchmarks.workload import SHAPES
+from devtools.shapes import SHAPES
 
 
 @pytest.fixture(name="rows", scope="module")

@@ -17,8 +17,7 @@ from chargeback.billing.cost_centers import (
     parse_cost_centers_json,
 )
 from chargeback.domain.errors import ConfigurationError
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 CSV = """subscription_id,cost_center,business_unit,owner
 aoai-product-subscription-one,CC-1001,Digital Products,one@contoso.com

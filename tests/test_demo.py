@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from devtools import demo, traffic
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--requests", "300", "--days", "6", "--month", "2026-10", "--seed", "11"]
 
 pytestmark = [pytest.mark.slow]
@@ -160,3 +160,19 @@ def test_keep_running_leaves_the_endpoints_up_until_interrupted(tmp_path: Path) 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_summary_shows_streamed_and_event_path_tokens_as_the_ground_truth_has_them(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    finished, out = run
+    simulated = traffic.simulate(options(out).scenario())
+    truth = simulated.truth()
+    summary = summary_of(finished.stdout)
+    streamed = {name: s["llm_log_tokens"] for name, s in summary["subscriptions"].items() if s["llm_log_tokens"]}
+    assert streamed == {name: t.total_tokens for name, t in truth.streamed.items()}
+    sources = summary["sources"]
+    assert sources["llm_log_tokens"] + sources["event_tokens"] == summary["totals"]["total_tokens"]
+    assert summary["sources"]["unattributed_tokens"] == truth.unattributed.total_tokens > 0
+    assert summary["checks"]["unattributed_shown"] is True
+    assert "Streamed calls:" in finished.stdout

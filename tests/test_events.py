@@ -10,7 +10,7 @@ import pytest
 from chargeback.domain import events
 from chargeback.domain.events import Rejection, UsageEvent, parse_event
 from chargeback.domain.usage import UNKNOWN
-from tests.conftest import SAMPLES
+from tests.support import BAD_INPUT, SAMPLES
 
 ENQUEUED = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
 
@@ -211,56 +211,6 @@ def test_na_placeholders_mean_unknown() -> None:
 GOOD = {"subscriptionId": "team-a", "requestId": "r", "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
 
 # (case, body, reason): every way an event can be unusable, and the reason it is dead-lettered with.
-BAD_INPUT: list[tuple[str, bytes, str]] = [
-    ("empty body", b"", events.NOT_JSON),
-    ("plain text", b"hello", events.NOT_JSON),
-    ("truncated JSON", b'{"SubscriptionId": "a", "TotalTokens": "1', events.NOT_JSON),
-    ("NaN literal", b'{"SubscriptionId": "a", "TotalTokens": NaN}', events.NOT_JSON),
-    ("Infinity literal", b'{"SubscriptionId": "a", "TotalTokens": Infinity}', events.NOT_JSON),
-    ("deep nesting", b"[" * 5000 + b"]" * 5000, events.NOT_JSON),
-    ("invalid UTF-8", b'{"SubscriptionId": "\xff\xfe", "TotalTokens": 1}', events.NOT_UTF8),
-    ("latin-1 bytes", "{\"SubscriptionId\": \"caf\xe9\", \"TotalTokens\": 1}".encode("latin-1"), events.NOT_UTF8),
-    ("oversized", b'{"SubscriptionId": "a", "pad": "' + b"x" * events.MAX_EVENT_BYTES + b'"}', events.TOO_LARGE),
-    ("a JSON array", b'[{"SubscriptionId": "a", "TotalTokens": 1}]', events.NOT_OBJECT),
-    ("a JSON string", b'"usage"', events.NOT_OBJECT),
-    ("a JSON number", b"42", events.NOT_OBJECT),
-    ("null", b"null", events.NOT_OBJECT),
-    ("no subscription", b'{"TotalTokens": "5"}', events.MISSING_SUBSCRIPTION),
-    ("blank subscription", b'{"SubscriptionId": "  ", "TotalTokens": "5"}', events.MISSING_SUBSCRIPTION),
-    ("numeric subscription", b'{"SubscriptionId": 7, "TotalTokens": "5"}', events.INVALID_FIELD),
-    ("object model", b'{"SubscriptionId": "a", "model": {}, "TotalTokens": "5"}', events.INVALID_FIELD),
-    ("usage not an object", b'{"SubscriptionId": "a", "usage": [1, 2]}', events.INVALID_FIELD),
-    ("no token fields", b'{"SubscriptionId": "a", "RequestId": "r"}', events.MISSING_TOKENS),
-    ("empty usage", b'{"SubscriptionId": "a", "usage": {}}', events.MISSING_TOKENS),
-    ("negative total", b'{"SubscriptionId": "a", "TotalTokens": -5}', events.NEGATIVE_TOKENS),
-    ("negative total as text", b'{"SubscriptionId": "a", "TotalTokens": "-5"}', events.NEGATIVE_TOKENS),
-    ("negative prompt", b'{"SubscriptionId": "a", "usage": {"prompt_tokens": -1}}', events.NEGATIVE_TOKENS),
-    ("fractional total", b'{"SubscriptionId": "a", "TotalTokens": 2.5}', events.FRACTIONAL_TOKENS),
-    ("fractional text", b'{"SubscriptionId": "a", "TotalTokens": "2.5"}', events.INVALID_TOKENS),
-    ("word as tokens", b'{"SubscriptionId": "a", "TotalTokens": "many"}', events.INVALID_TOKENS),
-    ("boolean tokens", b'{"SubscriptionId": "a", "TotalTokens": true}', events.INVALID_TOKENS),
-    ("list tokens", b'{"SubscriptionId": "a", "TotalTokens": [1]}', events.INVALID_TOKENS),
-    ("absurd total", b'{"SubscriptionId": "a", "TotalTokens": 100000000000}', events.ABSURD_TOKENS),
-    ("absurd text total", b'{"SubscriptionId": "a", "TotalTokens": "99999999999"}', events.ABSURD_TOKENS),
-    ("huge exponent", b'{"SubscriptionId": "a", "TotalTokens": 1e300}', events.ABSURD_TOKENS),
-    (
-        "cached beyond prompt",
-        b'{"SubscriptionId": "a", "usage": {"prompt_tokens": 1, "prompt_tokens_details": {"cached_tokens": 5}}}',
-        events.INCONSISTENT_TOKENS,
-    ),
-    (
-        "total below its parts",
-        b'{"SubscriptionId": "a", "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 3}}',
-        events.INCONSISTENT_TOKENS,
-    ),
-    ("completion without prompt", b'{"SubscriptionId": "a", "usage": {"completion_tokens": 5}}', events.MISSING_TOKENS),
-    ("future schema", b'{"schema": "chargeback.domain.usage/v9", "subscriptionId": "a"}', events.UNSUPPORTED_SCHEMA),
-    (
-        "two spellings disagree",
-        b'{"SubscriptionId": "a", "subscriptionId": "b", "TotalTokens": "1"}',
-        events.AMBIGUOUS_FIELD,
-    ),
-]  # fmt: skip
 
 
 def test_the_bad_input_table_covers_at_least_25_cases_and_every_reason() -> None:

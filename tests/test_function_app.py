@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -16,9 +16,8 @@ from chargeback.app.settings import Settings
 from chargeback.domain.errors import ConfigurationError
 from chargeback.ingestion.ledger import Ledger
 from devtools.hostshape import HostEvent
-from tests.conftest import SAMPLES
 from tests.functions import deliver, get, registered
-from tests.test_events import BAD_INPUT
+from tests.support import BAD_INPUT, SAMPLES
 
 pytestmark = pytest.mark.azurite
 
@@ -46,7 +45,7 @@ def function_json(name: str) -> dict[str, Any]:
 
 def subscription(document: dict[str, Any], name: str) -> dict[str, Any]:
     [found] = [s for s in document["subscriptions"] if s["subscription_id"] == name]
-    return found
+    return cast(dict[str, Any], found)
 
 
 def test_the_ingest_function_is_registered_as_the_design_requires() -> None:
@@ -114,8 +113,8 @@ def test_bad_events_are_dead_lettered_with_their_reason_while_good_ones_count(
     }
     expected = {100 + 2 * i + 1: reason for i, (_, _, reason) in enumerate(BAD_INPUT)}
     assert reasons == expected
-    [record] = [r for r in caplog.records if r.getMessage().startswith("chargeback.ingestion.ingest ")]
-    line = json.loads(record.getMessage().removeprefix("chargeback.ingestion.ingest "))
+    [record] = [r for r in caplog.records if r.getMessage().startswith("chargeback.ingest ")]
+    line = json.loads(record.getMessage().removeprefix("chargeback.ingest "))
     assert (line["received"], line["applied"], line["dead_lettered"]) == (
         len(bodies),
         len(BAD_INPUT) + 1,
@@ -130,7 +129,7 @@ def test_the_log_line_never_carries_a_body_or_a_connection_string(
     caplog.set_level(logging.DEBUG)
     deliver(host_events([b'{"SubscriptionId": "secret-body-marker", "TotalTokens": "oops"}']), partition_id="0")
     text = "\n".join(record.getMessage() for record in caplog.records)
-    assert "chargeback.ingestion.ingest" in text
+    assert "chargeback.ingest " in text
     assert "secret-body-marker" not in text
     assert "AccountKey" not in text
 

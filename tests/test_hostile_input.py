@@ -21,7 +21,7 @@ from chargeback.domain import events
 from chargeback.domain.events import MAX_EVENT_BYTES
 from devtools.hostshape import HostEvent
 from tests.functions import deliver
-from tests.test_events import BAD_INPUT
+from tests.support import BAD_INPUT
 
 pytestmark = pytest.mark.azurite
 
@@ -163,8 +163,8 @@ def ingest_lines() -> Iterator[list[dict[str, Any]]]:
     class Collect(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             message = record.getMessage()
-            if message.startswith("chargeback.ingestion.ingest "):
-                lines.append(json.loads(message.removeprefix("chargeback.ingestion.ingest ")))
+            if message.startswith("chargeback.ingest "):
+                lines.append(json.loads(message.removeprefix("chargeback.ingest ")))
 
     handler = Collect()
     logger = logging.getLogger("chargeback.ingestion.ingest")

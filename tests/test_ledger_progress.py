@@ -189,12 +189,16 @@ def test_crashes_lost_answers_and_races_between_row_chunks_count_each_event_once
             if checkpoint[partition] == len(delivered[partition]):
                 continue
             faults = st.sets(st.integers(1, 6), max_size=2)
+
+            def race(partition: str = partition) -> None:
+                deliver_from_checkpoint(partition, rival)
+
             flaky = FailOn(
                 store,
                 fail_at=data.draw(faults, label="fail"),
                 lost_at=data.draw(faults, label="lost"),
                 race_at=data.draw(faults, label="race"),
-                race=lambda partition=partition: deliver_from_checkpoint(partition, rival),
+                race=race,
             )
             # A failed invocation is not checkpointed: the next delivery starts at or before it.
             with contextlib.suppress(StorageError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,13 +11,18 @@ import yaml
 
 from chargeback.app import settings
 from devtools import simulate
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "local.settings.sample.json"
 LOCAL = ROOT / "infra" / "local"
 CONFIG_MOUNT = "/Eventhubs_Emulator/ConfigFiles/Config.json"
 
-IDENTITY_ALTERNATIVES = {settings.STORAGE_TABLE_URI, settings.STORAGE_BLOB_URI, settings.STORAGE_CLIENT_ID}
+IDENTITY_ALTERNATIVES = {
+    settings.STORAGE_TABLE_URI,
+    settings.STORAGE_BLOB_URI,
+    settings.STORAGE_QUEUE_URI,
+    settings.STORAGE_CLIENT_ID,
+}
 """Identity-based forms of a connection that the sample configures with a connection string instead."""
 
 

@@ -16,20 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chargeback.domain.errors import MonitorError
+from chargeback.domain.kql import kql_datetime, kql_string
 from chargeback.reconciliation.monitor import (
     APP_METRICS_COLUMNS,
     TABLE,
     CsvExportSource,
     MonitorTotals,
-    kql_datetime,
-    kql_string,
     to_tokens,
     token_totals_query,
 )
+from tests.support import APPMETRICS_EXPORT, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHECK_KQL = ROOT / "tests" / "kql" / "check_kql.js"
-EXPORT = ROOT / "tests" / "fixtures" / "appmetrics-export.csv"
+EXPORT = APPMETRICS_EXPORT
 START = datetime(2024, 5, 1, tzinfo=UTC)
 END = datetime(2024, 5, 20, tzinfo=UTC)
 HEADER = "TimeGenerated,Name,Sum,ItemCount,Properties\n"

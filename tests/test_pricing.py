@@ -13,25 +13,23 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chargeback.billing.pricing import (
+from chargeback.billing.allocation import allocate, allocate_cost
+from chargeback.billing.frames import usage_frame
+from chargeback.billing.prices import (
     BLENDED,
     PER_TOKEN,
     PTU_ALLOCATION,
     UNALLOCATED_SUBSCRIPTION,
     PriceSheet,
-    allocate,
-    allocate_cost,
     load_price_sheet,
     metered_cost,
     parse_price_sheet,
-    price_rows,
-    price_usage,
-    usage_frame,
 )
+from chargeback.billing.pricing import price_rows, price_usage
 from chargeback.domain.errors import ConfigurationError, InvalidRequestError
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-11"
 
 SHEET: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from chargeback.app import settings
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
@@ -43,3 +43,20 @@ def test_the_readme_gives_exactly_the_two_newcomer_commands_and_the_makefile_has
     assert re.search(r"^demo:", makefile, re.MULTILINE)
     assert re.search(r"^test:", makefile, re.MULTILINE)
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def layout_block() -> str:
+    section = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1]
+
+
+def test_the_layout_names_every_subpackage_of_the_app() -> None:
+    named = set(re.findall(r"^  (\w+)/", layout_block(), re.MULTILINE))
+    packages = {path.parent.name for path in (ROOT / "chargeback").glob("*/__init__.py")}
+    assert named == packages
+
+
+def test_every_top_level_entry_the_layout_names_exists() -> None:
+    named = re.findall(r"^([\w.]+/?)\s", layout_block(), re.MULTILINE)
+    assert named
+    assert [name for name in named if not (ROOT / name.rstrip("/")).exists()] == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -27,8 +26,9 @@ from chargeback.reconciliation.reconcile import (
     reconcile,
     reconcile_period,
 )
+from tests.support import APPMETRICS_EXPORT
 
-EXPORT = Path(__file__).parent / "fixtures" / "appmetrics-export.csv"
+EXPORT = APPMETRICS_EXPORT
 NOW = datetime(2024, 5, 20, 9, 0, tzinfo=UTC)
 ONE_PERCENT = Decimal("1.0")
 

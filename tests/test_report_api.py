@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ import orjson
 import pandas as pd
 import pytest
 from azure.functions import meta
+from azure.functions.queue import QueueMessageInConverter
 from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
-from chargeback.reports import service as report_service
+from chargeback.domain.errors import ChargebackError
 from devtools.hostshape import HostEvent
-from tests.functions import deliver, registered
+from tests.functions import deliver, job, post_report, registered, run_queue
 
 pytestmark = pytest.mark.azurite
 
@@ -53,7 +55,7 @@ def request(
     method: str, route: str, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
     parts = route.split("/")
-    function_name = "list_reports" if len(parts) == 1 else "report"
+    function_name = "list_reports" if len(parts) == 1 else "regenerate_report" if method == "POST" else "report"
     route_params = {} if len(parts) == 1 else {"period": parts[1]}
     req = func.HttpRequest(
         method, f"/api/{route}", params=params or {}, route_params=route_params, headers=headers or {}, body=b""
@@ -72,7 +74,7 @@ def fixture_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[datetime], None]
     """Sets the time the report service believes it is."""
 
     def set_now(moment: datetime) -> None:
-        monkeypatch.setattr(report_service, "utc_now", lambda: moment)
+        runtime.services().clock = lambda: moment
 
     return set_now
 
@@ -106,29 +108,62 @@ def fixture_october(
     clock(DURING_OCTOBER)
 
 
-def test_every_report_endpoint_requires_a_function_key() -> None:
-    for name in ("list_reports", "report", "get_usage"):
-        [trigger] = [
-            b for b in json.loads(registered(name).get_function_json())["bindings"] if b["type"] == "httpTrigger"
-        ]
-        assert trigger["authLevel"] == "FUNCTION", name
+def http_trigger(name: str) -> dict[str, Any]:
+    [trigger] = [b for b in json.loads(registered(name).get_function_json())["bindings"] if b["type"] == "httpTrigger"]
+    found: dict[str, Any] = trigger
+    return found
 
 
-def test_generating_a_report_returns_its_manifest(october: None) -> None:
-    response = request("POST", "reports/2026-10")
-    assert response.status_code == 200
-    manifest = body(response)
+@pytest.mark.parametrize(
+    ("name", "route", "methods", "level"),
+    [
+        ("list_reports", "reports", ["GET"], "FUNCTION"),
+        ("report", "reports/{period}", ["GET"], "FUNCTION"),
+        ("get_usage", "usage/{period}", ["GET"], "FUNCTION"),
+        ("regenerate_report", "reports/{period}", ["POST"], "ADMIN"),
+    ],
+)
+def test_reading_needs_a_function_key_and_regenerating_an_admin_key(
+    name: str, route: str, methods: list[str], level: str
+) -> None:
+    trigger = http_trigger(name)
+    assert (trigger["route"], [m.upper() for m in trigger["methods"]], trigger["authLevel"]) == (route, methods, level)
+
+
+def generated(period: str) -> dict[str, Any]:
+    """POST the period, let the queue function run the job, and return the job's report."""
+    answer = post_report(period)
+    assert answer.status_code == 202, answer.get_body()
+    run_queue()
+    done = job(body(answer)["id"])
+    assert done["status"] == "done", done
+    report: dict[str, Any] = done["report"]
+    return report
+
+
+def test_generating_a_report_answers_202_and_the_queued_job_commits_it(october: None) -> None:
+    answer = post_report("2026-10")
+    assert answer.status_code == 202
+    queued = body(answer)
+    assert (queued["status"], queued["period"]) == ("queued", "2026-10")
+    assert answer.headers["Location"] == queued["status_url"] == f"/api/report-jobs/{queued['id']}"
+    assert job(queued["id"])["status"] == "queued"
+    assert run_queue() == [None]
+    done = job(queued["id"])
+    assert (done["status"], done["reason"]) == ("done", None)
+    manifest = done["report"]
+    assert done["generation"] == manifest["generation"]
     assert manifest["status"] == "draft"
     assert manifest["currency"] == "USD"
     # gpt-4o since 2024-10-01: input 2.50, output 10.00 per 1M tokens.
     # one: 1M × 2.50 + 0.1M × 10.00 = 3.50; two: 2M × 2.50 = 5.00; three: 20 tokens ≈ 0.00
     assert manifest["grand_total"] == "8.50"
     assert manifest["unallocated_subscriptions"] == ["aoai-product-subscription-three"]
-    assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus"}
+    assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus", "focus-parquet"}
 
 
 def test_the_listing_shows_each_period_with_status_and_links(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     listing = body(request("GET", "reports"))["reports"]
     assert [(r["period"], r["status"]) for r in listing] == [("2026-10", "draft")]
     assert listing[0]["links"]["xlsx"] == "/api/reports/2026-10?format=xlsx"
@@ -142,12 +177,13 @@ def test_the_listing_shows_each_period_with_status_and_links(october: None) -> N
         ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
         ("parquet", "application/vnd.apache.parquet", ".parquet"),
         ("focus", "text/csv", "-focus.csv"),
+        ("focus-parquet", "application/vnd.apache.parquet", "-focus.parquet"),
     ],
 )
 def test_each_format_downloads_as_an_attachment_with_its_content_type(
     october: None, fmt: str, content_type: str, suffix: str
 ) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     response = request("GET", "reports/2026-10", {"format": fmt})
     assert response.status_code == 200
     assert response.mimetype == content_type
@@ -157,14 +193,14 @@ def test_each_format_downloads_as_an_attachment_with_its_content_type(
 
 
 def test_csv_is_the_default_format(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     response = request("GET", "reports/2026-10")
     rows = list(csv.DictReader(io.StringIO(response.get_body().decode("utf-8-sig"))))
     assert {row["subscription_id"] for row in rows} >= {"aoai-product-subscription-one"}
 
 
 def test_the_xlsx_opens_with_a_sheet_per_view_and_numbers_as_numbers(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     workbook = openpyxl.load_workbook(io.BytesIO(request("GET", "reports/2026-10", {"format": "xlsx"}).get_body()))
     assert len(workbook.sheetnames) >= 5
     sheet = workbook[workbook.sheetnames[0]]
@@ -175,7 +211,7 @@ def test_the_xlsx_opens_with_a_sheet_per_view_and_numbers_as_numbers(october: No
 
 
 def test_the_parquet_reads_back_with_pandas(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     frame = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-10", {"format": "parquet"}).get_body()))
     assert set(frame["subscription_id"]) == {
         "aoai-product-subscription-one",
@@ -186,15 +222,33 @@ def test_the_parquet_reads_back_with_pandas(october: None) -> None:
 
 
 def test_the_focus_export_has_the_focus_columns(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     text = request("GET", "reports/2026-10", {"format": "focus"}).get_body().decode("utf-8-sig")
     header = next(csv.reader(io.StringIO(text)))
     for column in ("BilledCost", "EffectiveCost", "BillingCurrency", "ChargeCategory", "x_CostCenter"):
         assert column in header
 
 
+@pytest.fixture(name="provider")
+def fixture_provider(app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The platform team the app is configured to bill as, over the test's other settings."""
+    monkeypatch.setenv("CHARGEBACK_PROVIDER_NAME", "Contoso AI Platform")
+    return "Contoso AI Platform"
+
+
+def test_the_focus_exports_bill_as_the_provider_the_setting_names(provider: str, october: None) -> None:
+    generated("2026-10")
+    parquet = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-10", {"format": "focus-parquet"}).get_body()))
+    text = request("GET", "reports/2026-10", {"format": "focus"}).get_body().decode("utf-8")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {(row["ProviderName"], row["InvoiceIssuerName"]) for row in rows} == {(provider, provider)}
+    assert set(parquet["ProviderName"]) == set(parquet["InvoiceIssuerName"]) == {provider}
+    assert sorted(parquet["InvoiceId"]) == sorted(row["InvoiceId"] for row in rows)
+    assert sum(parquet["BilledCost"]) == Decimal("8.50")
+
+
 def test_an_unchanged_file_answers_304_to_its_etag(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     first = request("GET", "reports/2026-10", {"format": "json"})
     again = request("GET", "reports/2026-10", {"format": "json"}, {"If-None-Match": first.headers["ETag"]})
     assert again.status_code == 304
@@ -213,13 +267,18 @@ def test_an_unchanged_file_answers_304_to_its_etag(october: None) -> None:
         ("reports/..%2F..%2Fsecrets", {}, 400, "period"),
         ("reports/2026-10", {"subscription": "../../etc/passwd"}, 400, "subscription"),
         ("reports/2026-10", {"cost_center": "CC\r\nSet-Cookie: x"}, 400, "cost_center"),
+        ("reports/\u0662\u0660\u0662\u0666-\u0661\u0660", {}, 400, "period"),
+        ("reports/２０２６-１０", {}, 400, "period"),
+        ("reports/9999-12", {}, 400, "period"),
+        ("reports/1999-12", {}, 400, "period"),
         ("reports/2031-01", {}, 404, None),
+        ("reports/9998-12", {}, 404, None),
     ],
 )
 def test_bad_report_requests_get_a_4xx_with_a_json_reason(
     october: None, route: str, params: dict[str, str], status: int, field: str | None
 ) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     response = request("GET", route, params)
     assert response.status_code == status
     error = body(response)["error"]
@@ -231,8 +290,8 @@ def test_a_report_is_final_once_the_month_and_the_grace_period_are_over(
     october: None, clock: Callable[[datetime], None]
 ) -> None:
     clock(AFTER_OCTOBER_GRACE)
-    assert body(request("POST", "reports/2026-10"))["status"] == "final"
-    refused = request("POST", "reports/2026-10")
+    assert generated("2026-10")["status"] == "final"
+    refused = post_report("2026-10")
     assert refused.status_code == 409
     assert body(refused)["error"]["code"] == "conflict"
 
@@ -241,13 +300,13 @@ def test_late_usage_for_a_final_month_is_billed_once_as_adjustments_next_month(
     october: None, clock: Callable[[datetime], None]
 ) -> None:
     clock(AFTER_OCTOBER_GRACE)
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     final_csv = request("GET", "reports/2026-10").get_body()
     late_time = datetime(2026, 10, 31, 23, 0, tzinfo=UTC)
     send([event("aoai-product-subscription-one", 400_000, 0, late_time)], late_time, partition="1")
     send([event("aoai-product-subscription-one", 1_000_000, 0, DURING_NOVEMBER)], DURING_NOVEMBER, partition="2")
     clock(DURING_NOVEMBER)
-    november = body(request("POST", "reports/2026-11"))
+    november = generated("2026-11")
     assert november["adjusted_periods"] == ["2026-10"]
     lines = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-11", {"format": "parquet"}).get_body()))
     adjustments = lines[lines["charge_category"] == "adjustment"]
@@ -256,8 +315,8 @@ def test_late_usage_for_a_final_month_is_billed_once_as_adjustments_next_month(
     ]
     assert request("GET", "reports/2026-10").get_body() == final_csv
     clock(datetime(2026, 12, 8, 2, tzinfo=UTC))
-    request("POST", "reports/2026-11")
-    december = body(request("POST", "reports/2026-12"))
+    generated("2026-11")
+    december = generated("2026-12")
     assert december["adjusted_periods"] == []
 
 
@@ -277,6 +336,7 @@ def test_the_timer_reconciles_against_a_monitor_export_and_finds_the_loss(
     clock(datetime(2026, 11, 2, 2, tzinfo=UTC))
     timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
     registered("reconcile_and_report").get_user_function()(timer)
+    assert set(run_queue()) == {None}
     listing = {r["period"]: r for r in body(request("GET", "reports"))["reports"]}
     assert listing["2026-10"]["status"] == "draft"
     assert listing["2026-10"]["reconciliation"] == "reconciled"
@@ -295,8 +355,10 @@ def test_the_timer_finalises_last_month_once_its_grace_period_is_over(
     timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
     clock(datetime(2026, 11, 3, 2, tzinfo=UTC))
     registered("reconcile_and_report").get_user_function()(timer)
+    assert set(run_queue()) == {None}
     clock(AFTER_OCTOBER_GRACE)
     registered("reconcile_and_report").get_user_function()(timer)
+    assert set(run_queue()) == {None}
     listing = {r["period"]: r["status"] for r in body(request("GET", "reports"))["reports"]}
     assert listing == {"2026-10": "final", "2026-11": "draft"}
 
@@ -306,7 +368,7 @@ def csv_rows(response: func.HttpResponse) -> list[dict[str, str]]:
 
 
 def test_a_subscription_filter_narrows_every_format_to_that_subscription(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     response = request("GET", "reports/2026-10", {"subscription": "aoai-product-subscription-two"})
     assert response.status_code == 200
     assert {row["subscription_id"] for row in csv_rows(response)} == {"aoai-product-subscription-two"}
@@ -320,14 +382,14 @@ def test_a_subscription_filter_narrows_every_format_to_that_subscription(october
 
 
 def test_a_cost_center_filter_keeps_that_cost_centers_lines(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     rows = csv_rows(request("GET", "reports/2026-10", {"cost_center": "CC-1001"}))
     assert {row["cost_center"] for row in rows} == {"CC-1001"}
     assert {row["subscription_id"] for row in rows} == {"aoai-product-subscription-one"}
 
 
 def test_a_filtered_download_has_its_own_etag(october: None) -> None:
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     whole = request("GET", "reports/2026-10").headers["ETag"]
     narrowed = request("GET", "reports/2026-10", {"subscription": "aoai-product-subscription-one"})
     assert narrowed.headers["ETag"] != whole
@@ -346,7 +408,7 @@ def test_a_subscription_id_that_is_a_formula_is_neutralised_in_csv_and_xlsx(
     formula = '=HYPERLINK("http://evil.example","click")'
     send([event(formula, 100, 10, OCTOBER_DAY)], OCTOBER_DAY)
     clock(DURING_OCTOBER)
-    request("POST", "reports/2026-10")
+    generated("2026-10")
     subscriptions = {row["subscription_id"] for row in csv_rows(request("GET", "reports/2026-10"))}
     assert "'" + formula in subscriptions
     assert formula not in subscriptions
@@ -354,3 +416,50 @@ def test_a_subscription_id_that_is_a_formula_is_neutralised_in_csv_and_xlsx(
     cells = [cell.value for sheet in workbook.worksheets for row in sheet.iter_rows() for cell in row]
     assert formula not in cells
     assert "'" + formula in cells
+
+
+def test_a_reconciliation_failure_reaches_the_answer_and_the_page_without_any_path(
+    october: None, clock: Callable[[datetime], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "secret-folder" / "appmetrics.csv"
+    broken.parent.mkdir()
+    broken.write_text("TimeGenerated,Name\nnot a time,Total Tokens\n")
+    monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(broken))
+    runtime.reset()
+    clock(datetime(2026, 11, 2, 2, tzinfo=UTC))
+    manifest = generated("2026-10")
+    assert manifest["reconciliation"]["status"] == "failed"
+    page = request("GET", "reports/2026-10", {"format": "html"}).get_body().decode()
+    for text in (json.dumps(manifest), page):
+        assert "secret-folder" not in text
+        assert str(tmp_path) not in text
+
+
+@pytest.mark.parametrize(
+    ("job_id", "status"), [("not-a-job", 400), ("../jobs/x", 400), ("0" * 32, 404)], ids=["word", "path", "unknown"]
+)
+def test_a_bad_or_unknown_job_id_gets_a_4xx_with_a_json_reason(
+    app_settings: dict[str, str], job_id: str, status: int
+) -> None:
+    req = func.HttpRequest("GET", f"/api/report-jobs/{job_id}", route_params={"id": job_id}, body=b"")
+    response = registered("report_job").get_user_function()(req)
+    assert response.status_code == status
+    assert body(response)["error"]["message"]
+
+
+@pytest.mark.parametrize("content", ["not json", '{"period": "2026-10"}', '{"job": "' + "0" * 32 + '", "period": 1}'])
+def test_a_queue_message_the_app_did_not_write_fails_so_the_host_moves_it_to_poison(
+    app_settings: dict[str, str], content: str
+) -> None:
+    message = QueueMessageInConverter.decode(meta.Datum(content, "string"), trigger_metadata={})
+    with pytest.raises(ChargebackError):
+        registered("generate_report").get_user_function()(message)
+
+
+def test_the_queue_function_reads_the_report_queue_through_the_storage_connection() -> None:
+    [trigger] = [
+        b
+        for b in json.loads(registered("generate_report").get_function_json())["bindings"]
+        if b["type"] == "queueTrigger"
+    ]
+    assert (trigger["queueName"], trigger["connection"]) == ("%CHARGEBACK_REPORT_QUEUE%", "ChargebackStorage")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
-import struct
 import subprocess
 import urllib.request
-import zlib
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -16,19 +15,21 @@ from pathlib import Path
 
 import orjson
 import pytest
+from PIL import Image
 
+from chargeback.app import runtime
 from chargeback.billing.cost_centers import load_cost_centers
-from chargeback.billing.pricing import load_price_sheet
+from chargeback.billing.prices import load_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
 from chargeback.reports import page as report_page
-from chargeback.reports import service as report_service
-from chargeback.reports.build import Report, build_report
+from chargeback.reports.build import build_report
+from chargeback.reports.model import Report
 from devtools.hostshape import HostEvent
 from devtools.local_host import LocalHost
-from tests.functions import deliver, registered
+from tests.functions import deliver, registered, run_queue
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = "<script>alert('owned')</script>"
@@ -186,71 +187,12 @@ def browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[
     return subprocess.run(command, capture_output=True, timeout=120, check=True)
 
 
-def png_colours(data: bytes) -> set[bytes]:
-    """The distinct colours of an 8-bit RGB or RGBA PNG, decoded with zlib and struct only."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    position, idat = 8, b""
-    width = height = channels = 0
-    while position < len(data):
-        (length,) = struct.unpack(">I", data[position : position + 4])
-        kind = data[position + 4 : position + 8]
-        chunk = data[position + 8 : position + 8 + length]
-        position += 12 + length
-        if kind == b"IHDR":
-            width, height, depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
-            assert (depth, interlace) == (8, 0) and colour_type in (2, 6)
-            channels = 3 if colour_type == 2 else 4
-        elif kind == b"IDAT":
-            idat += chunk
-    raw = zlib.decompress(idat)
-    stride = width * channels
-    previous = bytearray(stride)
-    colours: set[bytes] = set()
-    for row in range(height):
-        start = row * (stride + 1)
-        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
-        unfilter(kind, line, previous, channels)
-        colours.update(bytes(line[i : i + 3]) for i in range(0, stride, channels * 4))
-        previous = line
-    return colours
-
-
-def unfilter(kind: int, line: bytearray, previous: bytearray, bpp: int) -> None:
-    if kind == 1:
-        for i in range(bpp, len(line)):
-            line[i] = (line[i] + line[i - bpp]) & 0xFF
-    elif kind == 2:
-        mask = int.from_bytes(b"\x7f" * len(line), "big")
-        a, b = int.from_bytes(line, "big"), int.from_bytes(previous, "big")
-        line[:] = (((a & mask) + (b & mask)) ^ ((a ^ b) & ~mask & ((1 << (8 * len(line))) - 1))).to_bytes(
-            len(line), "big"
-        )
-    elif kind == 3:
-        for i in range(len(line)):
-            left = line[i - bpp] if i >= bpp else 0
-            line[i] = (line[i] + ((left + previous[i]) >> 1)) & 0xFF
-    elif kind == 4:
-        for i in range(len(line)):
-            a = line[i - bpp] if i >= bpp else 0
-            b = previous[i]
-            c = previous[i - bpp] if i >= bpp else 0
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
-
-
-def test_the_png_decoder_reads_every_filter_type() -> None:
-    width, rows = 2, [(0, b"\x10\x20\x30" * 2), (1, b"\x05\x05\x05\x01\x01\x01"), (2, b"\x01\x01\x01\x01\x01\x01"),
-                      (3, b"\x02\x02\x02\x02\x02\x02"), (4, b"\x00\x00\x00\x03\x03\x03")]  # fmt: skip
-    raw = b"".join(bytes([kind]) + line for kind, line in rows)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, len(rows), 8, 2, 0, 0, 0))
-    png += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    # first pixel of each row: 10 20 30 / 05 05 05 / 06 06 06 / 05 05 05 (2+6>>1) / 05 05 05 (Paeth picks b)
-    assert png_colours(png) == {b"\x10\x20\x30", b"\x05\x05\x05", b"\x06\x06\x06"}
+def png_colours(data: bytes) -> set[tuple[int, ...] | float]:
+    """The distinct RGB colours of a PNG screenshot."""
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        rgb = image.convert("RGB")
+        return {colour for _, colour in rgb.getcolors(maxcolors=rgb.width * rgb.height) or []}
 
 
 USAGE = [
@@ -278,8 +220,8 @@ def monitor_export(path: Path) -> Path:
 @pytest.fixture(name="served")
 def fixture_served(app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """The registered HTTP functions on 127.0.0.1, over October usage with hostile subscription ids."""
-    monkeypatch.setattr(report_service, "utc_now", lambda: DURING_NOVEMBER_GRACE)
     monkeypatch.setenv("CHARGEBACK_MONITOR_EXPORT", str(monitor_export(tmp_path / "appmetrics.csv")))
+    runtime.services().clock = lambda: DURING_NOVEMBER_GRACE
     bodies = [
         orjson.dumps(
             {
@@ -304,7 +246,11 @@ def test_the_report_page_renders_its_charts_in_headless_chromium(served: str, tm
     browser = chromium()
     generate = urllib.request.Request(f"{served}/api/reports/2026-10", method="POST")  # noqa: S310 - loopback
     with urllib.request.urlopen(generate) as answer:  # noqa: S310 - http://127.0.0.1
-        manifest = json.loads(answer.read())
+        assert answer.status == 202
+        status_url = answer.headers["Location"]
+    assert run_queue() == [None]
+    with urllib.request.urlopen(f"{served}{status_url}") as answer:  # noqa: S310 - http://127.0.0.1
+        manifest = json.loads(answer.read())["report"]
     assert "html" in {entry["format"] for entry in manifest["files"]}
     url = f"{served}/api/reports/2026-10?format=html"
     with urllib.request.urlopen(url) as answer:  # noqa: S310 - http://127.0.0.1

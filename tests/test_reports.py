@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -17,20 +16,15 @@ import pytest
 
 from benchmarks.reports import ledger_frame
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
-from chargeback.billing.pricing import PTU_ALLOCATION, PriceSheet, parse_price_sheet, usage_frame
+from chargeback.billing.frames import usage_frame
+from chargeback.billing.prices import PTU_ALLOCATION, PriceSheet, parse_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MONITOR_SHORT, ReconciliationLine
 from chargeback.reports import build as reports
 from chargeback.reports import formats as report_formats
-from chargeback.reports.build import (
-    ADJUSTMENT,
-    FORMATS,
-    LINE_VIEW_COLUMNS,
-    USAGE,
-    Report,
-    build_report,
-)
-from chargeback.reports.formats import FOCUS_COLUMNS, neutralise
+from chargeback.reports.build import ADJUSTMENT, LINE_VIEW_COLUMNS, USAGE, build_report
+from chargeback.reports.formats import FORMATS, neutralise, render
+from chargeback.reports.model import Report
 
 PERIOD = "2026-11"
 ONE = "aoai-product-subscription-one"
@@ -48,43 +42,6 @@ CENTERS = f"""subscription_id,cost_center,business_unit,owner
 {ONE},CC-1001,Digital Products,one@contoso.com
 {HR},CC-2001,Human Resources,hr@contoso.com
 """
-FOCUS_REQUIRED = (
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ChargeCategory",
-    "ChargeClass",
-    "ChargeDescription",
-    "PricingQuantity",
-    "PricingUnit",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "ServiceName",
-    "ServiceCategory",
-    "ProviderName",
-    "PublisherName",
-    "InvoiceIssuerName",
-    "BillingAccountId",
-    "BillingAccountName",
-    "SubAccountId",
-    "SubAccountName",
-    "ResourceId",
-    "SkuId",
-    "Tags",
-    "x_CostCenter",
-    "x_BusinessUnit",
-    "x_Model",
-    "x_Deployment",
-    "x_PricingMethod",
-    "x_ReconciliationStatus",
-)
-ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
 
 
 def usage(
@@ -283,23 +240,25 @@ def test_an_adjustment_must_belong_to_an_earlier_period(sheet: PriceSheet, cente
         ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "chargeback-2026-11.xlsx"),
         ("parquet", "application/vnd.apache.parquet", "chargeback-2026-11.parquet"),
         ("focus", "text/csv", "chargeback-2026-11-focus.csv"),
+        ("html", "text/html", "chargeback-2026-11.html"),
+        ("focus-parquet", "application/vnd.apache.parquet", "chargeback-2026-11-focus.parquet"),
     ],
 )
 def test_each_format_has_a_content_type_and_file_name(
     report: Report, fmt: str, content_type: str, filename: str
 ) -> None:
-    assert FORMATS[fmt][0] == content_type
-    assert (report.content_type(fmt), report.filename(fmt)) == (content_type, filename)
-    assert report.render(fmt)
+    spec = FORMATS[fmt]
+    assert (spec.content_type, spec.filename(report.period)) == (content_type, filename)
+    assert render(report, fmt)
 
 
 def test_an_unknown_format_is_refused(report: Report) -> None:
     with pytest.raises(ValueError, match="unknown report format"):
-        report.render("pdf")
+        render(report, "pdf")
 
 
 def test_the_csv_is_utf8_with_a_byte_order_mark_and_loads_with_pandas(report: Report) -> None:
-    data = report.render("csv")
+    data = render(report, "csv")
     assert data.startswith(b"\xef\xbb\xbf")
     frame = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig", dtype=str, keep_default_na=False)
     assert tuple(frame.columns) == LINE_VIEW_COLUMNS
@@ -325,14 +284,14 @@ def test_text_that_starts_like_a_formula_is_neutralised(text: str, safe: str) ->
 
 def test_the_csv_neutralises_formula_text_but_not_negative_numbers(sheet: PriceSheet, centers: CostCenterMap) -> None:
     report = build_report(PERIOD, ROWS, sheet, centers, reconciliation=RECONCILIATION)
-    frame = pd.read_csv(io.BytesIO(report.render("csv")), encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    frame = pd.read_csv(io.BytesIO(render(report, "csv")), encoding="utf-8-sig", dtype=str, keep_default_na=False)
     assert "'" + FORMULA in set(frame["subscription_id"])
     assert FORMULA not in set(frame["subscription_id"])
     assert "-500" in set(frame["delta_tokens"])
 
 
 def test_the_json_is_structured_with_decimals_as_strings(report: Report) -> None:
-    document = json.loads(report.render("json"))
+    document = json.loads(render(report, "json"))
     assert set(document) >= {
         "period",
         "currency",
@@ -353,7 +312,7 @@ def test_the_json_is_structured_with_decimals_as_strings(report: Report) -> None
 
 
 def test_the_xlsx_has_a_sheet_per_view_with_numeric_money_in_currency_format(report: Report) -> None:
-    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))
+    workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
     assert workbook.sheetnames[:5] == ["lines", "by cost center", "by subscription", "daily", "reconciliation"]
     sheet = workbook["lines"]
     header = [cell.value for cell in sheet[1]]
@@ -368,7 +327,7 @@ def test_the_xlsx_has_a_sheet_per_view_with_numeric_money_in_currency_format(rep
 
 
 def test_the_xlsx_neutralises_formula_text(report: Report) -> None:
-    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))
+    workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
     sheet = workbook["lines"]
     texts = [cell.value for row in sheet.iter_rows(min_row=2) for cell in row if isinstance(cell.value, str)]
     assert "'" + FORMULA in texts
@@ -381,7 +340,7 @@ def test_the_xlsx_writes_text_starting_with_equals_as_a_text_cell_not_a_formula(
 ) -> None:
     # without the neutralising quote, the formula-like text reaches the workbook as it is
     monkeypatch.setattr(report_formats, "neutralise_frame", lambda frame: frame)
-    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))
+    workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
     sheet = workbook["lines"]
     cells = [cell for row in sheet.iter_rows(min_row=2) for cell in row if cell.value == FORMULA]
     assert cells
@@ -394,7 +353,7 @@ def test_the_xlsx_keeps_text_that_looks_like_a_number_or_a_link_as_text(
 ) -> None:
     odd = ["00123", "1e5", "https://contoso.example/x", " padded ", "R&D <lab>"]
     report = build_report(PERIOD, [usage(date(2026, 11, 3), name, prompt=1_000) for name in odd], sheet, centers)
-    lines = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))["lines"]
+    lines = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))["lines"]
     column = [cell.value for cell in lines[1]].index("subscription_id") + 1
     cells = [lines.cell(row=row, column=column) for row in range(2, lines.max_row + 1)]
     kinds = {cell.value: cell.data_type for cell in cells}
@@ -402,7 +361,7 @@ def test_the_xlsx_keeps_text_that_looks_like_a_number_or_a_link_as_text(
 
 
 def test_the_xlsx_has_real_dates_formatted_totals_and_empty_missing_values(report: Report) -> None:
-    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")))
+    workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
     assert workbook.sheetnames == [
         "lines",
         "by cost center",
@@ -441,14 +400,14 @@ def test_the_xlsx_is_the_same_whatever_block_of_rows_it_is_written_in(
             for sheet in workbook.worksheets
         }
 
-    whole = cells(report.render("xlsx"))
+    whole = cells(render(report, "xlsx"))
     monkeypatch.setattr(report_formats, "XLSX_ROWS_PER_BLOCK", 2)
-    assert cells(report.render("xlsx")) == whole
+    assert cells(render(report, "xlsx")) == whole
     assert len(whole["lines"]) == len(report.lines) + 1
 
 
 def test_the_parquet_reads_back_with_pandas_typed(report: Report) -> None:
-    data = report.render("parquet")
+    data = render(report, "parquet")
     schema = pq.read_schema(io.BytesIO(data))
     assert str(schema.field("cost").type) == "decimal128(18, 2)"
     assert str(schema.field("total_tokens").type) == "int64"
@@ -459,53 +418,12 @@ def test_the_parquet_reads_back_with_pandas_typed(report: Report) -> None:
     assert list(frame["subscription_id"]) == list(report.lines["subscription_id"])
 
 
-def test_the_focus_csv_has_the_focus_columns(report: Report) -> None:
-    frame = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
-    assert set(FOCUS_REQUIRED) <= set(frame.columns)
-    assert tuple(frame.columns) == FOCUS_COLUMNS
-    standard = {*FOCUS_REQUIRED, "ChargeFrequency", "ResourceName"}
-    assert all(column.startswith("x_") for column in frame.columns if column not in standard)
-
-
-def test_the_focus_csv_is_typed_as_focus_expects(report: Report) -> None:
-    frame = pd.read_csv(io.BytesIO(report.render("focus")), keep_default_na=False)
-    assert frame["ConsumedQuantity"].dtype == np.int64
-    assert frame["BilledCost"].dtype == np.float64
-    costs = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str)["BilledCost"]
-    assert sum(Decimal(c) for c in costs) == GRAND_TOTAL
-    for column in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
-        assert all(ISO_UTC.match(value) for value in frame[column])
-    assert set(frame["BillingPeriodStart"]) == {"2026-11-01T00:00:00Z"}
-    assert set(frame["BillingPeriodEnd"]) == {"2026-12-01T00:00:00Z"}
-    assert set(frame["ServiceCategory"]) == {"AI and Machine Learning"}
-    assert set(frame["ChargeCategory"]) == {"Usage", "Adjustment"}
-    assert all(isinstance(json.loads(tags), dict) for tags in frame["Tags"])
-
-
-def test_focus_marks_late_usage_as_an_adjustment_charged_in_its_own_period(report: Report) -> None:
-    frame = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
-    late = frame[frame["ChargeCategory"] == "Adjustment"]
-    assert len(late) == 1
-    assert late.iloc[0]["ChargeClass"] == "Correction"
-    assert (late.iloc[0]["ChargePeriodStart"], late.iloc[0]["ChargePeriodEnd"]) == (
-        "2026-10-01T00:00:00Z",
-        "2026-11-01T00:00:00Z",
-    )
-    assert late.iloc[0]["BillingPeriodStart"] == "2026-11-01T00:00:00Z"
-
-
-def test_the_focus_csv_neutralises_formula_text(report: Report) -> None:
-    frame = pd.read_csv(io.BytesIO(report.render("focus")), dtype=str, keep_default_na=False)
-    assert "'" + FORMULA in set(frame["SubAccountId"])
-    assert not any(value.startswith("=") for value in frame.to_numpy().ravel())
-
-
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_an_empty_period_renders_in_every_format(sheet: PriceSheet, centers: CostCenterMap, fmt: str) -> None:
     quiet = parse_price_sheet({key: value for key, value in SHEET.items() if key != "provisioned"})
     report = build_report(PERIOD, [], quiet, centers)
     assert report.grand_total == Decimal("0.00")
-    assert report.render(fmt)
+    assert render(report, fmt)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,17 +438,17 @@ def test_a_month_of_ten_thousand_subscriptions_and_twenty_models_prices_and_rend
     report = build_report("2026-12", ledger_frame(subscriptions, models, days), sheet, centers)
     assert len(report.lines) >= subscriptions * models
     assert report.grand_total == sum(report.lines["cost"], Decimal(0))
-    workbook = openpyxl.load_workbook(io.BytesIO(report.render("xlsx")), read_only=True)
+    workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")), read_only=True)
     assert len(report.daily) == subscriptions * days
-    assert workbook["lines"].calculate_dimension() == f"A1:Y{len(report.lines) + 1}"
-    assert workbook["daily"].calculate_dimension() == f"A1:I{len(report.daily) + 1}"
+    assert workbook["lines"].calculate_dimension() == f"A1:AA{len(report.lines) + 1}"
+    assert workbook["daily"].calculate_dimension() == f"A1:J{len(report.daily) + 1}"
     last = next(workbook["daily"].iter_rows(min_row=len(report.daily) + 1, values_only=True))
     assert last[:2] == (datetime(2026, 12, 31), report.daily["subscription_id"].iloc[-1])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "focus"])
 def test_a_report_reloaded_from_its_bundle_renders_the_same_file(report: Report, fmt: str) -> None:
-    assert reports.from_bundle(reports.to_bundle(report)).render(fmt) == report.render(fmt)
+    assert render(reports.from_bundle(reports.to_bundle(report)), fmt) == render(report, fmt)
 
 
 def test_filtering_by_subscription_keeps_its_lines_and_recomputes_every_total(report: Report) -> None:
@@ -548,4 +466,4 @@ def test_filtering_by_an_unknown_cost_center_leaves_an_empty_report(report: Repo
     narrowed = reports.filtered(report, cost_center="no-such-center")
     assert narrowed.lines.empty
     assert narrowed.grand_total == Decimal(0)
-    assert narrowed.render("csv")
+    assert render(narrowed, "csv")

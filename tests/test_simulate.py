@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from azure.eventhub import EventDataBatch
@@ -160,7 +162,7 @@ def test_batches_group_events_by_subscription_as_partition_key_within_the_size_l
         assert item.batch.size_in_bytes <= 8192
         assert len(item.batch) == len(item.bodies)
         assert item.batch._partition_key == item.partition_key  # what the producer sends it with
-        sent = [b"".join(event.body) for event in item.batch._internal_events]
+        sent = [b"".join(cast(Iterable[bytes], event.body)) for event in item.batch._internal_events]
         assert sent == item.bodies
     for key in {key for _, key in events}:
         in_order = [body for item in planned if item.partition_key == key for body in item.bodies]
@@ -281,3 +283,44 @@ def test_an_endpoint_that_never_answers_exits_2_after_the_connect_timeout(
 def test_the_emulator_option_uses_the_sample_settings_connection_string() -> None:
     connection = simulate.emulator_connection_string()
     assert simulate.validate_connection_string(connection)["endpoint"] == "sb://localhost"
+
+
+STREAMING = dataclasses.replace(SCENARIO, streamed_share=1 / 3)
+
+
+@pytest.fixture(name="streaming", scope="module")
+def fixture_streaming() -> traffic.Traffic:
+    return traffic.simulate(STREAMING)
+
+
+def test_about_a_third_of_the_calls_stream_and_only_chat_calls_do(streaming: traffic.Traffic) -> None:
+    assert 0.25 < len(streaming.streamed) / len(streaming.requests) < 0.42
+    assert {streaming.requests[i].operation for i in streaming.streamed} == {traffic.CHAT}
+
+
+def test_streamed_calls_never_reach_the_hub_and_are_never_the_lost_events(streaming: traffic.Traffic) -> None:
+    bodies = {body for body, _, _ in streaming.hub_events()}
+    assert not bodies.intersection(streaming.requests[i].body for i in streaming.streamed)
+    assert not streaming.lost & streaming.streamed
+    assert streaming.lost
+
+
+def test_every_call_has_llm_log_rows_and_some_exchanges_are_split(streaming: traffic.Traffic) -> None:
+    rows = traffic.llm_log_rows(streaming)
+    correlations = {row[1] for row in rows}
+    assert len(correlations) == len(streaming.requests)
+    assert len(rows) > len(streaming.requests)
+    assert {row[9] for row in rows if int(str(row[10])) > 0} == {"true"}
+
+
+def test_one_streamed_call_has_no_subscription_and_the_ground_truth_leaves_it_unbilled(
+    streaming: traffic.Traffic,
+) -> None:
+    orphans = {row[1] for row in traffic.llm_log_rows(streaming) if row[2] == ""}
+    assert len(orphans) == 1 and streaming.orphan in streaming.streamed
+    truth = streaming.truth()
+    assert truth.unattributed == traffic.Tally.of(streaming.requests[streaming.orphan])
+    orphaned = streaming.requests[streaming.orphan].subscription_id
+    for name, seen in truth.monitor.items():
+        missing = truth.unattributed if name == orphaned else traffic.Tally()
+        assert seen == truth.ledger[name] + truth.lost.get(name, traffic.Tally()) + missing

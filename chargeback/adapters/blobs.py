@@ -1,70 +1,162 @@
-"""Report folders on Azure Blob Storage: ``<period>/<file>`` and ``<period>/manifest.json``."""
+"""Report generations on Azure Blob Storage: immutable files per generation, moved by pointer blobs.
+
+Layout of one period::
+
+    <period>/generations/<generation>/<file>   written once (If-None-Match: *), never changed
+    <period>/draft.json                        the latest draft's manifest, moved with If-Match
+    <period>/final.json                        the final manifest, created once with If-None-Match: *
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import orjson
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from chargeback.adapters.storage import translated
-from chargeback.domain.errors import NotFoundError, StorageError
+from chargeback.domain.errors import ConflictError, NotFoundError, StorageError
 from chargeback.domain.periods import parse_month
+from chargeback.reports.jobs import ReportJob
+from chargeback.reports.model import DRAFT, FINAL, Manifest
 
-MANIFEST = "manifest.json"
+POINTERS = {DRAFT: "draft.json", FINAL: "final.json"}
+GENERATIONS = "generations"
+JOBS = "jobs"
 
 
-def _name(period: str, file_name: str) -> str:
+def _checked(part: str, what: str) -> str:
+    if not part or "/" in part or "\\" in part or part.startswith("."):
+        raise StorageError(f"refusing a report {what} outside its period folder")
+    return part
+
+
+def _file(period: str, generation: str, name: str) -> str:
     parse_month(period)
-    if "/" in file_name or "\\" in file_name or file_name.startswith("."):
-        raise StorageError(f"refusing a report file name outside its period folder: {file_name[:80]!r}")
-    return f"{period}/{file_name}"
+    return f"{period}/{GENERATIONS}/{_checked(generation, 'generation')}/{_checked(name, 'file name')}"
+
+
+def _pointer(period: str, kind: str) -> str:
+    parse_month(period)
+    return f"{period}/{POINTERS[kind]}"
+
+
+@contextmanager
+def _lost_race(period: str, kind: str) -> Iterator[None]:
+    """A conditional pointer write that failed its condition: another generation committed first."""
+    try:
+        yield
+    except (ResourceExistsError, ResourceModifiedError) as exc:
+        raise ConflictError(f"another {kind} report for {period} was committed first") from exc
 
 
 class BlobReportStore:
-    """``ReportStore`` on one container; a file never leaves its period's folder."""
+    """``ReportStore`` on one container."""
 
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
 
-    def put(self, period: str, name: str, data: bytes, content_type: str) -> None:
-        blob = _name(period, name)
-        with translated(f"write report file {blob}"):
-            self._container.upload_blob(
-                blob,
-                data,
-                overwrite=True,
-                content_settings=ContentSettings(
-                    content_type=content_type, content_disposition=f'attachment; filename="{name}"'
-                ),
-            )
+    @property
+    def container(self) -> ContainerClient:
+        return self._container
 
-    def put_manifest(self, period: str, manifest: Mapping[str, Any]) -> None:
-        self.put(period, MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), "application/json")
+    def put_file(self, period: str, generation: str, name: str, data: bytes, content_type: str) -> None:
+        """Write one file of a generation; a generation's files are never overwritten."""
+        blob = _file(period, generation, name)
+        settings = ContentSettings(content_type=content_type, content_disposition=f'attachment; filename="{name}"')
+        with translated("write a report file"):
+            self._container.upload_blob(blob, data, overwrite=False, content_settings=settings)
 
-    def get(self, period: str, name: str) -> bytes:
-        blob = _name(period, name)
-        with translated(f"read report file {blob}"):
+    def get_file(self, period: str, generation: str, name: str) -> bytes:
+        blob = _file(period, generation, name)
+        with translated("read a report file"):
             try:
                 return self._container.download_blob(blob).readall()
             except ResourceNotFoundError as exc:
                 raise NotFoundError(f"{name} does not exist for {period}") from exc
 
-    def manifest(self, period: str) -> dict[str, Any] | None:
-        try:
-            document: dict[str, Any] = orjson.loads(self.get(period, MANIFEST))
-        except NotFoundError:
-            return None
-        return document
+    def pointer(self, period: str, kind: str) -> tuple[Manifest, str] | None:
+        """The manifest a pointer holds and the pointer's ETag, or ``None`` when there is none."""
+        with translated("read a report pointer"):
+            try:
+                downloader = self._container.download_blob(_pointer(period, kind))
+                data = downloader.readall()
+            except ResourceNotFoundError:
+                return None
+        return cast(Manifest, orjson.loads(data)), str(downloader.properties.etag)
 
-    def manifests(self) -> list[dict[str, Any]]:
+    def commit(self, period: str, kind: str, manifest: Manifest, etag: str | None) -> None:
+        """Move the ``kind`` pointer to ``manifest`` if it is still at ``etag`` (``None``: absent).
+
+        ``ConflictError`` when another generation moved it first; nothing is overwritten then.
+        """
+        data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
+        settings = ContentSettings(content_type="application/json")
+        with translated("commit a report"), _lost_race(period, kind):
+            if etag is None:
+                self._container.upload_blob(_pointer(period, kind), data, overwrite=False, content_settings=settings)
+            else:
+                self._container.upload_blob(
+                    _pointer(period, kind),
+                    data,
+                    overwrite=True,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                    content_settings=settings,
+                )
+
+    def periods(self) -> list[str]:
+        """Every period with a committed pointer."""
         with translated("list reports"):
-            names = [blob.name for blob in self._container.list_blobs() if blob.name.endswith(f"/{MANIFEST}")]
-        found = []
-        for name in names:
-            manifest = self.manifest(name.split("/", 1)[0])
-            if manifest is not None:
-                found.append(manifest)
-        return found
+            names = [blob.name for blob in self._container.list_blobs() if blob.name.count("/") == 1]
+        return sorted({name.split("/", 1)[0] for name in names if name.split("/", 1)[1] in POINTERS.values()})
+
+    def generations(self, period: str, older_than: timedelta) -> list[str]:
+        """The period's generations whose files were all written more than ``older_than`` ago."""
+        prefix = f"{parse_month(period)}/{GENERATIONS}/"
+        cutoff = datetime.now(UTC) - older_than
+        newest: dict[str, datetime] = {}
+        with translated("list report generations"):
+            for blob in self._container.list_blobs(name_starts_with=prefix):
+                generation = blob.name[len(prefix) :].split("/", 1)[0]
+                newest[generation] = max(newest.get(generation, blob.last_modified), blob.last_modified)
+        return sorted(generation for generation, moment in newest.items() if moment <= cutoff)
+
+    def discard(self, period: str, generation: str) -> None:
+        """Delete one generation's files (never a pointer)."""
+        prefix = f"{period}/{GENERATIONS}/{_checked(generation, 'generation')}/"
+        parse_month(period)
+        with translated("discard a report generation"):
+            for blob in self._container.list_blobs(name_starts_with=prefix):
+                try:
+                    self._container.delete_blob(blob.name)
+                except ResourceNotFoundError:
+                    continue
+
+
+class BlobJobStore:
+    """``JobStore``: each report job's status as ``jobs/<id>.json`` beside the reports."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def save(self, job: ReportJob) -> None:
+        data = orjson.dumps(job, option=orjson.OPT_INDENT_2)
+        settings = ContentSettings(content_type="application/json")
+        with translated("write a report job"):
+            self._container.upload_blob(
+                f"{JOBS}/{_checked(job['id'], 'job')}.json", data, overwrite=True, content_settings=settings
+            )
+
+    def load(self, job_id: str) -> ReportJob:
+        with translated("read a report job"):
+            try:
+                data = self._container.download_blob(f"{JOBS}/{_checked(job_id, 'job')}.json").readall()
+            except ResourceNotFoundError as exc:
+                raise NotFoundError("no such report job") from exc
+        return cast(ReportJob, orjson.loads(data))

@@ -17,8 +17,9 @@ from chargeback.domain.errors import (
     NotFoundError,
     TransientStorageError,
 )
+from chargeback.domain.logs import HTTP_FAILURE, log_event
 
-logger = logging.getLogger("chargeback.http")
+logger = logging.getLogger(__name__)
 
 _STATUS: tuple[tuple[type[ChargebackError], int], ...] = (
     (InvalidRequestError, 400),
@@ -68,7 +69,7 @@ def _code(kind: type[ChargebackError]) -> str:
 
 def _failure(exc: BaseException, status: int, code: str) -> func.HttpResponse:
     incident = uuid.uuid4().hex
-    logger.error("chargeback.http failure incident=%s kind=%s", incident, type(exc).__name__, exc_info=exc)
+    log_event(logger, HTTP_FAILURE, logging.ERROR, incident=incident, kind=type(exc).__name__, exc_info=exc)
     return error_response(status, code, "the request could not be completed", incident=incident)
 
 

@@ -24,7 +24,7 @@ class TableReconciliationStore:
         self._table = table
 
     def save(self, period: str, lines: Sequence[ReconciliationLine]) -> None:
-        wanted = {keys.escape(line.subscription_id): line for line in lines}
+        wanted = {keys.table_key(line.subscription_id): line for line in lines}
         with translated(f"read reconciliation for {period}"):
             stale = [
                 entity["RowKey"]

@@ -16,6 +16,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from chargeback.app.settings import StorageSettings
 from chargeback.domain.errors import ConfigurationError, StorageError, TransientStorageError
@@ -44,6 +45,29 @@ def blob_service(settings: StorageSettings) -> BlobServiceClient:
     if settings.blob_service_uri is None:
         raise ConfigurationError("no blob service URI for ChargebackStorage")
     return BlobServiceClient(account_url=settings.blob_service_uri, credential=_credential(settings), **_TIMEOUTS)
+
+
+def report_queue(settings: StorageSettings) -> QueueClient:
+    """The report job queue; messages are Base64 text, as the Functions queue trigger expects."""
+    policy = TextBase64EncodePolicy()
+    if settings.connection_string:
+        return QueueClient.from_connection_string(
+            settings.connection_string, settings.report_queue, message_encode_policy=policy, **_TIMEOUTS
+        )
+    if settings.queue_service_uri is None:
+        raise ConfigurationError("no queue service URI for ChargebackStorage")
+    return QueueClient(
+        settings.queue_service_uri,
+        settings.report_queue,
+        credential=_credential(settings),
+        message_encode_policy=policy,
+        **_TIMEOUTS,
+    )
+
+
+def ensure_queue(queue: QueueClient) -> None:
+    with translated("create the report queue"), suppress(ResourceExistsError):
+        queue.create_queue()
 
 
 @contextmanager
@@ -96,3 +120,9 @@ class StorageAccount:
                 self._blobs = blob_service(self._settings)
         ensure_container(self._blobs, name)
         return self._blobs.get_container_client(name)
+
+    def report_queue(self) -> QueueClient:
+        """The report job queue, created if missing."""
+        queue = report_queue(self._settings)
+        ensure_queue(queue)
+        return queue

@@ -171,7 +171,7 @@ class TableDeadLetterStore:
 
     @staticmethod
     def row_key(letter: DeadLetter) -> str:
-        return f"{keys.escape(letter.hub)}|{keys.escape(letter.partition_id)}|{letter.sequence_number:020d}"
+        return keys.table_key(letter.hub, letter.partition_id, f"{letter.sequence_number:020d}")
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         by_day: dict[str, list[dict[str, Any]]] = {}

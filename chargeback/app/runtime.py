@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobReportStore
+from chargeback.adapters.blobs import BlobJobStore, BlobReportStore
+from chargeback.adapters.llm_log_store import TableLlmLogStore
+from chargeback.adapters.llm_logs import llm_log_source
 from chargeback.adapters.monitor import monitor_source
+from chargeback.adapters.queues import StorageJobQueue
 from chargeback.adapters.reconciliation_store import TableReconciliationStore
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
-from chargeback.billing.pricing import PriceSheet, load_price_sheet
+from chargeback.billing.prices import PriceSheet, load_price_sheet
+from chargeback.domain.errors import ConfigurationError
+from chargeback.domain.logs import LLM_LOGS, log_event
+from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ledger import Ledger
+from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
 from chargeback.reconciliation.monitor import MonitorSource
-from chargeback.reports import page as report_page
+from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+
+logger = logging.getLogger(__name__)
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 """Where function_app.py lives; relative paths in settings are read from here."""
@@ -35,6 +47,8 @@ class Services:
     """The app's long-lived objects; clients are built on first use and reused."""
 
     settings: Settings
+    clock: Callable[[], datetime] = field(default=report_service.utc_now)
+    """The reports' clock; the demo and tests pass their own."""
 
     @cached_property
     def storage(self) -> storage.StorageAccount:
@@ -51,19 +65,67 @@ class Services:
         )
 
     @cached_property
+    def llm_log_store(self) -> TableLlmLogStore:
+        """LLM-log usage lives in the ledger's own table, in slices of its own."""
+        return TableLlmLogStore(self.storage.table(self.settings.storage.ledger_table))
+
+    @property
+    def events_billed(self) -> bool:
+        """False when the LLM logs bill every call: the usage events are then set aside."""
+        return self.settings.llm_log_scope != SCOPE_ALL
+
+    def llm_log_source(self) -> LlmLogSource:
+        export = self.settings.llm_log_export
+        if export:
+            return llm_log_source(dataclasses.replace(self.settings, llm_log_export=str(app_path(export))))
+        return llm_log_source(self.settings)
+
+    def collect_llm_logs(self, now: datetime) -> llm_logs.CollectOutcome | None:
+        """Set the due days' LLM-log usage; None (and a warning) when no LLM-log source is configured."""
+        scope = self.settings.llm_log_scope
+        if scope == SCOPE_OFF:
+            return None
+        try:
+            source = self.llm_log_source()
+        except ConfigurationError as exc:
+            log_event(logger, LLM_LOGS, logging.WARNING, collected=False, reason=str(exc))
+            return None
+        return llm_logs.collect(source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours)
+
+    @cached_property
+    def _report_store(self) -> BlobReportStore:
+        return BlobReportStore(self.storage.container(self.settings.storage.reports_container))
+
+    @cached_property
+    def _reconciliation_store(self) -> TableReconciliationStore:
+        return TableReconciliationStore(self.storage.table(self.settings.storage.reconciliation_table))
+
+    @property
     def reports(self) -> report_service.ReportContext:
         settings = self.settings
         return report_service.ReportContext(
             usage=self.ledger,
-            reports=BlobReportStore(self.storage.container(settings.storage.reports_container)),
-            reconciliations=TableReconciliationStore(self.storage.table(settings.storage.reconciliation_table)),
+            reports=self._report_store,
+            reconciliations=self._reconciliation_store,
             monitor=self.monitor,
             price_sheet=self.price_sheet,
             cost_centers=self.cost_centers,
             lag_hours=settings.lag_hours,
             tolerance_percent=settings.tolerance_percent,
             grace_days=settings.final_grace_days,
-            render_extra={"html": report_page.render_page},
+            clock=self.clock,
+            provider_name=settings.provider_name,
+        )
+
+    @cached_property
+    def _job_queue(self) -> StorageJobQueue:
+        return StorageJobQueue(self.storage.report_queue())
+
+    @property
+    def report_jobs(self) -> report_jobs.JobContext:
+        """Report generation jobs: kept beside the reports, queued on the report queue."""
+        return report_jobs.JobContext(
+            reports=self.reports, store=BlobJobStore(self._report_store.container), queue=self._job_queue
         )
 
     def monitor(self) -> MonitorSource:

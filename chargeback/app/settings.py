@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from chargeback.domain.errors import ConfigurationError
+from chargeback.ingestion import llm_log_rows
 
 # Names of the settings the code reads. Bicep, the sample settings file and the README use
 # exactly these; a test keeps them in step.
 STORAGE_CONNECTION = "ChargebackStorage"
 STORAGE_TABLE_URI = "ChargebackStorage__tableServiceUri"
 STORAGE_BLOB_URI = "ChargebackStorage__blobServiceUri"
+STORAGE_QUEUE_URI = "ChargebackStorage__queueServiceUri"
 STORAGE_CLIENT_ID = "ChargebackStorage__clientId"
 EVENTHUB_NAME = "EVENTHUB_NAME"
 EVENTHUB_CONSUMER_GROUP = "EVENTHUB_CONSUMER_GROUP"
@@ -22,6 +24,7 @@ DEAD_LETTER_TABLE = "CHARGEBACK_DEAD_LETTER_TABLE"
 RECONCILIATION_TABLE = "CHARGEBACK_RECONCILIATION_TABLE"
 REPORTS_CONTAINER = "CHARGEBACK_REPORTS_CONTAINER"
 DEAD_LETTER_CONTAINER = "CHARGEBACK_DEAD_LETTER_CONTAINER"
+REPORT_QUEUE = "CHARGEBACK_REPORT_QUEUE"
 LOG_ANALYTICS_WORKSPACE_ID = "LOG_ANALYTICS_WORKSPACE_ID"
 MONITOR_EXPORT = "CHARGEBACK_MONITOR_EXPORT"
 MONITOR_CLIENT_ID = "CHARGEBACK_MONITOR_CLIENT_ID"
@@ -33,6 +36,9 @@ RECONCILE_LAG_HOURS = "CHARGEBACK_RECONCILE_LAG_HOURS"
 FINAL_GRACE_DAYS = "CHARGEBACK_FINAL_GRACE_DAYS"
 PRICE_SHEET = "CHARGEBACK_PRICE_SHEET"
 COST_CENTERS = "CHARGEBACK_COST_CENTERS"
+PROVIDER_NAME = "CHARGEBACK_PROVIDER_NAME"
+LLM_LOG_SCOPE = "CHARGEBACK_LLM_LOG_SCOPE"
+LLM_LOG_EXPORT = "CHARGEBACK_LLM_LOG_EXPORT"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -42,6 +48,7 @@ DEFAULTS: Mapping[str, str] = {
     RECONCILIATION_TABLE: "usagereconciliation",
     REPORTS_CONTAINER: "reports",
     DEAD_LETTER_CONTAINER: "deadletters",
+    REPORT_QUEUE: "report-jobs",
     SUBSCRIPTION_DIMENSION: "Subscription ID",
     RECONCILE_SCHEDULE: "0 0 2 * * *",
     RECONCILE_TOLERANCE_PERCENT: "1.0",
@@ -49,6 +56,8 @@ DEFAULTS: Mapping[str, str] = {
     FINAL_GRACE_DAYS: "5",
     PRICE_SHEET: "config/price-sheet.json",
     COST_CENTERS: "config/cost-centers.csv",
+    PROVIDER_NAME: "AI gateway platform",
+    LLM_LOG_SCOPE: llm_log_rows.SCOPE_STREAMED,
 }
 
 
@@ -59,12 +68,15 @@ class StorageSettings:
     connection_string: str | None
     table_service_uri: str | None
     blob_service_uri: str | None
+    queue_service_uri: str | None
     client_id: str | None
     ledger_table: str
     dead_letter_table: str
     reconciliation_table: str
     reports_container: str
     dead_letter_container: str
+    report_queue: str
+    """The Storage queue report generation jobs wait in; the queue-triggered function reads it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +97,12 @@ class Settings:
     final_grace_days: int
     price_sheet: str
     cost_centers: str
+    provider_name: str
+    """Who provides the gateway's service and issues the chargeback: FOCUS ProviderName and InvoiceIssuerName."""
+    llm_log_scope: str = llm_log_rows.SCOPE_STREAMED
+    """Which calls the LLM logs bill (``llm_log_rows.SCOPES``); the usage events bill the others."""
+    llm_log_export: str | None = None
+    """Bill LLM logs from this CSV export of the joined query's rows instead of querying."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,12 +131,14 @@ class Settings:
             connection_string=connection,
             table_service_uri=table_uri,
             blob_service_uri=blob_uri,
+            queue_service_uri=get(STORAGE_QUEUE_URI),
             client_id=get(STORAGE_CLIENT_ID),
             ledger_table=need(LEDGER_TABLE),
             dead_letter_table=need(DEAD_LETTER_TABLE),
             reconciliation_table=need(RECONCILIATION_TABLE),
             reports_container=need(REPORTS_CONTAINER),
             dead_letter_container=need(DEAD_LETTER_CONTAINER),
+            report_queue=need(REPORT_QUEUE),
         )
         return cls(
             storage=storage,
@@ -134,6 +154,9 @@ class Settings:
             final_grace_days=_whole(FINAL_GRACE_DAYS, need(FINAL_GRACE_DAYS)),
             price_sheet=need(PRICE_SHEET),
             cost_centers=need(COST_CENTERS),
+            provider_name=need(PROVIDER_NAME),
+            llm_log_scope=_choice(LLM_LOG_SCOPE, need(LLM_LOG_SCOPE), llm_log_rows.SCOPES),
+            llm_log_export=get(LLM_LOG_EXPORT),
         )
 
 
@@ -151,3 +174,10 @@ def _whole(name: str, raw: str) -> int:
     if not raw.isdigit():
         raise ConfigurationError(f"setting {name} must be a whole number, got {raw!r}")
     return int(raw)
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.lower()
+    if value not in choices:
+        raise ConfigurationError(f"setting {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value

@@ -1,60 +1,37 @@
-"""Prices the ledger's token counters in one currency: per token, blended, or a share of PTU capacity."""
+"""Prices a period's usage frame in one currency, vectorised: per token, blended, or a share of PTU capacity."""
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from typing import Any, TypeVar
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from chargeback.domain.errors import ConfigurationError
-from chargeback.domain.periods import month_bounds
-from chargeback.domain.usage import UNKNOWN, Counters, UsageRow
-
-PER_TOKEN = "per_token"  # noqa: S105 - a pricing method, not a secret
-BLENDED = "blended"
-PTU_ALLOCATION = "ptu_allocation"
-PRICING_METHODS = (PER_TOKEN, BLENDED, PTU_ALLOCATION)
-
-UNALLOCATED_SUBSCRIPTION = "unallocated"
-"""Holds the cost of provisioned capacity that nobody used in a period, so no spend goes missing."""
-
-TOKENS_PER_UNIT = 1_000_000
-"""Prices are quoted per million tokens."""
-
-MAX_PRICE_PLACES = 6
-"""Most decimal places a price may carry; keeps every cost an exact integer of 10^-12 units."""
-
-MINOR_UNITS: Mapping[str, int] = {
-    "AUD": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0, "CNY": 2, "CZK": 2, "DKK": 2,
-    "EUR": 2, "GBP": 2, "HKD": 2, "HUF": 2, "IDR": 2, "ILS": 2, "INR": 2, "ISK": 0, "JOD": 3,
-    "JPY": 0, "KRW": 0, "KWD": 3, "MXN": 2, "MYR": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PLN": 2,
-    "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3, "TRY": 2, "TWD": 2, "UGX": 0, "USD": 2,
-    "VND": 0, "ZAR": 2,
-}  # fmt: skip
-"""ISO 4217 minor-unit digits of the currencies a sheet may name without stating them."""
-
-LEDGER_KEYS = ("day", "subscription_id", "model", "deployment")
-LEDGER_COUNTERS = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "unsplit_tokens",
-    "total_tokens",
+from chargeback.billing.allocation import allocate, money_column
+from chargeback.billing.frames import (
+    LEDGER_COUNTERS,
+    LINE_KEYS,
+    normalise_usage_frame,
+    usage_frame,
 )
-LEDGER_COLUMNS = LEDGER_KEYS + LEDGER_COUNTERS
-"""The columns of a usage frame: one row per (UTC day, subscription, model, deployment)."""
+from chargeback.billing.prices import (
+    BLENDED,
+    PER_TOKEN,
+    PTU_ALLOCATION,
+    UNALLOCATED_SUBSCRIPTION,
+    BlendedRate,
+    PriceSheet,
+    TokenRate,
+)
+from chargeback.domain.errors import ConfigurationError
+from chargeback.domain.periods import period_bounds
+from chargeback.domain.usage import UNKNOWN, UsageRow
 
-LINE_KEYS = ("subscription_id", "model", "deployment")
 LINE_COLUMNS = (
     *LINE_KEYS,
     *LEDGER_COUNTERS,
@@ -69,459 +46,8 @@ LINE_COLUMNS = (
     "pricing",
 )
 DAILY_COLUMNS = ("day", "subscription_id", *LEDGER_COUNTERS, "metered_cost_minor", "metered_cost")
-
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-_MODEL_SEPARATORS = ("-", "_", ":", "@", "/")
 _CHUNK_ROWS = 1_000_000
 _INT64_HEADROOM = 2**62
-
-
-# --------------------------------------------------------------------------------------------
-# The price sheet
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRate:
-    """One model's prices per 1M tokens from ``effective_from`` until the model's next entry."""
-
-    model: str
-    effective_from: date
-    input: Decimal
-    cached_input: Decimal
-    output: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class BlendedRate:
-    """The price per 1M total tokens for usage without a split or without a priced model."""
-
-    effective_from: date
-    per_1m: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class ProvisionedRate:
-    """A deployment on provisioned throughput: a fixed cost shared by the tokens it served."""
-
-    deployment: str
-    effective_from: date
-    effective_to: date | None
-    """Exclusive end; None runs until the deployment's next entry, or for ever."""
-    monthly_cost: Decimal | None
-    hourly_cost: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class PriceSheet:
-    """Every price the pipeline charges with, in one currency."""
-
-    currency: str
-    minor_units: int
-    token_rates: tuple[TokenRate, ...]
-    blended_rates: tuple[BlendedRate, ...]
-    provisioned: tuple[ProvisionedRate, ...] = ()
-
-    @property
-    def scale(self) -> int:
-        """Decimal places of the most precise price: prices × 10^scale are whole numbers."""
-        prices: list[Decimal] = [b.per_1m for b in self.blended_rates]
-        for rate in self.token_rates:
-            prices += [rate.input, rate.cached_input, rate.output]
-        return max((_places(price) for price in prices), default=0)
-
-    def match_model(self, model: str) -> str | None:
-        """The sheet's name for ``model``: the exact name, else the longest listed prefix.
-
-        A prefix only counts when the model name goes on with a separator (``-``, ``_``, ``:``,
-        ``@``, ``/``), so ``gpt-4o`` prices ``gpt-4o-2024-08-06`` but ``gpt-4`` never prices
-        ``gpt-4o`` or ``gpt-4.1``. Names compare without regard to case.
-        """
-        wanted = model.strip().casefold()
-        names = {rate.model.casefold(): rate.model for rate in self.token_rates}
-        if wanted in names:
-            return names[wanted]
-        best: str | None = None
-        for folded in names:
-            if (
-                wanted.startswith(folded)
-                and wanted[len(folded)] in _MODEL_SEPARATORS
-                and (best is None or len(folded) > len(best))
-            ):
-                best = folded
-        return None if best is None else names[best]
-
-    def token_rate(self, model: str, day: date) -> TokenRate | None:
-        """The per-token rate for ``model`` on ``day``, or None when it is priced blended."""
-        name = self.match_model(model)
-        if name is None:
-            return None
-        return _effective((r for r in self.token_rates if r.model == name), day)
-
-    def blended_rate(self, day: date) -> BlendedRate | None:
-        """The default blended rate effective on ``day``."""
-        return _effective(self.blended_rates, day)
-
-    def provisioned_on(self, deployment: str, day: date) -> ProvisionedRate | None:
-        """The provisioned entry covering ``deployment`` on ``day``, if any."""
-        for rate, start, end in self._segments(deployment):
-            if start <= day and (end is None or day < end):
-                return rate
-        return None
-
-    def provisioned_deployments(self) -> tuple[str, ...]:
-        return tuple(sorted({rate.deployment for rate in self.provisioned}))
-
-    def provisioned_cost(self, deployment: str, period: str) -> Decimal:
-        """The fixed cost of ``deployment`` for ``period``, rounded to the minor unit.
-
-        Hourly entries cost hourly × provisioned hours in the period; monthly entries are
-        prorated by the share of the month's hours they cover.
-        """
-        start, end = period_bounds(period)
-        month_hours = Decimal((end - start).days * 24)
-        total = Decimal(0)
-        for rate, seg_start, seg_end in self._segments(deployment):
-            lo = max(seg_start, start)
-            hi = end if seg_end is None else min(seg_end, end)
-            if hi <= lo:
-                continue
-            hours = Decimal((hi - lo).days * 24)
-            if rate.hourly_cost is not None:
-                total += rate.hourly_cost * hours
-            elif rate.monthly_cost is not None:
-                total += rate.monthly_cost * hours / month_hours
-        return self.round(total)
-
-    def round(self, amount: Decimal) -> Decimal:
-        """``amount`` rounded half-even to the currency's minor unit."""
-        return amount.quantize(Decimal(1).scaleb(-self.minor_units), rounding="ROUND_HALF_EVEN")
-
-    def _segments(self, deployment: str) -> Iterator[tuple[ProvisionedRate, date, date | None]]:
-        entries = sorted((r for r in self.provisioned if r.deployment == deployment), key=lambda r: r.effective_from)
-        for index, rate in enumerate(entries):
-            end = rate.effective_to
-            if index + 1 < len(entries):
-                following = entries[index + 1].effective_from
-                end = following if end is None else min(end, following)
-            yield rate, rate.effective_from, end
-
-
-_Rate = TypeVar("_Rate", TokenRate, BlendedRate)
-
-
-def _effective(rates: Iterable[_Rate], day: date) -> _Rate | None:
-    best: _Rate | None = None
-    for rate in rates:
-        if rate.effective_from <= day and (best is None or rate.effective_from > best.effective_from):
-            best = rate
-    return best
-
-
-def _places(value: Decimal) -> int:
-    exponent = value.as_tuple().exponent
-    assert isinstance(exponent, int)  # noqa: S101 - finite by validation
-    return max(0, -exponent)
-
-
-def load_price_sheet(path: str | Path) -> PriceSheet:
-    """Read and validate the price sheet JSON file at ``path``."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"price sheet {path}: cannot be read ({exc.strerror})") from exc
-    return parse_price_sheet(text, source=str(path))
-
-
-def parse_price_sheet(data: str | Mapping[str, Any], *, source: str = "price sheet") -> PriceSheet:
-    """Validate a price sheet given as JSON text or as an already parsed mapping."""
-    if isinstance(data, str):
-        try:
-            data = json.loads(data, parse_float=Decimal)
-        except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"{source}: not valid JSON ({exc})") from exc
-    if not isinstance(data, Mapping):
-        raise ConfigurationError(f"{source}: must be a JSON object")
-
-    currency = data.get("currency")
-    if not isinstance(currency, str) or not _CURRENCY.match(currency):
-        raise ConfigurationError(f"{source}: currency must be a three-letter ISO 4217 code, got {currency!r}")
-    digits = data.get("minor_unit_digits", MINOR_UNITS.get(currency))
-    if digits is None:
-        raise ConfigurationError(
-            f"{source}: the minor-unit digits of currency {currency} are unknown; set minor_unit_digits"
-        )
-    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 4:
-        raise ConfigurationError(f"{source}: minor_unit_digits must be a whole number 0-4, got {digits!r}")
-
-    token_rates = tuple(
-        _token_rate(entry, f"{source}: models[{i}]") for i, entry in enumerate(_list(data, "models", source))
-    )
-    seen: set[tuple[str, date]] = set()
-    for rate in token_rates:
-        if (rate.model.casefold(), rate.effective_from) in seen:
-            raise ConfigurationError(f"{source}: model {rate.model} has two prices from {rate.effective_from}")
-        seen.add((rate.model.casefold(), rate.effective_from))
-
-    if "default" not in data or data["default"] in (None, [], {}):
-        raise ConfigurationError(f"{source}: a default blended price is required for usage without a model price")
-    raw_default = data["default"]
-    defaults = raw_default if isinstance(raw_default, list) else [raw_default]
-    blended = tuple(_blended_rate(entry, f"{source}: default[{i}]") for i, entry in enumerate(defaults))
-    if len({b.effective_from for b in blended}) != len(blended):
-        raise ConfigurationError(f"{source}: default has two prices from the same date")
-
-    provisioned = tuple(
-        _provisioned_rate(entry, f"{source}: provisioned[{i}]")
-        for i, entry in enumerate(_list(data, "provisioned", source))
-    )
-    return PriceSheet(currency, digits, token_rates, blended, provisioned)
-
-
-def _list(data: Mapping[str, Any], name: str, source: str) -> list[Any]:
-    value = data.get(name, [])
-    if not isinstance(value, list):
-        raise ConfigurationError(f"{source}: {name} must be a list")
-    return value
-
-
-def _object(entry: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(entry, Mapping):
-        raise ConfigurationError(f"{where}: must be an object")
-    return entry
-
-
-def _token_rate(entry: Any, where: str) -> TokenRate:
-    entry = _object(entry, where)
-    model = entry.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise ConfigurationError(f"{where}: model must be a non-empty name")
-    where = f"{where} ({model})"
-    input_price = _price(entry, "input", where)
-    cached = _price(entry, "cached_input", where) if "cached_input" in entry else input_price
-    return TokenRate(
-        model=model.strip(),
-        effective_from=_date(entry, "effective_from", where, default=date.min),
-        input=input_price,
-        cached_input=cached,
-        output=_price(entry, "output", where),
-    )
-
-
-def _blended_rate(entry: Any, where: str) -> BlendedRate:
-    entry = _object(entry, where)
-    return BlendedRate(
-        effective_from=_date(entry, "effective_from", where, default=date.min),
-        per_1m=_price(entry, "blended", where),
-    )
-
-
-def _provisioned_rate(entry: Any, where: str) -> ProvisionedRate:
-    entry = _object(entry, where)
-    deployment = entry.get("deployment")
-    if not isinstance(deployment, str) or not deployment.strip():
-        raise ConfigurationError(f"{where}: deployment must be a non-empty name")
-    where = f"{where} ({deployment})"
-    has_monthly, has_hourly = "monthly_cost" in entry, "hourly_cost" in entry
-    if has_monthly == has_hourly:
-        raise ConfigurationError(f"{where}: give exactly one of monthly_cost and hourly_cost")
-    start = _date(entry, "effective_from", where, default=date.min)
-    end = _date(entry, "effective_to", where, default=None) if entry.get("effective_to") else None
-    if end is not None and end <= start:
-        raise ConfigurationError(f"{where}: effective_to {end} is not after effective_from {start}")
-    return ProvisionedRate(
-        deployment=deployment.strip(),
-        effective_from=start,
-        effective_to=end,
-        monthly_cost=_price(entry, "monthly_cost", where) if has_monthly else None,
-        hourly_cost=_price(entry, "hourly_cost", where) if has_hourly else None,
-    )
-
-
-def _price(entry: Mapping[str, Any], name: str, where: str) -> Decimal:
-    if name not in entry:
-        raise ConfigurationError(f"{where}: {name} price is missing")
-    raw = entry[name]
-    if isinstance(raw, bool) or not isinstance(raw, str | int | Decimal):
-        raise ConfigurationError(f"{where}: {name} must be a number or a numeric string, got {raw!r}")
-    try:
-        value = Decimal(raw.strip() if isinstance(raw, str) else raw)
-    except InvalidOperation as exc:
-        raise ConfigurationError(f"{where}: {name} is not a number: {raw!r}") from exc
-    if not value.is_finite():
-        raise ConfigurationError(f"{where}: {name} must be finite, got {raw!r}")
-    if value < 0:
-        raise ConfigurationError(f"{where}: {name} must not be negative, got {raw!r}")
-    if _places(value) > MAX_PRICE_PLACES:
-        raise ConfigurationError(f"{where}: {name} has more than {MAX_PRICE_PLACES} decimal places: {raw!r}")
-    return value
-
-
-def _date(entry: Mapping[str, Any], name: str, where: str, *, default: date | None) -> date:
-    raw = entry.get(name)
-    if raw is None:
-        if default is None:
-            raise ConfigurationError(f"{where}: {name} is required")
-        return default
-    if not isinstance(raw, str):
-        raise ConfigurationError(f"{where}: {name} must be a date YYYY-MM-DD, got {raw!r}")
-    try:
-        return date.fromisoformat(raw.strip())
-    except ValueError as exc:
-        raise ConfigurationError(f"{where}: {name} must be a date YYYY-MM-DD, got {raw!r}") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Periods, exact single-row pricing and allocation
-
-
-def period_bounds(period: str) -> tuple[date, date]:
-    """The first day of ``period`` (``YYYY-MM``) and the first day after it."""
-    start, end = month_bounds(period)
-    return start.date(), end.date()
-
-
-def metered_cost(sheet: PriceSheet, model: str, day: date, counters: Counters) -> Decimal:
-    """The exact, unrounded metered cost of one day's counters (provisioned capacity aside).
-
-    ``(prompt - cached) × input + cached × cached_input + completion × output`` per 1M when the
-    model has a price that day, with unsplit tokens at the blended rate; otherwise every token
-    at the blended rate. The report engine computes the same numbers vectorised.
-    """
-    blended_tokens = counters.total_tokens
-    cost = Decimal(0)
-    rate = sheet.token_rate(model, day)
-    if rate is not None:
-        cost += (
-            (counters.prompt_tokens - counters.cached_tokens) * rate.input
-            + counters.cached_tokens * rate.cached_input
-            + counters.completion_tokens * rate.output
-        )
-        blended_tokens = counters.unsplit_tokens
-    if blended_tokens:
-        blended = sheet.blended_rate(day)
-        if blended is None:
-            raise ConfigurationError(f"the price sheet has no default blended price effective on {day}")
-        cost += blended_tokens * blended.per_1m
-    return cost / TOKENS_PER_UNIT
-
-
-def allocate(total: int, weights: Mapping[str, int]) -> dict[str, int]:
-    """Split ``total`` whole units in proportion to ``weights`` so the parts sum to it exactly.
-
-    Largest-remainder method: each key gets the floor of its exact share, and the units left
-    over go one each to the largest remainders, ties broken by key in ascending order.
-    """
-    weight_sum = sum(weights.values())
-    if weight_sum <= 0 or any(w < 0 for w in weights.values()):
-        raise ValueError("allocation needs non-negative weights with a positive sum")
-    shares: dict[str, int] = {}
-    remainders: list[tuple[int, str]] = []
-    for key, weight in weights.items():
-        share, remainder = divmod(total * weight, weight_sum)
-        shares[key] = share
-        remainders.append((-remainder, key))
-    left = total - sum(shares.values())
-    for _, key in sorted(remainders)[:left]:
-        shares[key] += 1
-    return shares
-
-
-def allocate_cost(amount: Decimal, weights: Mapping[str, int], minor_units: int) -> dict[str, Decimal]:
-    """:func:`allocate` for money: ``amount`` in the currency's minor units, back as Decimals."""
-    units = amount.scaleb(minor_units)
-    if units != units.to_integral_value():
-        raise ValueError(f"{amount} has more than {minor_units} decimal places")
-    return {key: _money(part, minor_units) for key, part in allocate(int(units), weights).items()}
-
-
-def _money(minor: int, minor_units: int) -> Decimal:
-    return Decimal(int(minor)).scaleb(-minor_units)
-
-
-def money_column(minor: pd.Series[Any], minor_units: int) -> pd.Series[Any]:
-    """Whole minor units as exact Decimal amounts (an object column)."""
-    return pd.Series([_money(v, minor_units) for v in minor.to_numpy()], index=minor.index, dtype=object)
-
-
-# --------------------------------------------------------------------------------------------
-# Usage frames
-
-
-def usage_frame(rows: Iterable[UsageRow], *, chunk_rows: int = 250_000) -> pd.DataFrame:
-    """Fold ledger rows into a usage frame, a chunk at a time, summing over operations."""
-    chunks: list[pd.DataFrame] = []
-    columns: dict[str, list[Any]] = {name: [] for name in LEDGER_COLUMNS}
-    for row in rows:
-        key, counters = row.key, row.counters
-        columns["day"].append(key.day)
-        columns["subscription_id"].append(key.subscription_id)
-        columns["model"].append(key.model)
-        columns["deployment"].append(key.deployment)
-        for name in LEDGER_COUNTERS:
-            columns[name].append(getattr(counters, name))
-        if len(columns["day"]) >= chunk_rows:
-            chunks.append(_fold(pd.DataFrame(columns)))
-            columns = {name: [] for name in LEDGER_COLUMNS}
-    if columns["day"] or not chunks:
-        chunks.append(_fold(pd.DataFrame(columns)))
-    return concat_usage_frames(chunks)
-
-
-def concat_usage_frames(chunks: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Join usage frames built in parts into one normalised frame, summing repeated keys."""
-    parts = [_fold(normalise_usage_frame(chunk)) for chunk in chunks]
-    if not parts:
-        return normalise_usage_frame(pd.DataFrame({name: [] for name in LEDGER_COLUMNS}))
-    if len(parts) == 1:
-        return normalise_usage_frame(parts[0])
-    joined = pd.concat([part.astype(dict.fromkeys(LINE_KEYS, "str")) for part in parts], ignore_index=True)
-    return normalise_usage_frame(_fold(joined))
-
-
-def normalise_usage_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the usage columns typed: day as datetime64[s], keys categorical, counters int64.
-
-    A frame already in that form is returned as it is, without a copy.
-    """
-    missing = [name for name in LEDGER_COLUMNS if name not in frame.columns]
-    if missing:
-        raise ValueError(f"usage frame lacks columns {missing}")
-    if _is_normal(frame):
-        return frame
-    out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
-    days = pd.DatetimeIndex(pd.to_datetime(frame["day"].to_numpy())) if len(frame) else pd.DatetimeIndex([])
-    if days.tz is not None:
-        days = days.tz_convert("UTC").tz_localize(None)
-    if len(days) and bool((days != days.normalize()).any()):
-        raise ValueError("usage frame days must be whole UTC days")
-    out["day"] = days.as_unit("s").to_numpy()
-    for name in LINE_KEYS:
-        out[name] = pd.Categorical(frame[name].astype(str).to_numpy())
-    for name in LEDGER_COUNTERS:
-        values = frame[name].to_numpy()
-        if values.dtype.kind not in "iu" and len(values):
-            raise ValueError(f"usage frame column {name} must hold whole numbers")
-        out[name] = values.astype(np.int64, copy=False)
-    return out
-
-
-def _is_normal(frame: pd.DataFrame) -> bool:
-    return (
-        isinstance(frame.index, pd.RangeIndex)
-        and frame["day"].dtype == np.dtype("datetime64[s]")
-        and all(isinstance(frame[name].dtype, pd.CategoricalDtype) for name in LINE_KEYS)
-        and all(frame[name].dtype == np.int64 for name in LEDGER_COUNTERS)
-    )
-
-
-def _fold(frame: pd.DataFrame) -> pd.DataFrame:
-    if frame.empty:
-        return frame.loc[:, list(LEDGER_COLUMNS)]
-    return frame.groupby(list(LEDGER_KEYS), observed=True, sort=False)[list(LEDGER_COUNTERS)].sum().reset_index()
-
-
-# --------------------------------------------------------------------------------------------
-# The vectorised pricing engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,21 +181,11 @@ def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.Da
     provisioned = tables.provisioned_by_deployment_day[deployment_codes, day_index]
     token_rate = np.where(provisioned, -1, tables.token_by_model_day[model_codes, day_index])
     blended_rate = tables.blended_by_day[day_index]
-    matched = token_rate >= 0
-
-    def counter(name: str) -> npt.NDArray[np.int64]:
-        return chunk[name].to_numpy(dtype=np.int64)
-
-    prompt, cached, completion = counter("prompt_tokens"), counter("cached_tokens"), counter("completion_tokens")
-    total, unsplit = counter("total_tokens"), counter("unsplit_tokens")
-    zero = np.zeros(len(chunk), dtype=np.int64)
-    uncached = np.where(matched, prompt - cached, zero)
-    cached_priced = np.where(matched, cached, zero)
-    output = np.where(matched, completion, zero)
-    blended_tokens = np.where(provisioned, zero, np.where(matched, unsplit, total))
-    ptu_tokens = np.where(provisioned, total, zero)
-    if bool(((blended_tokens > 0) & (blended_rate < 0)).any()):
-        first = int(day_index[(blended_tokens > 0) & (blended_rate < 0)].min())
+    quantities = _priced_quantities(chunk, provisioned, token_rate >= 0)
+    uncached, cached_priced, output, blended_tokens = quantities
+    missing_blended = (blended_tokens > 0) & (blended_rate < 0)
+    if bool(missing_blended.any()):
+        first = int(day_index[missing_blended].min())
         raise ConfigurationError(
             f"the price sheet has no default blended price effective on {start.fromordinal(start.toordinal() + first)}"
         )
@@ -679,15 +195,6 @@ def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.Da
         tables.output[token_rate],
         tables.blended[blended_rate],
     )
-    quantities = (uncached, cached_priced, output, blended_tokens)
-    bound = sum(int(q.sum()) for q in quantities) * max((int(p.max()) for p in prices if len(p)), default=0)
-    if bound < _INT64_HEADROOM:
-        cost: npt.NDArray[Any] = sum((q * p for q, p in zip(quantities, prices, strict=True)), zero)
-    else:  # astronomically many tokens: fall back to Python integers, still exact
-        cost = sum(
-            (q.astype(object) * p.astype(object) for q, p in zip(quantities, prices, strict=True)),
-            zero.astype(object),
-        )
     return pd.DataFrame(
         {
             "day": chunk["day"].to_numpy(),
@@ -696,12 +203,52 @@ def _price_chunk(chunk: pd.DataFrame, tables: _RateTables, start: date) -> pd.Da
             "deployment": chunk["deployment"].array,
             "token_rate": token_rate,
             "blended_rate": blended_rate,
-            **{name: counter(name) for name in LEDGER_COUNTERS},
+            **{name: chunk[name].to_numpy(dtype=np.int64) for name in LEDGER_COUNTERS},
             "split_priced": uncached + cached_priced + output,
             "blended_priced": blended_tokens,
-            "ptu_tokens": ptu_tokens,
-            "metered": cost,
+            "ptu_tokens": np.where(provisioned, chunk["total_tokens"].to_numpy(dtype=np.int64), 0),
+            "metered": _exact_cost(quantities, prices),
         }
+    )
+
+
+_Quantities = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]
+
+
+def _priced_quantities(
+    chunk: pd.DataFrame, provisioned: npt.NDArray[np.bool_], matched: npt.NDArray[np.bool_]
+) -> _Quantities:
+    """The tokens each rate prices per row: uncached input, cached input, output, blended.
+
+    A row of a provisioned deployment is priced by none of them (its capacity is allocated);
+    a row whose model has a price that day has its split priced and its unsplit tokens
+    blended; any other row is blended whole.
+    """
+
+    def counter(name: str) -> npt.NDArray[np.int64]:
+        return chunk[name].to_numpy(dtype=np.int64)
+
+    prompt, cached, completion = counter("prompt_tokens"), counter("cached_tokens"), counter("completion_tokens")
+    zero = np.zeros(len(chunk), dtype=np.int64)
+    return (
+        np.where(matched, prompt - cached, zero),
+        np.where(matched, cached, zero),
+        np.where(matched, completion, zero),
+        np.where(provisioned, zero, np.where(matched, counter("unsplit_tokens"), counter("total_tokens"))),
+    )
+
+
+def _exact_cost(quantities: _Quantities, prices: tuple[npt.NDArray[Any], ...]) -> npt.NDArray[Any]:
+    """Sum of quantity × scaled price per row, in int64 while it cannot overflow, else in Python ints."""
+    zero = np.zeros(len(quantities[0]), dtype=np.int64)
+    bound = sum(int(q.sum()) for q in quantities) * max((int(p.max()) for p in prices if len(p)), default=0)
+    if bound < _INT64_HEADROOM:
+        cost: npt.NDArray[Any] = sum((q * p for q, p in zip(quantities, prices, strict=True)), zero)
+        return cost
+    # Astronomically many tokens: Python integers, still exact.
+    return sum(
+        (q.astype(object) * p.astype(object) for q, p in zip(quantities, prices, strict=True)),
+        zero.astype(object),
     )
 
 

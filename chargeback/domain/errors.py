@@ -8,8 +8,9 @@
     ├── StorageError              the ledger or report store failed
     │   ├── TransientStorageError   worth retrying: throttling, timeouts, connection loss
     │   └── ConcurrencyError        another writer moved a slice's watermark first
-    └── MonitorError              Azure Monitor could not give a complete answer
-        └── PartialResultError      Log Analytics returned a partial result
+    ├── MonitorError              Azure Monitor could not give a complete answer
+    │   └── PartialResultError      Log Analytics returned a partial result
+    └── ReportScheduleError       some months' reports failed; the others were generated
 
 A malformed *event* is not an error: the parser returns a ``Rejection`` and the event is
 dead-lettered, because raising would make the host retry a batch that can never succeed.
@@ -61,3 +62,13 @@ class MonitorError(ChargebackError):
 
 class PartialResultError(MonitorError):
     """Log Analytics returned a partial result, which must not be taken as data."""
+
+
+class ReportScheduleError(ChargebackError):
+    """Some months' reports failed in a run of the schedule; the other months went on."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__(
+            "reports failed for " + ", ".join(f"{period} ({why})" for period, why in sorted(failed.items()))
+        )
+        self.failed = dict(failed)

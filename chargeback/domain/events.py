@@ -168,57 +168,18 @@ def _from_document(document: dict[str, Any], enqueued_time: datetime) -> EventFi
     # through the functions below, which decide exactly as the field-by-field reading always
     # has, and in the same order, so the first problem found is the one reported.
     values, present = _EVENT_FIELDS.values(document)
-    (
-        schema,
-        subscription,
-        usage,
-        token_usage,
-        total_tokens,
-        prompt_tokens,
-        response_tokens,
-        completion_tokens,
-        cached_tokens,
-        event_time_text,
-        timestamp,
-        request_id,
-        identifier,
-        operation_id,
-        operation_name,
-        model,
-        deployment,
-        deployment_name,
-    ) = values
+    schema, subscription, usage, token_usage, *counts, event_time_text, timestamp = values[:11]
+    request_id, identifier, operation_id, operation_name, model, deployment, deployment_name = values[11:]
     if schema is not None and schema != CANONICAL_SCHEMA:
         raise _Reject(UNSUPPORTED_SCHEMA, f"schema {str(schema)[:80]!r} is not {CANONICAL_SCHEMA}")
-
     if subscription.__class__ is not str:
         subscription = _text(subscription, "subscriptionid")
     if subscription is None or not subscription.strip():
         raise _Reject(MISSING_SUBSCRIPTION, "no subscription id")
-
-    if usage is None:
-        usage = token_usage
-    prompt: int | None
-    completion: int | None
-    cached: int | None
-    if usage is not None:
-        shape = CANONICAL if schema is not None else TOKEN_USAGE
-        prompt, completion, cached, total = _usage_object(usage)
-    elif "totaltokens" in present or "prompttokens" in present:
-        shape = AI_HUB if "responsetokens" in present else TOOLKIT
-        prompt = _count(prompt_tokens, "prompttokens")
-        completion = _count(response_tokens, "responsetokens")
-        if completion is None:
-            completion = _count(completion_tokens, "completiontokens")
-        cached = _count(cached_tokens, "cachedtokens")
-        prompt, completion, cached, total = _settle(prompt, completion, cached, _count(total_tokens, "totaltokens"))
-    else:
-        raise _Reject(MISSING_TOKENS, "no usage, TokenUsage or token count fields")
-    if schema is None and shape == TOOLKIT and prompt is not None:
-        shape = GENERIC
-
+    shape, prompt, completion, cached, total = _tokens(
+        schema, usage if usage is not None else token_usage, counts, present
+    )
     event_time, from_event = _event_time(event_time_text if event_time_text is not None else timestamp, enqueued_time)
-
     if request_id.__class__ is not str or not request_id:
         request_id = _text(request_id, "requestid") or _text(identifier, "id")
     if operation_id.__class__ is not str or operation_id.strip().lower() in _NOT_SENT:
@@ -244,6 +205,28 @@ def _from_document(document: dict[str, Any], enqueued_time: datetime) -> EventFi
         total,
         shape,
     )
+
+
+def _tokens(
+    schema: Any, usage: Any, counts: list[Any], present: frozenset[str]
+) -> tuple[str, int | None, int | None, int | None, int]:
+    """The event's shape and token counts, from a usage object or from flat count fields."""
+    if usage is not None:
+        shape = CANONICAL if schema is not None else TOKEN_USAGE
+        return (shape, *_usage_object(usage))
+    if "totaltokens" not in present and "prompttokens" not in present:
+        raise _Reject(MISSING_TOKENS, "no usage, TokenUsage or token count fields")
+    total_tokens, prompt_tokens, response_tokens, completion_tokens, cached_tokens = counts
+    shape = AI_HUB if "responsetokens" in present else TOOLKIT
+    prompt = _count(prompt_tokens, "prompttokens")
+    completion = _count(response_tokens, "responsetokens")
+    if completion is None:
+        completion = _count(completion_tokens, "completiontokens")
+    cached = _count(cached_tokens, "cachedtokens")
+    prompt, completion, cached, total = _settle(prompt, completion, cached, _count(total_tokens, "totaltokens"))
+    if schema is None and shape == TOOLKIT and prompt is not None:
+        shape = GENERIC
+    return shape, prompt, completion, cached, total
 
 
 def _fold_case(document: dict[str, Any]) -> dict[str, Any]:
@@ -417,12 +400,7 @@ def _count(value: Any, name: str) -> int | None:
             raise _Reject(FRACTIONAL_TOKENS, f"{name} is fractional: {value!r}")
         number = int(value)
     elif isinstance(value, str):
-        digits = value.strip()
-        if digits.startswith("-") and digits[1:].isdecimal():
-            raise _Reject(NEGATIVE_TOKENS, f"{name} is negative: {digits[:40]}")
-        if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
-            raise _Reject(INVALID_TOKENS, f"{name} is not a whole number: {value[:40]!r}")
-        number = int(digits)
+        number = _count_text(value, name)
     else:
         raise _Reject(INVALID_TOKENS, f"{name} must be a number, got {type(value).__name__}")
     if number < 0:
@@ -430,6 +408,16 @@ def _count(value: Any, name: str) -> int | None:
     if number > MAX_TOKENS:
         raise _Reject(ABSURD_TOKENS, f"{name} {number} exceeds {MAX_TOKENS}")
     return number
+
+
+def _count_text(value: str, name: str) -> int:
+    """A count sent as text: ASCII digits only, at most 18 of them."""
+    digits = value.strip()
+    if digits.startswith("-") and digits[1:].isdecimal():
+        raise _Reject(NEGATIVE_TOKENS, f"{name} is negative: {digits[:40]}")
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        raise _Reject(INVALID_TOKENS, f"{name} is not a whole number: {value[:40]!r}")
+    return int(digits)
 
 
 _DOTNET_TIME = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})(?:\s*([AaPp])\.?[Mm]\.?)?$")

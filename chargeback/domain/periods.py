@@ -7,14 +7,16 @@ from datetime import UTC, date, datetime
 
 from chargeback.domain.errors import InvalidRequestError
 
-_MONTH = re.compile(r"\A(\d{4})-(\d{2})\Z")
-_DAY = re.compile(r"\A(\d{4})-(\d{2})-(\d{2})\Z")
+_MONTH = re.compile(r"\A([0-9]{4})-([0-9]{2})\Z")
+_DAY = re.compile(r"\A([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
+FIRST_YEAR, LAST_YEAR = 2000, 9998
+"""Years a period may name: the next month and the month after the grace period must exist too."""
 
 
 def parse_month(text: str) -> str:
     """Return ``text`` if it is a real month ``YYYY-MM``; else raise ``InvalidRequestError``."""
     match = _MONTH.match(text)
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 2000:
+    if not match or not 1 <= int(match.group(2)) <= 12 or not FIRST_YEAR <= int(match.group(1)) <= LAST_YEAR:
         raise InvalidRequestError(f"period must be a month YYYY-MM, got {text[:40]!r}", field="period")
     return text
 
@@ -27,7 +29,7 @@ def parse_period(text: str) -> str:
         except ValueError:
             pass
         else:
-            if day.year >= 2000:
+            if FIRST_YEAR <= day.year <= LAST_YEAR:
                 return text
         raise InvalidRequestError(f"period {text[:40]!r} is not a real day", field="period")
     if _MONTH.match(text):
@@ -63,3 +65,9 @@ def previous_month(period: str) -> str:
 
 def next_month(period: str) -> str:
     return month_of(month_end(period))
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    """The first day of ``period`` (``YYYY-MM``) and the first day after it."""
+    start, end = month_bounds(period)
+    return start.date(), end.date()

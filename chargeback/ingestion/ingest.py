@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
+from chargeback.domain.logs import INGEST, log_event
 from chargeback.ingestion.ledger import Batch, BatchOutcome, Ledger
 
-LOG_PREFIX = "chargeback.ingestion.ingest"
-logger = logging.getLogger("chargeback.ingestion.ingest")
+logger = logging.getLogger(__name__)
 
 
-def ingest(ledger: Ledger, batch: Batch) -> BatchOutcome:
+BILLED_BY_LLM_LOGS = "billed_by_llm_logs"
+"""The dead-letter reason of usage events received while the LLM logs bill every call."""
+
+
+def ingest(ledger: Ledger, batch: Batch, *, events_billed: bool = True) -> BatchOutcome:
     """Apply ``batch``; storage failures propagate so the host's retry policy holds the partition.
 
-    The log line is ``chargeback.ingestion.ingest {json}``: hub, partition, sequence range, counts and
-    duration. It never carries a body, a key or a connection string.
+    The log line is ``chargeback.ingest {json}``: hub, partition, sequence range, counts and
+    duration. It never carries a body, a key or a connection string. With ``events_billed``
+    false (the LLM logs bill every call), the batch is dead-lettered instead, so no call is
+    billed by both sources.
     """
     started = time.perf_counter()
-    outcome = ledger.apply(batch)
+    if events_billed:
+        outcome = ledger.apply(batch)
+    else:
+        outcome = ledger.set_aside(
+            batch, BILLED_BY_LLM_LOGS, "the LLM logs bill every call (CHARGEBACK_LLM_LOG_SCOPE=all)"
+        )
     record = outcome.as_log()
     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     level = logging.WARNING if outcome.dead_lettered else logging.INFO
-    logger.log(level, "%s %s", LOG_PREFIX, json.dumps(record, sort_keys=True))
+    log_event(logger, INGEST, level, **record)
     return outcome

@@ -27,8 +27,8 @@ from typing import Protocol
 
 from chargeback.domain import keys
 from chargeback.domain.errors import ConcurrencyError
-from chargeback.domain.events import Rejection, UsageEvent, parse_event_fields
-from chargeback.domain.usage import ZERO, Counters, UsageKey, UsageRow
+from chargeback.domain.events import EventFields, Rejection, UsageEvent, parse_event_fields
+from chargeback.domain.usage import ZERO, Counters, Delta, UsageKey, UsageRow, event_delta, sum_deltas
 
 MAX_ROWS_PER_COMMIT = 99
 """A transaction holds at most 100 entities: 99 aggregates and the watermark."""
@@ -164,10 +164,7 @@ class BatchOutcome:
 _Key = tuple[date, str, str, str, str]
 """A ``UsageKey`` as a plain tuple (same fields, same order): hashed in C, built per event."""
 
-_Delta = tuple[int, int, int, int, int, int, int]
-"""One event's ``Counters`` but ``requests`` (always 1), in field order, as a plain tuple."""
-
-_Parsed = tuple[int, _Key, _Delta]
+_Parsed = tuple[int, _Key, Delta]
 """An accepted event: sequence number, aggregate key, delta. Tuples, since a batch builds thousands."""
 
 
@@ -178,7 +175,7 @@ class _Row:
     key: UsageKey
     row_key: str
     sequences: list[int]
-    deltas: list[_Delta]
+    deltas: list[Delta]
 
 
 @dataclass(slots=True)
@@ -193,18 +190,11 @@ class _CachedSlice:
 
 
 def usage_delta(event: UsageEvent) -> Counters:
-    """The counters one event adds to its aggregate."""
-    unsplit = event.prompt_tokens is None
-    return Counters(
-        requests=1,
-        prompt_tokens=event.prompt_tokens or 0,
-        completion_tokens=event.completion_tokens or 0,
-        cached_tokens=event.cached_tokens or 0,
-        total_tokens=event.total_tokens,
-        unsplit_requests=1 if unsplit else 0,
-        unsplit_tokens=event.total_tokens if unsplit else 0,
-        time_fallbacks=0 if event.time_from_event else 1,
+    """The counters one event adds to its aggregate (see ``event_delta``)."""
+    delta = event_delta(
+        event.prompt_tokens, event.completion_tokens, event.cached_tokens, event.total_tokens, event.time_from_event
     )
+    return sum_deltas([delta])
 
 
 def usage_key(event: UsageEvent) -> UsageKey:
@@ -245,62 +235,29 @@ class Ledger:
     def apply(self, batch: Batch) -> BatchOutcome:
         """Apply a batch; raise only what the host must retry (storage trouble, lost races)."""
         outcome = BatchOutcome(hub=batch.hub, partition_id=batch.partition_id, received=len(batch.events))
-        by_slice: dict[str, list[_Parsed]] = {}
-        slice_of_day: dict[date, str] = {}
-        letters: list[DeadLetter] = []
-        skipped = 0
-        previous: int | None = None
-        for received in sorted(batch.events, key=_sequence):
-            sequence_number = received.sequence_number
-            if sequence_number == previous:
-                # Sorted, a repeated sequence number sits next to its first occurrence.
-                skipped += 1
-                continue
-            previous = sequence_number
-            enqueued = received.enqueued_time
-            if enqueued.tzinfo is not UTC:
-                enqueued = _utc(enqueued)
-            parsed = parse_event_fields(received.body, enqueued)
-            if isinstance(parsed, Rejection):
-                letters.append(_dead_letter(batch, received, enqueued, parsed))
-                outcome.reasons[parsed.reason] = outcome.reasons.get(parsed.reason, 0) + 1
-                continue
-            (
-                subscription,
-                _,
-                operation,
-                model,
-                deployment,
-                event_time,
-                from_event,
-                prompt,
-                completion,
-                cached,
-                total,
-                _,
-            ) = parsed
-            day = event_time.date()
-            slice_key = slice_of_day.get(day)
-            if slice_key is None:
-                slice_key = slice_of_day[day] = keys.slice_key(day.strftime("%Y-%m"), batch.hub, batch.partition_id)
-            if prompt is None:
-                delta = (0, 0, 0, total, 1, total, 0 if from_event else 1)
-            else:
-                delta = (prompt, completion or 0, cached or 0, total, 0, 0, 0 if from_event else 1)
-            part = by_slice.get(slice_key)
-            if part is None:
-                part = by_slice[slice_key] = []
-            part.append((sequence_number, (day, subscription, model, deployment, operation), delta))
-        outcome.skipped = skipped
-        if batch.events:
-            outcome.first_sequence = min(map(_sequence, batch.events))
-            outcome.last_sequence = max(map(_sequence, batch.events))
-        outcome.slices = len(by_slice)
-        for slice_key, part in by_slice.items():
-            days = {day.isoformat() for day, key in slice_of_day.items() if key == slice_key}
-            self._apply_slice(slice_key, days, part, outcome)
+        routed = _route(batch, outcome)
+        for slice_key, part in routed.parts.items():
+            self._apply_slice(slice_key, routed.days[slice_key], part, outcome)
+        if routed.letters:
+            self._dead_letters.put(routed.letters)
+        outcome.dead_lettered = len(routed.letters)
+        return outcome
+
+    def set_aside(self, batch: Batch, reason: str, detail: str) -> BatchOutcome:
+        """Dead-letter a whole batch without counting it: another source bills these calls.
+
+        The letters keep their raw bodies, so a redrive counts them once the setting changes.
+        """
+        outcome = BatchOutcome(hub=batch.hub, partition_id=batch.partition_id, received=len(batch.events))
+        letters = [
+            _dead_letter(batch, received, _utc(received.enqueued_time), Rejection(reason, detail))
+            for received in batch.events
+        ]
         if letters:
             self._dead_letters.put(letters)
+            outcome.first_sequence = min(map(_sequence, batch.events))
+            outcome.last_sequence = max(map(_sequence, batch.events))
+            outcome.reasons[reason] = len(letters)
         outcome.dead_lettered = len(letters)
         return outcome
 
@@ -413,6 +370,56 @@ class Ledger:
 _sequence: Callable[[ReceivedEvent], int] = operator.attrgetter("sequence_number")
 
 
+@dataclass(slots=True)
+class _Routed:
+    """A batch's accepted events cut by slice, the days each slice touches, and its dead letters."""
+
+    parts: dict[str, list[_Parsed]] = field(default_factory=dict)
+    days: dict[str, set[str]] = field(default_factory=dict)
+    letters: list[DeadLetter] = field(default_factory=list)
+    slice_of_day: dict[date, str] = field(default_factory=dict)
+
+    def add(self, batch: Batch, sequence_number: int, event: EventFields) -> None:
+        subscription, _, operation, model, deployment, event_time, from_event, prompt, completion, cached, total, _ = (
+            event
+        )
+        day = event_time.date()
+        slice_key = self.slice_of_day.get(day)
+        if slice_key is None:
+            slice_key = self.slice_of_day[day] = keys.slice_key(day.strftime("%Y-%m"), batch.hub, batch.partition_id)
+            self.days.setdefault(slice_key, set()).add(day.isoformat())
+            self.parts.setdefault(slice_key, [])
+        delta = event_delta(prompt, completion, cached, total, from_event)
+        self.parts[slice_key].append((sequence_number, (day, subscription, model, deployment, operation), delta))
+
+
+def _route(batch: Batch, outcome: BatchOutcome) -> _Routed:
+    """Drop repeated sequence numbers, parse each event, and cut the accepted ones by slice."""
+    routed = _Routed()
+    previous: int | None = None
+    for received in sorted(batch.events, key=_sequence):
+        sequence_number = received.sequence_number
+        if sequence_number == previous:
+            # Sorted, a repeated sequence number sits next to its first occurrence.
+            outcome.skipped += 1
+            continue
+        previous = sequence_number
+        enqueued = received.enqueued_time
+        if enqueued.tzinfo is not UTC:
+            enqueued = _utc(enqueued)
+        parsed = parse_event_fields(received.body, enqueued)
+        if isinstance(parsed, Rejection):
+            routed.letters.append(_dead_letter(batch, received, enqueued, parsed))
+            outcome.reasons[parsed.reason] = outcome.reasons.get(parsed.reason, 0) + 1
+            continue
+        routed.add(batch, sequence_number, parsed)
+    if batch.events:
+        outcome.first_sequence = min(map(_sequence, batch.events))
+        outcome.last_sequence = max(map(_sequence, batch.events))
+    outcome.slices = len(routed.parts)
+    return routed
+
+
 def _row_order(item: tuple[UsageKey, Counters]) -> tuple[date, str, str, str, str]:
     key = item[0]
     return (key.day, key.subscription_id, key.model, key.deployment, key.operation)
@@ -492,7 +499,7 @@ def _writes(chunk: list[_Row], current: Mapping[str, Counters]) -> tuple[list[Ro
     writes = []
     events = fallbacks = 0
     for row in chunk:
-        added = Counters(len(row.deltas), *map(sum, zip(*row.deltas, strict=True)))
+        added = sum_deltas(row.deltas)
         fallbacks += added.time_fallbacks
         events += len(row.deltas)
         writes.append(RowWrite(row.row_key, row.key, current.get(row.row_key, ZERO) + added, row.sequences[-1]))

@@ -28,8 +28,36 @@ def counters_document(counters: Counters) -> dict[str, Any]:
     return document
 
 
-def usage_document(period: str, rows: Iterable[UsageRow], dead_letters: int) -> dict[str, Any]:
-    """Totals per subscription, each with its (model, deployment) lines, and grand totals."""
+def sources_document(counters: Counters) -> dict[str, dict[str, int]]:
+    """Which source billed what: usage events, and the gateway's LLM logs (streamed calls)."""
+    return {
+        "events": {"requests": counters.event_requests, "total_tokens": counters.event_tokens},
+        "llm_logs": {"requests": counters.llm_log_requests, "total_tokens": counters.llm_log_tokens},
+    }
+
+
+def unattributed_document(rows: Iterable[UsageRow]) -> dict[str, Any]:
+    """LLM-log usage whose APIM subscription is not known yet: shown, not billed, per (model, deployment)."""
+    models: dict[tuple[str, str], Counters] = {}
+    for row in rows:
+        line = (row.key.model, row.key.deployment)
+        models[line] = models.get(line, ZERO) + row.counters
+    total = sum(models.values(), ZERO)
+    return {
+        "requests": total.requests,
+        "total_tokens": total.total_tokens,
+        "models": [
+            {"model": model, "deployment": deployment, "requests": c.requests, "total_tokens": c.total_tokens}
+            for (model, deployment), c in sorted(models.items())
+        ],
+    }
+
+
+def usage_document(
+    period: str, rows: Iterable[UsageRow], dead_letters: int, *, unattributed: Iterable[UsageRow] = ()
+) -> dict[str, Any]:
+    """Totals per subscription, each with its (model, deployment) lines and its split by source,
+    grand totals, and the LLM-log usage not attributed to a subscription yet."""
     by_subscription: dict[str, dict[tuple[str, str], Counters]] = {}
     for row in rows:
         models = by_subscription.setdefault(row.key.subscription_id, {})
@@ -45,6 +73,7 @@ def usage_document(period: str, rows: Iterable[UsageRow], dead_letters: int) -> 
             {
                 "subscription_id": subscription_id,
                 **counters_document(total),
+                "sources": sources_document(total),
                 "models": [
                     {"model": model, "deployment": deployment, **counters_document(counters)}
                     for (model, deployment), counters in sorted(models.items())
@@ -55,5 +84,7 @@ def usage_document(period: str, rows: Iterable[UsageRow], dead_letters: int) -> 
         "period": period,
         "subscriptions": subscriptions,
         "totals": counters_document(grand),
+        "sources": sources_document(grand),
+        "unattributed_llm_logs": unattributed_document(unattributed),
         "dead_letters": dead_letters,
     }

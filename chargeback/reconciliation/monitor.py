@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from chargeback.domain.errors import MonitorError
+from chargeback.domain.kql import kql_datetime, kql_string
 
 TABLE = "AppMetrics"
 TOTAL_TOKENS = "Total Tokens"
@@ -71,8 +72,6 @@ TOTAL_COLUMN = "TotalTokens"
 PROMPT_COLUMN = "PromptTokens"
 COMPLETION_COLUMN = "CompletionTokens"
 
-_KQL_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
 
 @dataclass(frozen=True, slots=True)
 class MonitorTotals:
@@ -104,30 +103,6 @@ def check_window(start: datetime, end: datetime) -> None:
         raise ValueError("the window's bounds must be timezone-aware")
     if end < start:
         raise ValueError(f"the window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
-
-
-def kql_string(value: str) -> str:
-    """A KQL double-quoted string literal that reads back as exactly ``value``.
-
-    Backslash and double quote are escaped, and every control character is written as an
-    escape, so no value can end the literal early or spill into the query.
-    """
-    out = []
-    for char in value:
-        if char in _KQL_ESCAPES:
-            out.append(_KQL_ESCAPES[char])
-        elif ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or char in "\u2028\u2029":
-            out.append(f"\\u{ord(char):04x}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def kql_datetime(moment: datetime) -> str:
-    """A KQL datetime literal for an aware datetime, in UTC with microseconds."""
-    if moment.tzinfo is None:
-        raise ValueError("a KQL datetime needs a timezone-aware datetime")
-    return f"datetime({moment.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')})"
 
 
 def token_totals_query(start: datetime, end: datetime, *, namespace: str | None, dimension: str) -> str:

@@ -6,8 +6,8 @@ import io
 import itertools
 import json
 import zipfile
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -15,20 +15,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from chargeback.billing.allocation import money_column
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap
-from chargeback.billing.pricing import (
-    LINE_KEYS,
-    PriceSheet,
-    concat_usage_frames,
-    money_column,
-    normalise_usage_frame,
-    period_bounds,
-    price_usage,
-    usage_frame,
-)
+from chargeback.billing.frames import LINE_KEYS, concat_usage_frames, normalise_usage_frame, usage_frame
+from chargeback.billing.prices import PriceSheet
+from chargeback.billing.pricing import price_usage
+from chargeback.domain.periods import period_bounds
 from chargeback.domain.usage import UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
-from chargeback.reports import formats as report_formats
+from chargeback.reports.model import DEFAULT_INVOICE_ISSUER, Report
 
 USAGE = "usage"
 ADJUSTMENT = "adjustment"
@@ -50,6 +45,8 @@ LINE_VIEW_COLUMNS = (
     "cached_tokens",
     "unsplit_tokens",
     "total_tokens",
+    "event_tokens",
+    "llm_log_tokens",
     "input_price_per_1m",
     "cached_input_price_per_1m",
     "output_price_per_1m",
@@ -61,90 +58,20 @@ LINE_VIEW_COLUMNS = (
     "delta_tokens",
     "reconciliation_status",
 )
-TOKEN_COLUMNS = ("prompt_tokens", "completion_tokens", "cached_tokens", "unsplit_tokens", "total_tokens")
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "unsplit_tokens",
+    "total_tokens",
+    "event_tokens",
+    "llm_log_tokens",
+)
+"""Token counts of a line; ``event_tokens`` came as usage events, ``llm_log_tokens`` from the LLM logs."""
 RECONCILIATION_COLUMNS = tuple(f.name for f in fields(ReconciliationLine))
-
-FORMATS: Mapping[str, tuple[str, str]] = {
-    "csv": ("text/csv", ".csv"),
-    "json": ("application/json", ".json"),
-    "xlsx": ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx"),
-    "parquet": ("application/vnd.apache.parquet", ".parquet"),
-    "focus": ("text/csv", "-focus.csv"),
-}
-"""Report format → (content type, file-name suffix)."""
-
-DEFAULT_INVOICE_ISSUER = "Azure OpenAI gateway chargeback"
 
 LedgerInput = pd.DataFrame | Iterable[UsageRow] | Iterable[pd.DataFrame]
 """A period's usage: a usage frame, frames built in chunks, or ledger rows one by one."""
-
-
-@dataclass(frozen=True, eq=False)
-class Report:
-    """A period's chargeback as pandas views, ready to render in any of :data:`FORMATS`."""
-
-    period: str
-    currency: str
-    minor_units: int
-    generated_at: datetime
-    lines: pd.DataFrame
-    """One row per (charge category, adjusted period, subscription, model, deployment)."""
-    by_cost_center: pd.DataFrame
-    by_subscription: pd.DataFrame
-    daily: pd.DataFrame
-    reconciliation: pd.DataFrame
-    unallocated: pd.DataFrame
-    totals: Mapping[str, Any]
-    line_details: pd.DataFrame = field(repr=False)
-    """Aligned with ``lines``: ``rates_applied`` and ``cost_minor`` (the cost in minor units)."""
-    invoice_issuer: str = DEFAULT_INVOICE_ISSUER
-
-    @property
-    def grand_total(self) -> Decimal:
-        """The sum of every line's cost, exactly."""
-        total = self.totals["cost"]
-        assert isinstance(total, Decimal)  # noqa: S101 - built that way
-        return total
-
-    @property
-    def views(self) -> dict[str, pd.DataFrame]:
-        return {
-            "lines": self.lines,
-            "by_cost_center": self.by_cost_center,
-            "by_subscription": self.by_subscription,
-            "daily": self.daily,
-            "reconciliation": self.reconciliation,
-            "unallocated": self.unallocated,
-        }
-
-    def row_counts(self) -> dict[str, int]:
-        """Rows per view, for a manifest."""
-        return {name: len(view) for name, view in self.views.items()}
-
-    def filename(self, fmt: str) -> str:
-        return f"chargeback-{self.period}{_format(fmt)[1]}"
-
-    def content_type(self, fmt: str) -> str:
-        return _format(fmt)[0]
-
-    def render(self, fmt: str) -> bytes:
-        """The report as a file in format ``fmt`` (a key of :data:`FORMATS`)."""
-        _format(fmt)
-        renderers = {
-            "csv": report_formats.render_csv,
-            "json": report_formats.render_json,
-            "xlsx": report_formats.render_xlsx,
-            "parquet": report_formats.render_parquet,
-            "focus": report_formats.render_focus,
-        }
-        return renderers[fmt](self)
-
-
-def _format(fmt: str) -> tuple[str, str]:
-    try:
-        return FORMATS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown report format {fmt!r}; choose one of {sorted(FORMATS)}") from None
 
 
 def ledger_frame(ledger: LedgerInput) -> pd.DataFrame:
@@ -189,6 +116,7 @@ def build_report(
         late = price_usage(usage_frame(rows), sheet, original, allocate_provisioned=False)
         parts.append(_tag(late.lines, period, ADJUSTMENT, original))
     detail = pd.concat(parts, ignore_index=True)
+    detail["event_tokens"] = detail["total_tokens"] - detail["llm_log_tokens"]
     recon = _reconciliation_view(reconciliation, period)
     detail = _attach(detail, cost_centers, recon)
     order = detail["charge_category"].map({USAGE: 0, ADJUSTMENT: 1})
@@ -317,6 +245,9 @@ def from_bundle(data: bytes) -> Report:
         frames = {name: pd.read_parquet(io.BytesIO(bundle.read(f"{name}.parquet"))) for name in _BUNDLE_FRAMES}
         meta = json.loads(bundle.read("report.json"))
     detail = pd.concat([frames["lines"], frames["line_details"]], axis=1)
+    if "llm_log_tokens" not in detail.columns:
+        # A bundle written before the LLM logs were a usage source: every token came as an event.
+        detail = detail.assign(event_tokens=detail["total_tokens"], llm_log_tokens=0)
     return _assemble(
         str(meta["period"]),
         detail,

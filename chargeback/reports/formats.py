@@ -1,4 +1,4 @@
-"""Renders a report to bytes: CSV, JSON, XLSX, Parquet and a FOCUS 1.2 cost-and-usage CSV."""
+"""The registry of report formats: CSV, JSON, XLSX, Parquet, FOCUS 1.2 as CSV and Parquet, and the HTML page."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xlsxwriter
 from xlsxwriter.utility import xl_col_to_name
 
-from chargeback.billing.pricing import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT, period_bounds
-
-if TYPE_CHECKING:
-    from chargeback.reports.build import Report
+from chargeback.billing.prices import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT
+from chargeback.domain.periods import period_bounds
+from chargeback.reports.model import Manifest, Report
+from chargeback.reports.page import render_page
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet treat a text cell as something to execute."""
@@ -30,57 +31,6 @@ MONEY_COLUMNS = frozenset({"cost", "adjustment_cost", "metered_cost"})
 PRICE_COLUMNS = frozenset(
     {"input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"}
 )
-
-FOCUS_COLUMNS = (
-    "BilledCost",
-    "EffectiveCost",
-    "ListCost",
-    "ContractedCost",
-    "BillingCurrency",
-    "BillingPeriodStart",
-    "BillingPeriodEnd",
-    "ChargePeriodStart",
-    "ChargePeriodEnd",
-    "ChargeCategory",
-    "ChargeClass",
-    "ChargeDescription",
-    "ChargeFrequency",
-    "PricingQuantity",
-    "PricingUnit",
-    "ConsumedQuantity",
-    "ConsumedUnit",
-    "ServiceName",
-    "ServiceCategory",
-    "ProviderName",
-    "PublisherName",
-    "InvoiceIssuerName",
-    "BillingAccountId",
-    "BillingAccountName",
-    "SubAccountId",
-    "SubAccountName",
-    "ResourceId",
-    "ResourceName",
-    "SkuId",
-    "Tags",
-    "x_CostCenter",
-    "x_BusinessUnit",
-    "x_Owner",
-    "x_Model",
-    "x_Deployment",
-    "x_PricingMethod",
-    "x_RatesApplied",
-    "x_ChargeCategory",
-    "x_AdjustedPeriod",
-    "x_Requests",
-    "x_PromptTokens",
-    "x_CompletionTokens",
-    "x_CachedTokens",
-    "x_UnsplitTokens",
-    "x_ReconciliationStatus",
-)
-FOCUS_SERVICE_NAME = "Azure OpenAI"
-FOCUS_SERVICE_CATEGORY = "AI and Machine Learning"
-FOCUS_PROVIDER = "Microsoft"
 
 
 def neutralise(value: str) -> str:
@@ -378,17 +328,22 @@ def _cell_body(value: Any, style: int, styles: _Styles, *, decimals_only: bool) 
     if isinstance(value, int | np.integer):
         return f"{_style_attribute(style)}><v>{int(value)}</v></c>"
     if isinstance(value, Decimal | float | np.floating):
-        number = float(value)
-        if np.isnan(number):
-            return ""
-        if np.isinf(number):
-            raise ValueError(f"{value} cannot be written to a spreadsheet cell")
-        return f"{_style_attribute(style)}><v>{number:.16g}</v></c>"
+        return _number_body(value, style)
     if isinstance(value, datetime):
         return f"{_style_attribute(style or styles.timestamp)}><v>{_excel_time(value):.16g}</v></c>"
     if isinstance(value, date):
         return f"{_style_attribute(style or styles.day)}><v>{_excel_day(value)}</v></c>"
     raise TypeError(f"a {type(value).__name__} cannot be written to a spreadsheet cell")
+
+
+def _number_body(value: Decimal | float | np.floating[Any], style: int) -> str:
+    """A number to 16 significant digits; NaN is an empty cell, infinity is refused."""
+    number = float(value)
+    if np.isnan(number):
+        return ""
+    if np.isinf(number):
+        raise ValueError(f"{value} cannot be written to a spreadsheet cell")
+    return f"{_style_attribute(style)}><v>{number:.16g}</v></c>"
 
 
 def _style_attribute(style: int) -> str:
@@ -456,96 +411,304 @@ def render_parquet(report: Report) -> bytes:
 
 # --------------------------------------------------------------------------------------------
 # FOCUS 1.2
+#
+# The chargeback is an internal invoice in FOCUS terms: the platform team that runs the gateway
+# provides the service and issues the invoice (the report's ``invoice_issuer``), the model's
+# maker publishes it, a cost center is the billing account and an APIM subscription its sub
+# account. The README's FOCUS section maps every column to its source.
+
+FOCUS_VERSION = "1.2"
+FOCUS_COLUMNS = (
+    "BilledCost",
+    "EffectiveCost",
+    "ListCost",
+    "ContractedCost",
+    "BillingCurrency",
+    "BillingPeriodStart",
+    "BillingPeriodEnd",
+    "ChargePeriodStart",
+    "ChargePeriodEnd",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargeFrequency",
+    "PricingQuantity",
+    "PricingUnit",
+    "ConsumedQuantity",
+    "ConsumedUnit",
+    "CommitmentDiscountStatus",
+    "ServiceName",
+    "ServiceCategory",
+    "ServiceSubcategory",
+    "ProviderName",
+    "PublisherName",
+    "InvoiceIssuerName",
+    "InvoiceId",
+    "BillingAccountId",
+    "BillingAccountName",
+    "SubAccountId",
+    "SubAccountName",
+    "ResourceId",
+    "ResourceName",
+    "ResourceType",
+    "SkuId",
+    "Tags",
+    "x_CostCenter",
+    "x_BusinessUnit",
+    "x_Owner",
+    "x_Model",
+    "x_Deployment",
+    "x_PricingMethod",
+    "x_InputUnitPrice",
+    "x_CachedInputUnitPrice",
+    "x_OutputUnitPrice",
+    "x_BlendedUnitPrice",
+    "x_RatesApplied",
+    "x_ChargeCategory",
+    "x_AdjustedPeriod",
+    "x_Requests",
+    "x_PromptTokens",
+    "x_CompletionTokens",
+    "x_CachedTokens",
+    "x_UnsplitTokens",
+    "x_EventTokens",
+    "x_LlmLogTokens",
+    "x_ReconciliationStatus",
+)
+FOCUS_APPLICABILITY_CRITERIA = (
+    "ACCOUNT_NAMING_SUPPORTED",
+    "BILLING_BASED_ON_PROVISIONED_RESOURCES_SUPPORTED",
+    "SUB_ACCOUNT_SUPPORTED",
+    "TAGGING_SUPPORTED",
+    "USAGE_MEASUREMENT_SUPPORTED",
+)
+"""What the export supports, named as the FOCUS validator names it: cost centers (billing
+accounts) have names, APIM subscriptions are sub accounts, lines carry tags, tokens are measured,
+and each line is billed for a model deployment. It supports no public price list, commitment
+discount, region or availability zone, so the columns those would require are absent."""
+FOCUS_SERVICE_NAME = "Azure OpenAI"
+FOCUS_SERVICE_CATEGORY = "AI and Machine Learning"
+FOCUS_SERVICE_SUBCATEGORY = "Generative AI"
+FOCUS_RESOURCE_TYPE = "Model deployment"
+FOCUS_PRICING_UNIT = f"{TOKENS_PER_UNIT} Tokens"
+"""The unit the price sheet prices in, in FOCUS UnitFormat (a whole number and a plural unit)."""
+FOCUS_CONSUMED_UNIT = "Tokens"
+INVOICE_ID_PREFIX = "CB"
+MODEL_PUBLISHERS = (
+    (("gpt-", "o1", "o3", "o4", "text-embedding-", "dall-e", "whisper", "tts", "sora", "davinci", "babbage"), "OpenAI"),
+    (("phi-", "mai-"), "Microsoft"),
+    (("llama", "meta-llama"), "Meta"),
+    (("mistral", "ministral", "codestral"), "Mistral AI"),
+    (("deepseek",), "DeepSeek"),
+    (("cohere",), "Cohere"),
+    (("grok",), "xAI"),
+)
+"""Model-name prefixes (lower case) → the model's publisher."""
+DEFAULT_PUBLISHER = "Microsoft"
+"""The publisher of a model not listed above: Microsoft, whose Azure OpenAI service serves it."""
+
+_FOCUS_MONEY = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
+_FOCUS_PRICES = ("x_InputUnitPrice", "x_CachedInputUnitPrice", "x_OutputUnitPrice", "x_BlendedUnitPrice")
+_FOCUS_DECIMALS = (*_FOCUS_MONEY, "PricingQuantity", "ConsumedQuantity", *_FOCUS_PRICES)
+_FOCUS_TIMES = ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd")
+_FOCUS_COUNTERS = (
+    "x_RatesApplied",
+    "x_Requests",
+    "x_PromptTokens",
+    "x_CompletionTokens",
+    "x_CachedTokens",
+    "x_UnsplitTokens",
+    "x_EventTokens",
+    "x_LlmLogTokens",
+)
+_QUANTITY_PLACES = len(str(TOKENS_PER_UNIT)) - 1
 
 
 def render_focus(report: Report) -> bytes:
     """The lines as a FOCUS 1.2 cost-and-usage CSV (UTF-8, no byte-order mark).
 
-    Usage lines are ``ChargeCategory`` Usage: tokens are consumption, and a subscription's
-    share of provisioned throughput is its use of capacity the platform bought (the purchase
-    itself belongs to the platform's own bill, not to a chargeback line), so those lines are
-    Usage with ``ChargeFrequency`` Recurring and ``x_PricingMethod`` ptu_allocation. Late usage
-    of a closed, already invoiced period is ``ChargeCategory`` Adjustment with ``ChargeClass``
-    Correction, the charge period being the original month while the billing period is this
-    one. Dates are ISO 8601 UTC and every end is exclusive.
+    Every line is ``ChargeCategory`` Usage: tokens are consumption, and a subscription's share
+    of provisioned throughput is its use of capacity the platform bought (the purchase itself
+    belongs to the platform's own bill, not to a chargeback line), so those lines are Usage with
+    ``ChargeFrequency`` Recurring and ``x_PricingMethod`` ptu_allocation. Late usage of a
+    closed, already invoiced period is Usage with ``ChargeClass`` Correction, the charge period
+    being the original month while the billing period is this one. Dates are ISO 8601 UTC and
+    every end is exclusive. Decimal columns always carry a decimal point, so that a whole
+    number is read as a decimal and not as an integer.
+    """
+    frame = neutralise_frame(focus_frame(report))
+    money = _decimal_texts(frame["BilledCost"])
+    for name in _FOCUS_DECIMALS:
+        # the four costs are one amount
+        frame[name] = money if name in _FOCUS_MONEY else _decimal_texts(frame[name])
+    return _to_csv(frame).encode("utf-8")
+
+
+def render_focus_parquet(report: Report) -> bytes:
+    """The same FOCUS rows as typed Parquet, the form FinOps hubs and Fabric load.
+
+    Money, quantities and unit prices are decimal128, the four period columns UTC timestamps,
+    counters int64. The schema's metadata names the FOCUS version and the applicability
+    criteria the export supports (:data:`FOCUS_APPLICABILITY_CRITERIA`).
     """
     frame = focus_frame(report)
-    text = _to_csv(neutralise_frame(frame))
-    return text.encode("utf-8")
+    for name in _FOCUS_TIMES:
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    table = pa.Table.from_pandas(frame, schema=_focus_schema(report.minor_units), preserve_index=False)
+    metadata = {
+        b"focus_version": FOCUS_VERSION.encode(),
+        b"focus_applicability_criteria": ",".join(FOCUS_APPLICABILITY_CRITERIA).encode(),
+        b"period": report.period.encode(),
+        b"currency": report.currency.encode(),
+    }
+    buffer = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(metadata), buffer)
+    return buffer.getvalue()
+
+
+def _focus_schema(minor_units: int) -> pa.Schema:
+    kinds: dict[str, pa.DataType] = {
+        **dict.fromkeys(_FOCUS_MONEY, pa.decimal128(18, minor_units)),
+        **dict.fromkeys(_FOCUS_PRICES, pa.decimal128(18, MAX_PRICE_PLACES)),
+        "PricingQuantity": pa.decimal128(19 + _QUANTITY_PLACES, _QUANTITY_PLACES),
+        "ConsumedQuantity": pa.decimal128(20, 0),
+        **dict.fromkeys(_FOCUS_TIMES, pa.timestamp("s", tz="UTC")),
+        **dict.fromkeys(_FOCUS_COUNTERS, pa.int64()),
+    }
+    return pa.schema([pa.field(name, kinds.get(name, pa.string()), nullable=True) for name in FOCUS_COLUMNS])
 
 
 def focus_frame(report: Report) -> pd.DataFrame:
-    """The FOCUS rows of ``report`` with typed cells (Decimal money, int quantities)."""
+    """The FOCUS rows of ``report`` with typed cells: Decimal money and quantities, int counters."""
+    columns = {**_charges(report), **_parties(report), **_custom(report)}
+    frame = pd.DataFrame(columns, index=report.lines.index)
+    # an empty report's lists would otherwise make float columns
+    return frame.loc[:, list(FOCUS_COLUMNS)].astype(dict.fromkeys(_FOCUS_DECIMALS, object))
+
+
+def _charges(report: Report) -> dict[str, Any]:
+    """What each line charges, for when, and how much of what it measures and prices."""
     lines = report.lines
-    details = report.line_details
     billing_start, billing_end = _period_iso(report.period)
     adjusted = lines["adjusted_period"].to_numpy(dtype=object)
     charge_periods = [_period_iso(p) if isinstance(p, str) else (billing_start, billing_end) for p in adjusted]
     pricing = lines["pricing"].astype(str)
-    correction = lines["charge_category"] == "adjustment"
     costs = lines["cost"].to_numpy(dtype=object)
     totals = lines["total_tokens"].to_numpy()
-    frame = pd.DataFrame(
-        {
-            "BilledCost": costs,
-            "EffectiveCost": costs,
-            "ListCost": costs,
-            "ContractedCost": costs,
-            "BillingCurrency": lines["currency"].astype(str),
-            "BillingPeriodStart": billing_start,
-            "BillingPeriodEnd": billing_end,
-            "ChargePeriodStart": [start for start, _ in charge_periods],
-            "ChargePeriodEnd": [end for _, end in charge_periods],
-            "ChargeCategory": np.where(correction, "Adjustment", "Usage"),
-            "ChargeClass": [("Correction" if flag else None) for flag in correction],
-            "ChargeDescription": [
-                _describe(*row)
-                for row in zip(
-                    lines["model"].to_numpy(dtype=object),
-                    lines["deployment"].to_numpy(dtype=object),
-                    totals,
-                    pricing.to_numpy(dtype=object),
-                    details["rates_applied"].to_numpy(),
-                    strict=True,
-                )
-            ],
-            "ChargeFrequency": np.where(pricing == PTU_ALLOCATION, "Recurring", "Usage-Based"),
-            "PricingQuantity": [Decimal(int(t)).scaleb(-6) for t in totals],
-            "PricingUnit": f"{TOKENS_PER_UNIT // 1_000_000}M Tokens",
-            "ConsumedQuantity": totals,
-            "ConsumedUnit": "Tokens",
-            "ServiceName": FOCUS_SERVICE_NAME,
-            "ServiceCategory": FOCUS_SERVICE_CATEGORY,
-            "ProviderName": FOCUS_PROVIDER,
-            "PublisherName": FOCUS_PROVIDER,
-            "InvoiceIssuerName": report.invoice_issuer,
-            "BillingAccountId": lines["cost_center"].astype(str),
-            "BillingAccountName": lines["business_unit"].astype(str),
-            "SubAccountId": lines["subscription_id"].astype(str),
-            "SubAccountName": lines["subscription_id"].astype(str),
-            "ResourceId": lines["deployment"].astype(str),
-            "ResourceName": lines["deployment"].astype(str),
-            "SkuId": lines["model"].astype(str),
-            "Tags": _tags(lines),
-            "x_CostCenter": lines["cost_center"].astype(str),
-            "x_BusinessUnit": lines["business_unit"].astype(str),
-            "x_Owner": lines["owner"].astype(str),
-            "x_Model": lines["model"].astype(str),
-            "x_Deployment": lines["deployment"].astype(str),
-            "x_PricingMethod": pricing,
-            "x_RatesApplied": details["rates_applied"].to_numpy(),
-            "x_ChargeCategory": lines["charge_category"].astype(str),
-            "x_AdjustedPeriod": adjusted,
-            "x_Requests": lines["requests"].to_numpy(),
-            "x_PromptTokens": lines["prompt_tokens"].to_numpy(),
-            "x_CompletionTokens": lines["completion_tokens"].to_numpy(),
-            "x_CachedTokens": lines["cached_tokens"].to_numpy(),
-            "x_UnsplitTokens": lines["unsplit_tokens"].to_numpy(),
-            "x_ReconciliationStatus": lines["reconciliation_status"].to_numpy(dtype=object),
-        },
-        index=lines.index,
+    tokens = [Decimal(t) for t in totals.tolist()]
+    described = zip(
+        lines["model"].to_numpy(dtype=object),
+        lines["deployment"].to_numpy(dtype=object),
+        totals,
+        pricing.to_numpy(dtype=object),
+        report.line_details["rates_applied"].to_numpy(),
+        strict=True,
     )
-    return frame.loc[:, list(FOCUS_COLUMNS)]
+    return {
+        **dict.fromkeys(_FOCUS_MONEY, costs),
+        "BillingCurrency": lines["currency"].astype(str),
+        "BillingPeriodStart": billing_start,
+        "BillingPeriodEnd": billing_end,
+        "ChargePeriodStart": [start for start, _ in charge_periods],
+        "ChargePeriodEnd": [end for _, end in charge_periods],
+        "ChargeCategory": "Usage",
+        "ChargeClass": [("Correction" if late else None) for late in lines["charge_category"] == "adjustment"],
+        "ChargeDescription": [_describe(*row) for row in described],
+        "ChargeFrequency": np.where(pricing == PTU_ALLOCATION, "Recurring", "Usage-Based"),
+        "PricingQuantity": [t.scaleb(-_QUANTITY_PLACES) for t in tokens],
+        "PricingUnit": FOCUS_PRICING_UNIT,
+        "ConsumedQuantity": tokens,
+        "ConsumedUnit": FOCUS_CONSUMED_UNIT,
+        "CommitmentDiscountStatus": None,
+    }
+
+
+def _parties(report: Report) -> dict[str, Any]:
+    """Who provides, publishes and invoices each line, to which account, for which resource."""
+    lines = report.lines
+    centers = lines["cost_center"].astype(str)
+    return {
+        "ServiceName": FOCUS_SERVICE_NAME,
+        "ServiceCategory": FOCUS_SERVICE_CATEGORY,
+        "ServiceSubcategory": FOCUS_SERVICE_SUBCATEGORY,
+        "ProviderName": report.invoice_issuer,
+        "PublisherName": _per_distinct(lines["model"], model_publisher),
+        "InvoiceIssuerName": report.invoice_issuer,
+        "InvoiceId": _per_distinct(centers, lambda center: invoice_id(report.period, center)),
+        "BillingAccountId": centers,
+        "BillingAccountName": lines["business_unit"].astype(str),
+        "SubAccountId": lines["subscription_id"].astype(str),
+        "SubAccountName": lines["subscription_id"].astype(str),
+        "ResourceId": lines["deployment"].astype(str),
+        "ResourceName": lines["deployment"].astype(str),
+        "ResourceType": FOCUS_RESOURCE_TYPE,
+        "SkuId": lines["model"].astype(str),
+        "Tags": _tags(lines),
+    }
+
+
+def _custom(report: Report) -> dict[str, Any]:
+    """The ``x_`` columns: the line's own detail, and the sheet's prices per pricing unit."""
+    lines = report.lines
+    return {
+        "x_CostCenter": lines["cost_center"].astype(str),
+        "x_BusinessUnit": lines["business_unit"].astype(str),
+        "x_Owner": lines["owner"].astype(str),
+        "x_Model": lines["model"].astype(str),
+        "x_Deployment": lines["deployment"].astype(str),
+        "x_PricingMethod": lines["pricing"].astype(str),
+        "x_InputUnitPrice": _prices(lines["input_price_per_1m"]),
+        "x_CachedInputUnitPrice": _prices(lines["cached_input_price_per_1m"]),
+        "x_OutputUnitPrice": _prices(lines["output_price_per_1m"]),
+        "x_BlendedUnitPrice": _prices(lines["blended_price_per_1m"]),
+        "x_RatesApplied": report.line_details["rates_applied"].to_numpy(),
+        "x_ChargeCategory": lines["charge_category"].astype(str),
+        "x_AdjustedPeriod": lines["adjusted_period"].to_numpy(dtype=object),
+        "x_Requests": lines["requests"].to_numpy(),
+        "x_PromptTokens": lines["prompt_tokens"].to_numpy(),
+        "x_CompletionTokens": lines["completion_tokens"].to_numpy(),
+        "x_CachedTokens": lines["cached_tokens"].to_numpy(),
+        "x_UnsplitTokens": lines["unsplit_tokens"].to_numpy(),
+        "x_EventTokens": lines["event_tokens"].to_numpy(),
+        "x_LlmLogTokens": lines["llm_log_tokens"].to_numpy(),
+        "x_ReconciliationStatus": lines["reconciliation_status"].to_numpy(dtype=object),
+    }
+
+
+def invoice_id(period: str, cost_center: str) -> str:
+    """The chargeback invoice of ``cost_center`` for ``period``: the same on every generation."""
+    return f"{INVOICE_ID_PREFIX}-{period}-{cost_center}"
+
+
+def model_publisher(model: str) -> str:
+    """Who made ``model``, from its name (see :data:`MODEL_PUBLISHERS`)."""
+    name = model.lower()
+    return next((who for prefixes, who in MODEL_PUBLISHERS if name.startswith(prefixes)), DEFAULT_PUBLISHER)
+
+
+def _per_distinct(values: pd.Series[Any], derive: Callable[[str], str]) -> npt.NDArray[np.object_]:
+    """``derive`` of each value, computed once per distinct value."""
+    codes, distinct = pd.factorize(values)
+    return np.array([derive(str(value)) for value in distinct], dtype=object)[codes]
+
+
+def _prices(prices: pd.Series[Any]) -> list[Decimal | None]:
+    """A line's prices per 1M tokens, which is its :data:`FOCUS_PRICING_UNIT`; None where none is one price."""
+    return [value if isinstance(value, Decimal) else None for value in prices.to_numpy(dtype=object)]
+
+
+def _decimal_texts(values: pd.Series[Any]) -> list[str | None]:
+    """Decimals in fixed-point notation, each with a decimal point even when it is whole."""
+    texts: list[str | None] = []
+    for value in values.to_numpy(dtype=object):
+        if value is None:
+            texts.append(None)
+            continue
+        text = str(value)
+        if "E" in text:
+            text = f"{value:f}"
+        texts.append(text if "." in text else text + ".0")
+    return texts
 
 
 def _tags(lines: pd.DataFrame) -> list[str]:
@@ -581,3 +744,58 @@ def _describe(model: str, deployment: str, tokens: int, pricing: str, rates: int
         "blended": lambda: "blended price per 1M tokens" + (f" ({rates} rates)" if rates > 1 else ""),
     }
     return f"{tokens:,} {model} tokens on deployment {deployment}, {how.get(pricing, lambda: pricing)()}"
+
+
+# --------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFormat:
+    """A way to render a report: its content type, file-name suffix and renderer."""
+
+    name: str
+    content_type: str
+    suffix: str
+    render: Callable[[Report, Manifest | None], bytes]
+
+    def filename(self, period: str) -> str:
+        return f"chargeback-{period}{self.suffix}"
+
+
+def _plain(render: Callable[[Report], bytes]) -> Callable[[Report, Manifest | None], bytes]:
+    """A renderer that needs only the report, not the generation's manifest."""
+    return lambda report, _manifest: render(report)
+
+
+FORMATS: dict[str, ReportFormat] = {
+    spec.name: spec
+    for spec in (
+        ReportFormat("csv", "text/csv", ".csv", _plain(render_csv)),
+        ReportFormat("json", "application/json", ".json", _plain(render_json)),
+        ReportFormat(
+            "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", ".xlsx", _plain(render_xlsx)
+        ),
+        ReportFormat("parquet", "application/vnd.apache.parquet", ".parquet", _plain(render_parquet)),
+        ReportFormat("focus", "text/csv", "-focus.csv", _plain(render_focus)),
+        ReportFormat("focus-parquet", "application/vnd.apache.parquet", "-focus.parquet", _plain(render_focus_parquet)),
+        ReportFormat("html", "text/html", ".html", lambda report, manifest: render_page(report, manifest or {})),
+    )
+}
+"""Every format a report is stored and served in, in the order a generation writes them.
+
+The page comes last: it links to the other files, which it reads from the manifest so far.
+"""
+
+
+def report_format(name: str) -> ReportFormat:
+    """The registered format ``name``; ``ValueError`` for an unknown one."""
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown report format {name!r}; choose one of {sorted(FORMATS)}") from None
+
+
+def render(report: Report, name: str, manifest: Manifest | None = None) -> bytes:
+    """The report as a file in the registered format ``name``."""
+    return report_format(name).render(report, manifest)

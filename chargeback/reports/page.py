@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from chargeback.domain import periods
-from chargeback.reports.build import Report
+from chargeback.reports.model import Report
 
 PALETTE = (
     "#4e79a7",
@@ -44,6 +44,7 @@ SUBSCRIPTION_COLUMNS = (
     "completion",
     "cached",
     "total tokens",
+    "streamed (LLM logs)",
     "cost",
     "reconciliation",
 )
@@ -124,6 +125,7 @@ def _header(report: Report, manifest: Mapping[str, Any]) -> str:
         ("Total cost", _money(report.grand_total, report.currency)),
         ("Requests", _count(totals.get("requests", 0))),
         ("Tokens", _count(totals.get("total_tokens", 0))),
+        ("Streamed tokens (LLM logs)", _count(totals.get("llm_log_tokens", 0))),
         ("Subscriptions", _count(totals.get("subscriptions", 0))),
         ("Unallocated cost", _money(totals.get("unallocated_cost", Decimal(0)), report.currency)),
         ("Reconciliation", str(recon.get("status") or "not run")),
@@ -204,6 +206,7 @@ def _subscriptions(report: Report, colours: Mapping[str, str]) -> str:
                 _Cell(_count(r["completion_tokens"]), numeric=True),
                 _Cell(_count(r["cached_tokens"]), numeric=True),
                 _Cell(_count(r["total_tokens"]), numeric=True),
+                _Cell(_count(r.get("llm_log_tokens", 0)), numeric=True),
                 _Cell(_money(r["cost"], report.currency), numeric=True),
                 _Cell(_missing(r["reconciliation_status"]) or "—"),
             )

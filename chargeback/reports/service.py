@@ -1,11 +1,13 @@
 """Generates, finalises, lists and serves the monthly chargeback reports.
 
-A report is generated into a folder per period: one file per format, the ledger snapshot it
-was priced from, the adjustments it bills, and ``manifest.json`` last, which is the commit
-point. A report is ``draft`` until its month has closed and the grace period has passed; the
-first generation after that is ``final`` and is never rewritten. Usage counted for a final
-month later (late events, redrives, replays) is the difference between the ledger now and
-what final reports have billed so far; it appears in the next report as adjustment lines.
+Each generation of a period's report writes its files once, under its own generation id,
+then commits by moving a pointer with a condition: ``final.json`` is created only if absent,
+``draft.json`` moves only from the ETag the generation started from. Downloads read the
+pointer, then that generation's files, so they always serve one generation whole. A report
+is ``draft`` until its month has closed and the grace period has passed; the first
+generation after that is ``final`` and is never rewritten. Usage counted for a final month
+later (late events, redrives, replays) is the difference between the ledger now and what
+final reports have billed so far; it appears in the next report as adjustment lines.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,9 +25,18 @@ from typing import Any, Protocol
 import pandas as pd
 
 from chargeback.billing.cost_centers import CostCenterMap
-from chargeback.billing.pricing import PriceSheet
+from chargeback.billing.prices import PriceSheet
 from chargeback.domain import periods
-from chargeback.domain.errors import ConfigurationError, ConflictError, InvalidRequestError, MonitorError, NotFoundError
+from chargeback.domain.errors import (
+    ChargebackError,
+    ConfigurationError,
+    ConflictError,
+    InvalidRequestError,
+    MonitorError,
+    NotFoundError,
+    StorageError,
+    TransientStorageError,
+)
 from chargeback.domain.usage import COUNTER_FIELDS, ZERO, Counters, UsageKey, UsageRow
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reconciliation.reconcile import (
@@ -33,13 +45,20 @@ from chargeback.reconciliation.reconcile import (
     periods_to_reconcile,
     reconcile_period,
 )
-from chargeback.reports.build import FORMATS, Report, build_report, filtered, from_bundle, to_bundle
+from chargeback.reports.build import build_report, filtered, from_bundle, to_bundle
+from chargeback.reports.formats import FORMATS
+from chargeback.reports.model import (
+    DEFAULT_INVOICE_ISSUER,
+    DRAFT,
+    FINAL,
+    FileEntry,
+    Manifest,
+    ReconciliationSummary,
+    Report,
+)
 
-logger = logging.getLogger("chargeback.reports.build")
+logger = logging.getLogger(__name__)
 
-DRAFT = "draft"
-FINAL = "final"
-MANIFEST = "manifest.json"
 SNAPSHOT = "ledger-snapshot.parquet"
 BUNDLE = "report-bundle.zip"
 ADJUSTMENTS = "adjustments.parquet"
@@ -51,19 +70,28 @@ _KEY_COLUMNS = ("day", "subscription_id", "model", "deployment", "operation")
 
 
 class ReportStore(Protocol):
-    """Where report folders live. The Blob adapter implements it."""
+    """Where report generations live; the Blob adapter implements it.
 
-    def manifest(self, period: str) -> dict[str, Any] | None: ...
+    Files are written once under their generation; a period's ``draft`` and ``final``
+    pointers hold the manifest of the generation served. Moving a pointer is conditional:
+    ``commit`` raises ``ConflictError`` when another generation moved it first.
+    """
 
-    def manifests(self) -> list[dict[str, Any]]: ...
+    def put_file(self, period: str, generation: str, name: str, data: bytes, content_type: str) -> None: ...
 
-    def put(self, period: str, name: str, data: bytes, content_type: str) -> None: ...
-
-    def put_manifest(self, period: str, manifest: Mapping[str, Any]) -> None: ...
-
-    def get(self, period: str, name: str) -> bytes:
+    def get_file(self, period: str, generation: str, name: str) -> bytes:
         """The file's bytes; ``NotFoundError`` when it does not exist."""
         ...
+
+    def pointer(self, period: str, kind: str) -> tuple[Manifest, str] | None: ...
+
+    def commit(self, period: str, kind: str, manifest: Manifest, etag: str | None) -> None: ...
+
+    def periods(self) -> list[str]: ...
+
+    def generations(self, period: str, older_than: timedelta) -> list[str]: ...
+
+    def discard(self, period: str, generation: str) -> None: ...
 
 
 class ReconciliationStore(Protocol):
@@ -76,6 +104,10 @@ class ReconciliationStore(Protocol):
 
 class UsageSource(Protocol):
     def period_rows(self, period: str) -> list[UsageRow]: ...
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -92,8 +124,12 @@ class ReportContext:
     lag_hours: int
     tolerance_percent: Decimal
     grace_days: int
-    render_extra: Mapping[str, Callable[[Report, Mapping[str, Any]], bytes]] | None = None
-    """Formats beyond the report's own (the HTML page), rendered from the report and manifest."""
+    clock: Callable[[], datetime] = utc_now
+    """What time it is for the reports: whether a month is final, and the generation's stamp."""
+    keep_unreferenced: timedelta = timedelta(hours=1)
+    """How long a generation no pointer names is kept: longer than any generation takes to write."""
+    provider_name: str = DEFAULT_INVOICE_ISSUER
+    """The platform that provides the service and issues the chargeback (FOCUS ProviderName)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +138,16 @@ class Download:
     content_type: str
     filename: str
     etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A period priced from the ledger: the report and what its generation stores beside it."""
+
+    report: Report
+    rows: list[UsageRow]
+    adjustments: dict[str, list[UsageRow]]
+    reconciliation: ReconciliationSummary
 
 
 def final_after(period: str, grace_days: int) -> datetime:
@@ -113,14 +159,74 @@ def status_at(period: str, now: datetime, grace_days: int) -> str:
     return FINAL if now >= final_after(period, grace_days) else DRAFT
 
 
-def generate(context: ReportContext, period: str, now: datetime) -> dict[str, Any]:
-    """Reconcile and (re)generate ``period``'s report; refuse to touch a final one."""
+def current(context: ReportContext, period: str) -> Manifest | None:
+    """The manifest served for ``period``: the final one when there is one, else the latest draft."""
+    for kind in (FINAL, DRAFT):
+        found = context.reports.pointer(period, kind)
+        if found is not None:
+            return found[0]
+    return None
+
+
+def generate(context: ReportContext, period: str) -> Manifest:
+    """Reconcile and generate ``period``'s report as a new generation, then commit it.
+
+    The commit is the only write that can change what is served: a final is created only if
+    none exists (``If-None-Match: *``), a draft moves the draft pointer only if no other draft
+    moved it since this generation began (``If-Match``). The loser of a race gets
+    ``ConflictError`` and its files are discarded; a generation that fails before its commit
+    leaves the previous one served.
+    """
     periods.parse_month(period)
-    existing = context.reports.manifest(period)
-    if existing is not None and existing.get("status") == FINAL:
+    now = context.clock()
+    status = status_at(period, now, context.grace_days)
+    base = _commit_base(context, period, status)
+    generation = new_generation(now)
+    manifest = _write_generation(context, period, generation, now, status)
+    try:
+        context.reports.commit(period, status, manifest, base)
+    except ConflictError:
+        _discard(context, period, generation)
+        raise
+    _clean_up(context, period)
+    _log_committed(manifest)
+    return manifest
+
+
+def new_generation(now: datetime) -> str:
+    """A generation id: when it began, then random, so ids sort by time and never collide."""
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(6)}"
+
+
+def _commit_base(context: ReportContext, period: str, status: str) -> str | None:
+    """The ETag the commit will be conditioned on; ``ConflictError`` when the month is final already."""
+    if context.reports.pointer(period, FINAL) is not None:
         raise ConflictError(f"the report for {period} is final and is never regenerated")
+    if status == FINAL:
+        return None
+    found = context.reports.pointer(period, DRAFT)
+    return None if found is None else found[1]
+
+
+def _write_generation(context: ReportContext, period: str, generation: str, now: datetime, status: str) -> Manifest:
+    """Price the period and write every file of the generation; nothing is served from it yet."""
+    priced = _price(context, period, now)
+    manifest = _manifest(context, priced, generation, status)
+    for spec in FORMATS.values():
+        data = spec.render(priced.report, manifest)
+        name = spec.filename(period)
+        context.reports.put_file(period, generation, name, data, spec.content_type)
+        manifest["files"].append(_entry(spec.name, name, spec.content_type, data))
+    context.reports.put_file(period, generation, BUNDLE, to_bundle(priced.report), "application/zip")
+    context.reports.put_file(period, generation, SNAPSHOT, _frame_bytes(_usage_frame(priced.rows)), PARQUET)
+    adjustments = _frame_bytes(_adjustment_frame(priced.adjustments))
+    context.reports.put_file(period, generation, ADJUSTMENTS, adjustments, PARQUET)
+    return manifest
+
+
+def _price(context: ReportContext, period: str, now: datetime) -> Priced:
     rows = context.usage.period_rows(period)
-    reconciliation, recon_summary = _reconcile(context, period, now, rows)
+    reconciliation, summary = _reconcile(context, period, now, rows)
     adjustments = _late_usage(context, period)
     report = build_report(
         period,
@@ -130,88 +236,115 @@ def generate(context: ReportContext, period: str, now: datetime) -> dict[str, An
         reconciliation=reconciliation,
         adjustments=[(original, row) for original, late in adjustments.items() for row in late],
         generated_at=now,
+        invoice_issuer=context.provider_name,
     )
-    status = status_at(period, now, context.grace_days)
-    manifest: dict[str, Any] = {
-        "period": period,
-        "status": status,
-        "generated_at": report.generated_at.isoformat().replace("+00:00", "Z"),
-        "final_after": final_after(period, context.grace_days).isoformat().replace("+00:00", "Z"),
-        "currency": report.currency,
-        "grand_total": str(report.grand_total),
-        "totals": {name: str(value) if isinstance(value, Decimal) else value for name, value in report.totals.items()},
-        "row_counts": report.row_counts(),
-        "reconciliation": recon_summary,
-        "adjusted_periods": sorted(adjustments),
-        "unallocated_subscriptions": sorted(report.unallocated["subscription_id"].astype(str)),
-        "files": [],
-    }
-    for fmt, (content_type, _) in FORMATS.items():
-        _put(
-            context,
-            manifest,
-            period,
-            fmt=fmt,
-            name=report.filename(fmt),
-            data=report.render(fmt),
-            content_type=content_type,
+    return Priced(report, rows, adjustments, summary)
+
+
+def _manifest(context: ReportContext, priced: Priced, generation: str, status: str) -> Manifest:
+    report = priced.report
+    return Manifest(
+        period=report.period,
+        status=status,
+        generation=generation,
+        generated_at=_iso(report.generated_at),
+        final_after=_iso(final_after(report.period, context.grace_days)),
+        currency=report.currency,
+        grand_total=str(report.grand_total),
+        totals={name: str(value) if isinstance(value, Decimal) else value for name, value in report.totals.items()},
+        row_counts=report.row_counts(),
+        reconciliation=priced.reconciliation,
+        adjusted_periods=sorted(priced.adjustments),
+        unallocated_subscriptions=sorted(report.unallocated["subscription_id"].astype(str)),
+        files=[],
+    )
+
+
+def _entry(fmt: str, name: str, content_type: str, data: bytes) -> FileEntry:
+    return FileEntry(
+        format=fmt, name=name, content_type=content_type, bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _discard(context: ReportContext, period: str, generation: str) -> None:
+    """Remove a generation that lost its race; if storage fails now, the clean-up takes it later."""
+    try:
+        context.reports.discard(period, generation)
+    except StorageError as exc:
+        logger.warning(
+            "chargeback.report discard period=%s generation=%s kind=%s", period, generation, type(exc).__name__
         )
-    for fmt, render in (context.render_extra or {}).items():
-        _put(
-            context,
-            manifest,
-            period,
-            fmt=fmt,
-            name=f"chargeback-{period}.{fmt}",
-            data=render(report, manifest),
-            content_type=f"text/{fmt}",
-        )
-    context.reports.put(period, BUNDLE, to_bundle(report), "application/zip")
-    context.reports.put(period, SNAPSHOT, _frame_bytes(_usage_frame(rows)), PARQUET)
-    context.reports.put(period, ADJUSTMENTS, _frame_bytes(_adjustment_frame(adjustments)), PARQUET)
-    context.reports.put_manifest(period, manifest)
+
+
+def _clean_up(context: ReportContext, period: str) -> None:
+    """Delete old generations no pointer serves: failed, lost, or replaced drafts. Finals stay."""
+    served = {manifest["generation"] for manifest in _pointed(context, period)}
+    for generation in context.reports.generations(period, context.keep_unreferenced):
+        if generation not in served:
+            context.reports.discard(period, generation)
+
+
+def _pointed(context: ReportContext, period: str) -> list[Manifest]:
+    final = context.reports.pointer(period, FINAL)
+    if final is not None:
+        return [final[0]]
+    draft = context.reports.pointer(period, DRAFT)
+    return [] if draft is None else [draft[0]]
+
+
+def _log_committed(manifest: Manifest) -> None:
     logger.info(
-        "chargeback.report period=%s status=%s lines=%s grand_total=%s %s reconciliation=%s",
-        period,
-        status,
+        "chargeback.report period=%s status=%s generation=%s lines=%s grand_total=%s %s reconciliation=%s",
+        manifest["period"],
+        manifest["status"],
+        manifest["generation"],
         manifest["row_counts"].get("lines"),
         manifest["grand_total"],
         manifest["currency"],
-        recon_summary["status"],
+        manifest["reconciliation"].get("status"),
     )
-    return manifest
 
 
-def run_schedule(context: ReportContext, now: datetime) -> list[dict[str, Any]]:
-    """The timer's work: reconcile and regenerate the open months, finalise the one that closed."""
+def due_periods(context: ReportContext, now: datetime) -> list[str]:
+    """The months the schedule generates: the open ones, and last month until its final exists."""
     due = periods_to_reconcile(now, context.grace_days)
     previous = periods.previous_month(periods.month_of(now))
-    if previous not in due:
-        manifest = context.reports.manifest(previous)
-        if manifest is not None and manifest.get("status") != FINAL:
-            due.insert(0, previous)
-    done = []
-    for period in due:
-        existing = context.reports.manifest(period)
-        if existing is not None and existing.get("status") == FINAL:
-            continue
-        done.append(generate(context, period, now))
-    return done
+    if previous not in due and context.reports.pointer(previous, DRAFT) is not None:
+        due.insert(0, previous)
+    return [period for period in due if context.reports.pointer(period, FINAL) is None]
+
+
+def public_reason(exc: ChargebackError) -> str:
+    """Why a generation failed, in words that name no path, host or internal detail."""
+    if isinstance(exc, TransientStorageError):
+        return "storage was unavailable; the next run retries"
+    if isinstance(exc, StorageError):
+        return "storage refused a write or read; see the logs"
+    if isinstance(exc, ConfigurationError):
+        return "a setting is missing or malformed; see the logs"
+    return f"{type(exc).__name__}; see the logs"
 
 
 def list_reports(context: ReportContext) -> list[dict[str, Any]]:
     """Every generated period, newest first, with status and download links."""
     listing = []
-    for manifest in sorted(context.reports.manifests(), key=lambda m: str(m.get("period")), reverse=True):
-        period = str(manifest["period"])
+    for period in sorted(context.reports.periods(), reverse=True):
+        manifest = current(context, period)
+        if manifest is None:
+            continue
         listing.append(
             {
                 "period": period,
-                "status": manifest.get("status"),
-                "generated_at": manifest.get("generated_at"),
-                "grand_total": manifest.get("grand_total"),
-                "currency": manifest.get("currency"),
-                "reconciliation": (manifest.get("reconciliation") or {}).get("status"),
+                "status": manifest["status"],
+                "generation": manifest["generation"],
+                "generated_at": manifest["generated_at"],
+                "grand_total": manifest["grand_total"],
+                "currency": manifest["currency"],
+                "reconciliation": manifest["reconciliation"].get("status"),
                 "links": {f["format"]: f"/api/reports/{period}?format={f['format']}" for f in manifest["files"]},
             }
         )
@@ -226,23 +359,22 @@ def download(
     subscription: str | None = None,
     cost_center: str | None = None,
 ) -> Download:
-    """A stored report file; with a filter, the same report narrowed to one subscription or cost center."""
+    """A file of the generation served; with a filter, that report narrowed to a subscription or cost center."""
     periods.parse_month(period)
-    manifest = context.reports.manifest(period)
+    manifest = current(context, period)
     if manifest is None:
         raise NotFoundError(f"no report has been generated for {period}")
     files = {entry["format"]: entry for entry in manifest["files"]}
     if fmt not in files:
         raise InvalidRequestError(f"format must be one of {', '.join(sorted(files))}, got {fmt[:40]!r}", field="format")
     entry = files[fmt]
+    generation = manifest["generation"]
     if subscription is None and cost_center is None:
-        data = context.reports.get(period, entry["name"])
+        data = context.reports.get_file(period, generation, entry["name"])
         return Download(data, entry["content_type"], entry["name"], f'"{entry["sha256"]}"')
-    report = filtered(
-        from_bundle(context.reports.get(period, BUNDLE)), subscription=subscription, cost_center=cost_center
-    )
-    extra = context.render_extra or {}
-    data = extra[fmt](report, manifest) if fmt in extra else report.render(fmt)
+    bundle = from_bundle(context.reports.get_file(period, generation, BUNDLE))
+    report = filtered(bundle, subscription=subscription, cost_center=cost_center)
+    data = FORMATS[fmt].render(report, manifest)
     stem, dot, suffix = entry["name"].partition(".")
     label = "-".join(part for part in (subscription, cost_center) if part)
     name = f"{stem}-{_safe_name(label)}{dot}{suffix}"
@@ -269,46 +401,20 @@ def parse_filter(value: str | None, field: str) -> str | None:
 
 def parse_format(value: str | None) -> str:
     fmt = (value or "csv").lower()
-    if fmt not in FORMATS and fmt != "html":
-        raise InvalidRequestError(
-            f"format must be one of {', '.join([*FORMATS, 'html'])}, got {fmt[:40]!r}", field="format"
-        )
+    if fmt not in FORMATS:
+        raise InvalidRequestError(f"format must be one of {', '.join(FORMATS)}, got {fmt[:40]!r}", field="format")
     return fmt
-
-
-def _put(
-    context: ReportContext,
-    manifest: dict[str, Any],
-    period: str,
-    *,
-    fmt: str,
-    name: str,
-    data: bytes,
-    content_type: str,
-) -> None:
-    context.reports.put(period, name, data, content_type)
-    manifest["files"].append(
-        {
-            "format": fmt,
-            "name": name,
-            "content_type": content_type,
-            "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest(),
-        }
-    )
 
 
 def _reconcile(
     context: ReportContext, period: str, now: datetime, rows: Iterable[UsageRow]
-) -> tuple[list[ReconciliationLine], dict[str, Any]]:
+) -> tuple[list[ReconciliationLine], ReconciliationSummary]:
     window = judged_window(period, now, context.lag_hours)
-    summary: dict[str, Any] = {
-        "window": [moment.isoformat().replace("+00:00", "Z") for moment in window] if window else None
-    }
+    summary = ReconciliationSummary(window=[_iso(moment) for moment in window] if window else None)
     try:
         source = context.monitor()
-    except ConfigurationError as exc:
-        summary.update(status="not_configured", detail=str(exc))
+    except ConfigurationError:
+        summary.update({"status": "not_configured", "detail": "no Azure Monitor source is configured"})
         return [], summary
     try:
         lines = reconcile_period(
@@ -320,34 +426,23 @@ def _reconcile(
             source=source,
         )
     except MonitorError as exc:
-        logger.error("chargeback.reconciliation.reconcile period=%s failed: %s", period, exc)  # noqa: TRY400 - no stack needed
-        summary.update(status="failed", detail=str(exc))
+        logger.error("chargeback.reconciliation period=%s failed kind=%s", period, type(exc).__name__, exc_info=exc)  # noqa: TRY400
+        summary.update({"status": "failed", "detail": "Azure Monitor could not give a complete answer; see the logs"})
         return [], summary
     context.reconciliations.save(period, lines)
     findings: dict[str, int] = {}
     for line in lines:
         findings[line.status] = findings.get(line.status, 0) + 1
-    summary.update(status="reconciled" if window else "nothing_to_judge_yet", findings=findings)
+    summary.update({"status": "reconciled" if window else "nothing_to_judge_yet", "findings": findings})
     return lines, summary
 
 
 def _late_usage(context: ReportContext, period: str) -> dict[str, list[UsageRow]]:
     """Per closed month, what the ledger holds beyond what final reports have billed."""
+    finals = _recent_finals(context, period)
     late: dict[str, list[UsageRow]] = {}
-    month = period
-    finals: list[str] = []
-    for _ in range(ADJUSTMENT_LOOKBACK_MONTHS + 1):
-        month = periods.previous_month(month)
-        manifest = context.reports.manifest(month)
-        if manifest is not None and manifest.get("status") == FINAL:
-            finals.append(month)
-    for original in finals:
-        billed = _counters_by_key(_frame(context.reports.get(original, SNAPSHOT)))
-        for later in finals:
-            if later > original:
-                adjustments = _frame(context.reports.get(later, ADJUSTMENTS))
-                for key, counters in _counters_by_key(adjustments[adjustments["original_period"] == original]).items():
-                    billed[key] = billed.get(key, ZERO) + counters
+    for original, manifest in finals.items():
+        billed = _billed(context, original, manifest, finals)
         rows = []
         for row in context.usage.period_rows(original):
             difference = _minus(row.counters, billed.get(row.key, ZERO))
@@ -356,6 +451,31 @@ def _late_usage(context: ReportContext, period: str) -> dict[str, list[UsageRow]
         if rows:
             late[original] = rows
     return late
+
+
+def _recent_finals(context: ReportContext, period: str) -> dict[str, Manifest]:
+    """The final manifests of the months in the adjustment look-back before ``period``."""
+    finals: dict[str, Manifest] = {}
+    month = period
+    for _ in range(ADJUSTMENT_LOOKBACK_MONTHS + 1):
+        month = periods.previous_month(month)
+        found = context.reports.pointer(month, FINAL)
+        if found is not None:
+            finals[month] = found[0]
+    return finals
+
+
+def _billed(
+    context: ReportContext, original: str, manifest: Manifest, finals: Mapping[str, Manifest]
+) -> dict[UsageKey, Counters]:
+    """What final reports have billed for ``original``: its snapshot plus later finals' adjustments."""
+    billed = _counters_by_key(_frame(context.reports.get_file(original, manifest["generation"], SNAPSHOT)))
+    for later, later_manifest in finals.items():
+        if later > original:
+            adjustments = _frame(context.reports.get_file(later, later_manifest["generation"], ADJUSTMENTS))
+            for key, counters in _counters_by_key(adjustments[adjustments["original_period"] == original]).items():
+                billed[key] = billed.get(key, ZERO) + counters
+    return billed
 
 
 def _minus(now: Counters, billed: Counters) -> Counters:
@@ -387,7 +507,8 @@ def _adjustment_frame(adjustments: Mapping[str, list[UsageRow]]) -> pd.DataFrame
 
 def _counters_by_key(frame: pd.DataFrame) -> dict[UsageKey, Counters]:
     out: dict[UsageKey, Counters] = {}
-    columns = [frame[name].tolist() for name in (*_KEY_COLUMNS, *COUNTER_FIELDS)]
+    # A snapshot written before a counter existed (the LLM-log ones) holds none of it: zero.
+    columns = [frame[name].tolist() if name in frame else [0] * len(frame) for name in (*_KEY_COLUMNS, *COUNTER_FIELDS)]
     width = len(_KEY_COLUMNS)
     for values in zip(*columns, strict=True):
         key = UsageKey(date.fromisoformat(str(values[0])), *(str(v) for v in values[1:width]))
@@ -403,7 +524,3 @@ def _frame_bytes(frame: pd.DataFrame) -> bytes:
 
 def _frame(data: bytes) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

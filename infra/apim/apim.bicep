@@ -1,24 +1,74 @@
-// Wires an existing API Management instance to the usage hub: grants its system-assigned
-// identity Azure Event Hubs Data Sender, creates the Event Hub logger that signs in with that
-// identity, and installs the two policy fragments the Azure OpenAI API's policy includes:
-//   <include-fragment fragment-id="chargeback-token-metric" />  in inbound
-//   <include-fragment fragment-id="chargeback-usage-event" />   in outbound
-// Deployed into the APIM instance's resource group; the instance must have its system-assigned
-// identity turned on.
+// Wires an existing API Management instance to the pipeline:
+//   - the Event Hub logger (signing in with the instance's system-assigned identity, which is
+//     granted Azure Event Hubs Data Sender on the usage hub only) and the two policy fragments the
+//     Azure OpenAI API's policy includes:
+//       <include-fragment fragment-id="chargeback-token-metric" />  in inbound
+//       <include-fragment fragment-id="chargeback-usage-event" />   in outbound
+//   - the token metric's prerequisites: an Application Insights logger (again with the
+//     instance's identity, granted Monitoring Metrics Publisher on the component) and the API's
+//     `applicationinsights` diagnostic with custom metrics turned on, so that AppMetrics rows
+//     reach the workspace the reconciliation reads;
+//   - the LLM logs: the API's `azuremonitor` diagnostic with LLM logging on (token counts only:
+//     prompt and completion messages are off unless logLlmMessages is set) and a diagnostic
+//     setting that sends GatewayLlmLogs and GatewayLogs to the workspace as resource-specific
+//     tables (ApiManagementGatewayLlmLog, ApiManagementGatewayLogs).
+// Deployed into the API Management instance's resource group; the instance must have its
+// system-assigned identity turned on.
 
 @description('Name of the existing API Management instance.')
 param apimServiceName string
+
+@minLength(1)
+@description('Name (id) of the Azure OpenAI API in that instance whose calls are billed.')
+param apiName string
 
 param eventHubNamespaceName string
 param eventHubNamespaceResourceGroupName string
 param eventHubName string
 
+@description('Host name of the Event Hubs namespace, as the namespace reports it.')
+param eventHubFullyQualifiedNamespace string
+
+@description('Resource id and connection string of the Application Insights component the token metric goes to.')
+param applicationInsightsId string
+param applicationInsightsConnectionString string
+
+@description('Resource group of that component, where the logger\'s role is granted.')
+param applicationInsightsResourceGroupName string
+
+@description('Resource id of the Log Analytics workspace that receives the gateway and LLM logs.')
+param workspaceResourceId string
+
+@description('Also log prompt and completion messages (off: billing needs token counts only).')
+param logLlmMessages bool = false
+
 // The outbound fragment names this logger in its log-to-eventhub policy; policy attributes
 // cannot read parameters, so the two must change together.
 var loggerName = 'chargeback-usage-logger'
+var insightsLoggerName = 'chargeback-insights-logger'
+
+// Messages of up to this size are logged in one row; larger ones are split over several rows.
+var llmMessageBytes = 32768
+var llmMessages = logLlmMessages
+  ? {
+      requests: { messages: 'all', maxSizeInBytes: llmMessageBytes }
+      responses: { messages: 'all', maxSizeInBytes: llmMessageBytes }
+    }
+  : {}
 
 resource apimService 'Microsoft.ApiManagement/service@2024-05-01' existing = {
   name: apimServiceName
+}
+
+resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' existing = {
+  parent: apimService
+  name: apiName
+}
+
+// Every instance has this built-in logger; diagnostics that name it write to Azure Monitor.
+resource azureMonitorLogger 'Microsoft.ApiManagement/service/loggers@2024-05-01' existing = {
+  parent: apimService
+  name: 'azuremonitor'
 }
 
 module sender 'eventhub-sender.bicep' = {
@@ -26,6 +76,16 @@ module sender 'eventhub-sender.bicep' = {
   scope: resourceGroup(eventHubNamespaceResourceGroupName)
   params: {
     eventHubNamespaceName: eventHubNamespaceName
+    eventHubName: eventHubName
+    apimPrincipalId: apimService.identity.principalId
+  }
+}
+
+module insightsPublisher 'insights-publisher.bicep' = {
+  name: 'apim-insights-publisher-${uniqueString(apimService.id)}'
+  scope: resourceGroup(applicationInsightsResourceGroupName)
+  params: {
+    applicationInsightsName: last(split(applicationInsightsId, '/'))
     apimPrincipalId: apimService.identity.principalId
   }
 }
@@ -39,11 +99,86 @@ resource usageLogger 'Microsoft.ApiManagement/service/loggers@2024-05-01' = {
     isBuffered: true
     credentials: {
       name: eventHubName
-      endpointAddress: '${eventHubNamespaceName}.servicebus.windows.net'
+      endpointAddress: eventHubFullyQualifiedNamespace
       identityClientId: 'SystemAssigned'
     }
   }
   dependsOn: [sender]
+}
+
+// The component has local authentication off, so the logger signs in with the instance's
+// identity; the connection string only says where to send (it carries no secret then).
+resource insightsLogger 'Microsoft.ApiManagement/service/loggers@2024-05-01' = {
+  parent: apimService
+  name: insightsLoggerName
+  properties: {
+    loggerType: 'applicationInsights'
+    description: 'Token metric for the chargeback reconciliation'
+    resourceId: applicationInsightsId
+    isBuffered: true
+    credentials: {
+      connectionString: applicationInsightsConnectionString
+      identityClientId: 'SystemAssigned'
+    }
+  }
+  dependsOn: [insightsPublisher]
+}
+
+// The token metric fragment emits custom metrics; they reach Application Insights only through
+// an API diagnostic with metrics on. Every call is logged (sampling 100%) as the API Management
+// guide for this diagnostic recommends; request and response bodies are not.
+resource insightsDiagnostic 'Microsoft.ApiManagement/service/apis/diagnostics@2024-10-01-preview' = {
+  parent: api
+  name: 'applicationinsights'
+  properties: {
+    loggerId: insightsLogger.id
+    metrics: true
+    alwaysLog: 'allErrors'
+    sampling: {
+      samplingType: 'fixed'
+      percentage: 100
+    }
+    httpCorrelationProtocol: 'W3C'
+    verbosity: 'error'
+    logClientIp: false
+  }
+}
+
+// LLM logging: token counts per call (streamed or not) in ApiManagementGatewayLlmLog. Prompt
+// and completion messages stay off by default: billing does not need them, they hold whatever
+// users typed (personal and confidential data) and they multiply the workspace's ingestion.
+resource monitorDiagnostic 'Microsoft.ApiManagement/service/apis/diagnostics@2024-10-01-preview' = {
+  parent: api
+  name: 'azuremonitor'
+  properties: {
+    loggerId: azureMonitorLogger.id
+    alwaysLog: 'allErrors'
+    sampling: {
+      samplingType: 'fixed'
+      percentage: 100
+    }
+    logClientIp: false
+    largeLanguageModel: union({ logs: 'enabled' }, llmMessages)
+  }
+}
+
+resource gatewayLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'chargeback-gateway-logs'
+  scope: apimService
+  properties: {
+    workspaceId: workspaceResourceId
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        category: 'GatewayLogs'
+        enabled: true
+      }
+      {
+        category: 'GatewayLlmLogs'
+        enabled: true
+      }
+    ]
+  }
 }
 
 // The fragment files are well-formed XML: the policy expressions in them are XML-escaped
@@ -70,5 +205,6 @@ resource usageEventFragment 'Microsoft.ApiManagement/service/policyFragments@202
 }
 
 output loggerId string = usageLogger.name
+output insightsLoggerId string = insightsLogger.name
 output tokenMetricFragmentId string = tokenMetricFragment.name
 output usageEventFragmentId string = usageEventFragment.name

@@ -1,6 +1,9 @@
 // The function app on the Flex Consumption plan (FC1, Linux, Python 3.11), running as the
-// user-assigned identity. Every app setting here is a name the code or the Functions host
-// reads, in its identity-based form: no connection strings, no keys.
+// app's user-assigned identity. Every app setting here is a name the code, the Functions host
+// or the platform reads, in its identity-based form: no connection strings, no keys.
+// Three identities are attached: the app's (every connection of the code and the host), the
+// deploy identity (the platform writes and reads the deployment package with it) and the
+// sign-in identity (App Service Authentication's credential towards the Entra app registration).
 
 param name string
 param planName string
@@ -11,17 +14,35 @@ param tags object = {}
 param identityId string
 param identityClientId string
 
+@description('Resource id of the identity the platform writes and reads the deployment package with.')
+param deployIdentityId string
+
+@description('Resource id and client id of the identity App Service Authentication signs in to Entra ID with.')
+param authIdentityId string
+param authIdentityClientId string
+
 param applicationInsightsConnectionString string
 
+@description('Endpoints of the data account: ledger tables, reports, dead letters, deployment package.')
 param storageBlobEndpoint string
-param storageQueueEndpoint string
 param storageTableEndpoint string
+param storageQueueEndpoint string
+@description('The Storage queue of report generation jobs (CHARGEBACK_REPORT_QUEUE).')
+param reportQueueName string
 param deploymentContainerName string
+
+@description('Endpoints of the Functions host\'s own account (AzureWebJobsStorage).')
+param hostBlobEndpoint string
+param hostQueueEndpoint string
+param hostTableEndpoint string
+
+@description('Subnet (delegated to Microsoft.App/environments) for VNet integration; empty for none.')
+param virtualNetworkSubnetId string = ''
 
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -45,15 +66,23 @@ param finalGraceDays int
 param priceSheetPath string
 param costCentersPath string
 
+@description('What the gateway\'s LLM logs bill: streamed calls (the usage events bill the rest), all calls, or off.')
+@allowed(['streamed', 'all', 'off'])
+param llmLogScope string = 'streamed'
+
 var managedIdentity = 'managedidentity'
 
 var appSettings = {
-  // Functions host storage (leases, Event Hubs checkpoints, timer schedule).
+  // Functions host storage (leases, Event Hubs checkpoints, timer schedule, keys): its own account.
   AzureWebJobsStorage__credential: managedIdentity
   AzureWebJobsStorage__clientId: identityClientId
-  AzureWebJobsStorage__blobServiceUri: storageBlobEndpoint
-  AzureWebJobsStorage__queueServiceUri: storageQueueEndpoint
-  AzureWebJobsStorage__tableServiceUri: storageTableEndpoint
+  AzureWebJobsStorage__blobServiceUri: hostBlobEndpoint
+  AzureWebJobsStorage__queueServiceUri: hostQueueEndpoint
+  AzureWebJobsStorage__tableServiceUri: hostTableEndpoint
+
+  // App Service Authentication signs in to the Entra app registration with this identity's
+  // federated credential instead of a client secret (read by the platform, not the code).
+  OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID: authIdentityClientId
 
   // The app's own telemetry, sent with Entra ID (the component has local auth disabled).
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
@@ -69,6 +98,7 @@ var appSettings = {
   // The ledger and report store.
   ChargebackStorage__tableServiceUri: storageTableEndpoint
   ChargebackStorage__blobServiceUri: storageBlobEndpoint
+  ChargebackStorage__queueServiceUri: storageQueueEndpoint
   ChargebackStorage__credential: managedIdentity
   ChargebackStorage__clientId: identityClientId
   CHARGEBACK_LEDGER_TABLE: ledgerTableName
@@ -76,6 +106,7 @@ var appSettings = {
   CHARGEBACK_RECONCILIATION_TABLE: reconciliationTableName
   CHARGEBACK_REPORTS_CONTAINER: reportsContainerName
   CHARGEBACK_DEAD_LETTER_CONTAINER: deadLetterContainerName
+  CHARGEBACK_REPORT_QUEUE: reportQueueName
 
   // Reconciliation against Azure Monitor and the monthly report.
   LOG_ANALYTICS_WORKSPACE_ID: logAnalyticsWorkspaceId
@@ -88,6 +119,10 @@ var appSettings = {
   CHARGEBACK_FINAL_GRACE_DAYS: string(finalGraceDays)
   CHARGEBACK_PRICE_SHEET: priceSheetPath
   CHARGEBACK_COST_CENTERS: costCentersPath
+  CHARGEBACK_PROVIDER_NAME: 'AI gateway platform'
+
+  // Streamed calls are billed from API Management's LLM logs in the same workspace.
+  CHARGEBACK_LLM_LOG_SCOPE: llmLogScope
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -113,14 +148,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     type: 'UserAssigned'
     userAssignedIdentities: {
       '${identityId}': {}
+      '${deployIdentityId}': {}
+      '${authIdentityId}': {}
     }
   }
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
+    // Flex Consumption rejects most siteConfig properties (ftpsState among them, ARM error
+    // 51021 on newer stamps); TLS 1.2 is the one kept here. FTP is not offered on Flex at all.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {
@@ -129,7 +168,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: '${storageBlobEndpoint}${deploymentContainerName}'
           authentication: {
             type: 'UserAssignedIdentity'
-            userAssignedIdentityResourceId: identityId
+            userAssignedIdentityResourceId: deployIdentityId
           }
         }
       }

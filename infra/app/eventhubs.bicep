@@ -7,6 +7,9 @@ param location string = resourceGroup().location
 param tags object = {}
 param enableCapture bool = false
 
+@description('Turn public network access off (a private endpoint carries the traffic instead).')
+param denyPublicNetworks bool = false
+
 @description('Throughput units of the Standard namespace.')
 @minValue(1)
 @maxValue(40)
@@ -27,13 +30,17 @@ resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
   properties: {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: denyPublicNetworks ? 'Disabled' : 'Enabled'
     isAutoInflateEnabled: false
     kafkaEnabled: false
   }
 }
 
+// The namespace's host name, taken from the endpoint Azure reports (https://<host>:443/) rather
+// than a hard-coded suffix, so sovereign clouds (servicebus.chinacloudapi.cn, ...) work as well.
+var serviceBusHost = split(split(namespace.properties.serviceBusEndpoint, '/')[2], ':')[0]
+
 output id string = namespace.id
 output name string = namespace.name
-output fullyQualifiedNamespace string = '${namespace.name}.servicebus.windows.net'
+output fullyQualifiedNamespace string = serviceBusHost
 output principalId string = enableCapture ? namespace.identity.principalId : ''

@@ -41,11 +41,17 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
     Application_Type: 'web'
     WorkspaceResourceId: workspaceResourceId
     DisableLocalAuth: true
+    // Keep the dimensions of custom metrics (the token metric's Subscription ID): without it
+    // Azure Monitor drops them. The portal's "Custom metrics: With dimensions" switch; the
+    // property is not in the published type of this API version, hence the suppression.
+    #disable-next-line BCP037
+    CustomMetricsOptedInType: 'WithDimensions'
   }
 }
 
 output workspaceResourceId string = workspaceResourceId
 output workspaceName string = useExisting ? existingWorkspace.name : newWorkspace.name
 output workspaceCustomerId string = useExisting ? existingWorkspace.properties.customerId : newWorkspace.properties.customerId
+output applicationInsightsId string = applicationInsights.id
 output applicationInsightsName string = applicationInsights.name
 output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString

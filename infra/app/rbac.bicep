@@ -1,28 +1,46 @@
-// Role assignments on this resource group's resources. Three kinds of principal:
-//   the app's user-assigned identity  - reads the hub, runs the host, writes ledger and reports,
-//                                       publishes its telemetry with Entra ID;
-//   the deploying user (optional)     - runs the simulator against the hub and the app locally,
-//                                       reads the reports;
-//   the namespace's identity (Capture) - writes Capture blobs into the capture container.
-// APIM's grant lives with the APIM module (infra/apim/eventhub-sender.bicep) and the Log
-// Analytics grants in workspace-access.bicep, because they may sit in other resource groups.
+// Role assignments in this resource group, each on the narrowest scope its holder needs:
+//   the app's identity     - receives from the usage hub; runs the Functions host on the host
+//                            storage account (leases, checkpoints, timers, keys); reads and writes
+//                            the three ledger tables and the reports and dead-letter containers
+//                            of the data account, and nothing else there (not the deployment
+//                            package); publishes its telemetry with Entra ID;
+//   the deploy identity    - writes and reads the deployment package container, nothing else;
+//   the deploying user     - sends simulated usage to the hub and runs the app locally, so it
+//     (optional)             gets what the app gets (on the same scopes) plus send on the hub;
+// Capture's grant is in capture-access.bicep (it must exist before Capture is switched on, and
+// these grants come after the hub exists); APIM's live with the APIM module (infra/apim/) and
+// the Log Analytics grants in workspace-access.bicep, because they may sit in other resource
+// groups.
 
+@description('The data account: ledger tables, reports, dead letters, deployment package, capture.')
 param storageAccountName string
+
+@description('The Functions host\'s own account (AzureWebJobsStorage).')
+param hostStorageAccountName string
+
 param eventHubNamespaceName string
+param eventHubName string
 param applicationInsightsName string
+
+param ledgerTableName string
+param deadLetterTableName string
+param reconciliationTableName string
+param reportsContainerName string
+param deadLetterContainerName string
+param deploymentContainerName string
+param reportQueueName string
 
 @description('Principal id of the function app\'s user-assigned identity.')
 param appPrincipalId string
+
+@description('Principal id of the identity the platform writes and reads the deployment package with.')
+param deployPrincipalId string
 
 @description('Principal id of the deploying user or pipeline; empty grants nothing.')
 param userPrincipalId string = ''
 
 @allowed(['User', 'ServicePrincipal', 'Group'])
 param userPrincipalType string = 'User'
-
-param enableCapture bool = false
-param captureContainerName string
-param capturePrincipalId string = ''
 
 // Built-in role definition ids.
 var eventHubsDataReceiverRole = 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
@@ -37,31 +55,72 @@ var grantUser = !empty(userPrincipalId)
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
+
+  resource blobService 'blobServices' existing = {
+    name: 'default'
+
+    resource reportsContainer 'containers' existing = {
+      name: reportsContainerName
+    }
+
+    resource deadLetterContainer 'containers' existing = {
+      name: deadLetterContainerName
+    }
+
+    resource deploymentContainer 'containers' existing = {
+      name: deploymentContainerName
+    }
+  }
+
+  resource tableService 'tableServices' existing = {
+    name: 'default'
+
+    resource ledgerTable 'tables' existing = {
+      name: ledgerTableName
+    }
+
+    resource deadLetterTable 'tables' existing = {
+      name: deadLetterTableName
+    }
+
+    resource reconciliationTable 'tables' existing = {
+      name: reconciliationTableName
+    }
+  }
+
+  resource queueService 'queueServices' existing = {
+    name: 'default'
+
+    resource reportQueue 'queues' existing = {
+      name: reportQueueName
+    }
+  }
 }
 
-resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
-  parent: storage
-  name: 'default'
-}
-
-resource captureContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
-  parent: blobService
-  name: captureContainerName
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
 }
 
 resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
   name: eventHubNamespaceName
+
+  resource hub 'eventhubs' existing = {
+    name: eventHubName
+  }
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
 
-// The app's identity.
+// The app's identity. The Functions host names its own containers, queues and tables
+// (azure-webjobs-*), so it holds its roles on the host account, which holds nothing else; on
+// the data account it holds roles only on the tables and containers the code uses.
 
-resource appEventHubsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventHubNamespace.id, appPrincipalId, eventHubsDataReceiverRole)
-  scope: eventHubNamespace
+
+resource appHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventHubNamespace::hub.id, appPrincipalId, eventHubsDataReceiverRole)
+  scope: eventHubNamespace::hub
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiverRole)
     principalId: appPrincipalId
@@ -69,9 +128,9 @@ resource appEventHubsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
-resource appBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, appPrincipalId, storageBlobDataOwnerRole)
-  scope: storage
+resource appHostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, appPrincipalId, storageBlobDataOwnerRole)
+  scope: hostStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRole)
     principalId: appPrincipalId
@@ -79,9 +138,19 @@ resource appBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource appTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, appPrincipalId, storageTableDataContributorRole)
-  scope: storage
+resource appHostQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, appPrincipalId, storageQueueDataContributorRole)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appHostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostStorage.id, appPrincipalId, storageTableDataContributorRole)
+  scope: hostStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
     principalId: appPrincipalId
@@ -89,11 +158,62 @@ resource appTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-resource appQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, appPrincipalId, storageQueueDataContributorRole)
-  scope: storage
+resource appLedgerTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::tableService::ledgerTable.id, appPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::ledgerTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appDeadLetterTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::tableService::deadLetterTable.id, appPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::deadLetterTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appReconciliationTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::tableService::reconciliationTable.id, appPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::reconciliationTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The report queue's service, not the queue: the trigger moves a failing job to <queue>-poison.
+resource appReportQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::queueService.id, appPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appReportsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::reportsContainer.id, appPrincipalId, storageBlobDataContributorRole)
+  scope: storage::blobService::reportsContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appDeadLetterBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::deadLetterContainer.id, appPrincipalId, storageBlobDataContributorRole)
+  scope: storage::blobService::deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRole)
     principalId: appPrincipalId
     principalType: 'ServicePrincipal'
   }
@@ -109,21 +229,27 @@ resource appMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }
 
-// The deploying user.
+// The deploy identity: the platform writes the package it is given and reads it at start-up.
+// The app's identity holds no role here, so the app's own connections cannot replace its code.
 
-resource userEventHubsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(eventHubNamespace.id, userPrincipalId, eventHubsDataSenderRole)
-  scope: eventHubNamespace
+
+resource deployPackageContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::deploymentContainer.id, deployPrincipalId, storageBlobDataContributorRole)
+  scope: storage::blobService::deploymentContainer
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataSenderRole)
-    principalId: userPrincipalId
-    principalType: userPrincipalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRole)
+    principalId: deployPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }
 
-resource userEventHubsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(eventHubNamespace.id, userPrincipalId, eventHubsDataReceiverRole)
-  scope: eventHubNamespace
+// The deploying user: what the app holds, to run it locally, plus send on the hub for the
+// simulator.
+
+
+resource userHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(eventHubNamespace::hub.id, userPrincipalId, eventHubsDataReceiverRole)
+  scope: eventHubNamespace::hub
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiverRole)
     principalId: userPrincipalId
@@ -131,9 +257,9 @@ resource userEventHubsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
-resource userBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(storage.id, userPrincipalId, storageBlobDataOwnerRole)
-  scope: storage
+resource userHostBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(hostStorage.id, userPrincipalId, storageBlobDataOwnerRole)
+  scope: hostStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRole)
     principalId: userPrincipalId
@@ -141,19 +267,9 @@ resource userBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   }
 }
 
-resource userTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(storage.id, userPrincipalId, storageTableDataContributorRole)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
-    principalId: userPrincipalId
-    principalType: userPrincipalType
-  }
-}
-
-resource userQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(storage.id, userPrincipalId, storageQueueDataContributorRole)
-  scope: storage
+resource userHostQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(hostStorage.id, userPrincipalId, storageQueueDataContributorRole)
+  scope: hostStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
     principalId: userPrincipalId
@@ -161,14 +277,82 @@ resource userQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
-// Event Hubs Capture.
+resource userHostTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(hostStorage.id, userPrincipalId, storageTableDataContributorRole)
+  scope: hostStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
 
-resource captureBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (enableCapture) {
-  name: guid(captureContainer.id, capturePrincipalId, storageBlobDataContributorRole)
-  scope: captureContainer
+resource userLedgerTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::tableService::ledgerTable.id, userPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::ledgerTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userDeadLetterTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::tableService::deadLetterTable.id, userPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::deadLetterTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userReconciliationTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::tableService::reconciliationTable.id, userPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::reconciliationTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userReportQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::queueService.id, userPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userReportsContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::blobService::reportsContainer.id, userPrincipalId, storageBlobDataContributorRole)
+  scope: storage::blobService::reportsContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRole)
-    principalId: capturePrincipalId
-    principalType: 'ServicePrincipal'
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userDeadLetterBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::blobService::deadLetterContainer.id, userPrincipalId, storageBlobDataContributorRole)
+  scope: storage::blobService::deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userHubSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(eventHubNamespace::hub.id, userPrincipalId, eventHubsDataSenderRole)
+  scope: eventHubNamespace::hub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataSenderRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
   }
 }

@@ -1,5 +1,6 @@
-// One storage account for the Functions host, the deployment package, the usage ledger, the
-// dead letters, the reports and (optionally) Event Hubs Capture. Keys are disabled: every
+// A storage account: main.bicep makes two, the data account (usage ledger, dead letters, reports,
+// deployment package and, optionally, Event Hubs Capture) and the Functions host's own account,
+// so that the host's account-wide roles reach nothing but host state. Keys are disabled: every
 // reader and writer signs in with Microsoft Entra ID.
 
 param name string
@@ -11,6 +12,15 @@ param containerNames string[]
 
 @description('Tables to create (ledger, dead letters, reconciliation).')
 param tableNames string[]
+
+@description('Queues to create, e.g. the report job queue.')
+param queueNames string[] = []
+
+@description('Refuse traffic from public networks (private endpoints carry it instead).')
+param denyPublicNetworks bool = false
+
+@description('With denyPublicNetworks, still let trusted Azure services in (Event Hubs Capture writes that way).')
+param allowTrustedServices bool = false
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -27,10 +37,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: denyPublicNetworks && !allowTrustedServices ? 'Disabled' : 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: denyPublicNetworks ? 'Deny' : 'Allow'
     }
   }
 }
@@ -59,6 +69,18 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   for tableName in tableNames: {
     parent: tableService
     name: tableName
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
   }
 ]
 

@@ -6,7 +6,8 @@ $ErrorActionPreference = 'Stop'
 
 $required = @(
     'EVENTHUB_FULLY_QUALIFIED_NAMESPACE', 'EVENTHUB_NAME', 'EVENTHUB_CONSUMER_GROUP',
-    'STORAGE_BLOB_ENDPOINT', 'STORAGE_QUEUE_ENDPOINT', 'STORAGE_TABLE_ENDPOINT',
+    'STORAGE_BLOB_ENDPOINT', 'STORAGE_TABLE_ENDPOINT',
+    'HOST_STORAGE_BLOB_ENDPOINT', 'HOST_STORAGE_QUEUE_ENDPOINT', 'HOST_STORAGE_TABLE_ENDPOINT',
     'LOG_ANALYTICS_WORKSPACE_ID', 'RECONCILE_SCHEDULE'
 )
 $missing = @($required | Where-Object { -not [Environment]::GetEnvironmentVariable($_) })
@@ -17,9 +18,9 @@ if ($missing.Count -gt 0) {
 
 $values = [ordered]@{
     'FUNCTIONS_WORKER_RUNTIME'                    = 'python'
-    'AzureWebJobsStorage__blobServiceUri'         = $env:STORAGE_BLOB_ENDPOINT
-    'AzureWebJobsStorage__queueServiceUri'        = $env:STORAGE_QUEUE_ENDPOINT
-    'AzureWebJobsStorage__tableServiceUri'        = $env:STORAGE_TABLE_ENDPOINT
+    'AzureWebJobsStorage__blobServiceUri'         = $env:HOST_STORAGE_BLOB_ENDPOINT
+    'AzureWebJobsStorage__queueServiceUri'        = $env:HOST_STORAGE_QUEUE_ENDPOINT
+    'AzureWebJobsStorage__tableServiceUri'        = $env:HOST_STORAGE_TABLE_ENDPOINT
     'EventHubConnection__fullyQualifiedNamespace' = $env:EVENTHUB_FULLY_QUALIFIED_NAMESPACE
     'EVENTHUB_NAME'                               = $env:EVENTHUB_NAME
     'EVENTHUB_CONSUMER_GROUP'                     = $env:EVENTHUB_CONSUMER_GROUP

@@ -7,7 +7,8 @@ set -eu
 
 missing=""
 for name in EVENTHUB_FULLY_QUALIFIED_NAMESPACE EVENTHUB_NAME EVENTHUB_CONSUMER_GROUP \
-    STORAGE_BLOB_ENDPOINT STORAGE_QUEUE_ENDPOINT STORAGE_TABLE_ENDPOINT \
+    STORAGE_BLOB_ENDPOINT STORAGE_TABLE_ENDPOINT \
+    HOST_STORAGE_BLOB_ENDPOINT HOST_STORAGE_QUEUE_ENDPOINT HOST_STORAGE_TABLE_ENDPOINT \
     LOG_ANALYTICS_WORKSPACE_ID RECONCILE_SCHEDULE; do
     eval "value=\${$name:-}"
     if [ -z "$value" ]; then
@@ -25,9 +26,9 @@ cat > "$target" <<JSON
   "IsEncrypted": false,
   "Values": {
     "FUNCTIONS_WORKER_RUNTIME": "python",
-    "AzureWebJobsStorage__blobServiceUri": "$STORAGE_BLOB_ENDPOINT",
-    "AzureWebJobsStorage__queueServiceUri": "$STORAGE_QUEUE_ENDPOINT",
-    "AzureWebJobsStorage__tableServiceUri": "$STORAGE_TABLE_ENDPOINT",
+    "AzureWebJobsStorage__blobServiceUri": "$HOST_STORAGE_BLOB_ENDPOINT",
+    "AzureWebJobsStorage__queueServiceUri": "$HOST_STORAGE_QUEUE_ENDPOINT",
+    "AzureWebJobsStorage__tableServiceUri": "$HOST_STORAGE_TABLE_ENDPOINT",
     "EventHubConnection__fullyQualifiedNamespace": "$EVENTHUB_FULLY_QUALIFIED_NAMESPACE",
     "EVENTHUB_NAME": "$EVENTHUB_NAME",
     "EVENTHUB_CONSUMER_GROUP": "$EVENTHUB_CONSUMER_GROUP",

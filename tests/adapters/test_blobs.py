@@ -1,14 +1,17 @@
-"""The report store keeps every file inside its period's folder, on real Azurite."""
+"""Report generations on real Azurite: files written once in their folder, pointers moved only conditionally."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
+from typing import cast
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 
 from chargeback.adapters.blobs import BlobReportStore
-from chargeback.domain.errors import InvalidRequestError, NotFoundError, StorageError
+from chargeback.domain.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+from chargeback.reports.model import DRAFT, FINAL, Manifest
 from devtools.emulator import Azurite
 
 pytestmark = pytest.mark.azurite
@@ -20,33 +23,68 @@ def fixture_store(azurite: Azurite) -> BlobReportStore:
     return BlobReportStore(service.create_container(f"reports-{uuid.uuid4().hex[:12]}"))
 
 
-def test_a_file_is_read_back_from_its_period_folder(store: BlobReportStore) -> None:
-    store.put("2026-11", "chargeback-2026-11.csv", b"a,b\n", "text/csv")
-    assert store.get("2026-11", "chargeback-2026-11.csv") == b"a,b\n"
+def manifest(period: str, generation: str, status: str = DRAFT) -> Manifest:
+    return cast(Manifest, {"period": period, "generation": generation, "status": status, "files": []})
 
 
-def test_manifests_are_listed_per_period(store: BlobReportStore) -> None:
-    store.put_manifest("2026-10", {"period": "2026-10", "status": "final"})
-    store.put_manifest("2026-11", {"period": "2026-11", "status": "draft"})
-    store.put("2026-11", "other.json", b"{}", "application/json")
-    assert sorted(m["period"] for m in store.manifests()) == ["2026-10", "2026-11"]
-    assert store.manifest("2026-12") is None
+def test_a_file_is_read_back_from_its_generation(store: BlobReportStore) -> None:
+    store.put_file("2026-11", "g1", "chargeback-2026-11.csv", b"a,b\n", "text/csv")
+    assert store.get_file("2026-11", "g1", "chargeback-2026-11.csv") == b"a,b\n"
+
+
+def test_a_generations_file_is_never_overwritten(store: BlobReportStore) -> None:
+    store.put_file("2026-11", "g1", "a.csv", b"first", "text/csv")
+    with pytest.raises(StorageError):
+        store.put_file("2026-11", "g1", "a.csv", b"second", "text/csv")
+    assert store.get_file("2026-11", "g1", "a.csv") == b"first"
+
+
+def test_a_final_pointer_is_created_once(store: BlobReportStore) -> None:
+    store.commit("2026-10", FINAL, manifest("2026-10", "g1", FINAL), None)
+    with pytest.raises(ConflictError):
+        store.commit("2026-10", FINAL, manifest("2026-10", "g2", FINAL), None)
+    found = store.pointer("2026-10", FINAL)
+    assert found is not None
+    assert found[0]["generation"] == "g1"
+
+
+def test_a_draft_pointer_moves_only_from_the_etag_its_writer_read(store: BlobReportStore) -> None:
+    store.commit("2026-11", DRAFT, manifest("2026-11", "g1"), None)
+    first = store.pointer("2026-11", DRAFT)
+    assert first is not None
+    store.commit("2026-11", DRAFT, manifest("2026-11", "g2"), first[1])
+    with pytest.raises(ConflictError):
+        store.commit("2026-11", DRAFT, manifest("2026-11", "g3"), first[1])
+    now = store.pointer("2026-11", DRAFT)
+    assert now is not None
+    assert now[0]["generation"] == "g2"
+
+
+def test_periods_are_listed_by_their_pointers_and_generations_by_age(store: BlobReportStore) -> None:
+    store.commit("2026-10", FINAL, manifest("2026-10", "g1", FINAL), None)
+    store.put_file("2026-11", "g2", "a.csv", b"x", "text/csv")
+    assert store.periods() == ["2026-10"]
+    assert store.generations("2026-11", timedelta(0)) == ["g2"]
+    assert store.generations("2026-11", timedelta(hours=1)) == []
+    store.discard("2026-11", "g2")
+    assert store.generations("2026-11", timedelta(0)) == []
+    assert store.pointer("2026-12", DRAFT) is None
 
 
 def test_a_missing_file_is_not_found(store: BlobReportStore) -> None:
     with pytest.raises(NotFoundError):
-        store.get("2026-11", "nothing.csv")
+        store.get_file("2026-11", "g1", "nothing.csv")
 
 
-@pytest.mark.parametrize("name", ["../2026-10/manifest.json", "a/b.csv", "..\\x", ".hidden", "/etc/passwd"])
-def test_a_file_name_that_would_leave_the_period_folder_is_refused(store: BlobReportStore, name: str) -> None:
+@pytest.mark.parametrize("name", ["../2026-10/final.json", "a/b.csv", "..\\x", ".hidden", "/etc/passwd", ""])
+def test_a_file_or_generation_name_that_would_leave_its_folder_is_refused(store: BlobReportStore, name: str) -> None:
     with pytest.raises(StorageError):
-        store.put("2026-11", name, b"x", "text/plain")
+        store.put_file("2026-11", "g1", name, b"x", "text/plain")
     with pytest.raises(StorageError):
-        store.get("2026-11", name)
+        store.get_file("2026-11", name, "a.csv")
 
 
 @pytest.mark.parametrize("period", ["2026-11/..", "../x", "2026-1", ""])
 def test_a_period_that_is_not_a_month_is_refused(store: BlobReportStore, period: str) -> None:
     with pytest.raises(InvalidRequestError):
-        store.get(period, "manifest.json")
+        store.get_file(period, "g1", "a.csv")

@@ -52,7 +52,7 @@ def test_caller_mistakes_get_their_status_and_a_json_reason(exc: Exception, stat
 def test_failures_answer_an_incident_id_and_never_internals(
     exc: Exception, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="chargeback.http")
+    caplog.set_level(logging.ERROR, logger="chargeback.adapters.http")
     response = fail(exc)
     assert response.status_code == status
     text = response.get_body().decode()

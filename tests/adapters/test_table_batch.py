@@ -190,7 +190,7 @@ def test_boundaries_never_occur_in_an_entity(monkeypatch: pytest.MonkeyPatch) ->
     """An identifier could spell a boundary; the builder draws again until none does."""
     taken, free = uuid.UUID(int=1), uuid.UUID(int=2)
     draws: Iterator[uuid.UUID] = iter([taken, free])
-    monkeypatch.setattr(table_batch.uuid, "uuid4", lambda: next(draws))
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
     batch = build_body(ACCOUNT, "ledger", [Operation("upsert", "p", f"--changeset_{taken.hex}", {})])
     assert batch.content_type == f"multipart/mixed; boundary=batch_{free.hex}"
 

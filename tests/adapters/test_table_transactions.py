@@ -43,8 +43,9 @@ def aggregate(n: int, requests: int = 1) -> Operation:
 
 
 def watermark(value: int, etag: str | None = None) -> Operation:
-    kind = "insert" if etag is None else "update"
-    return Operation(kind, PARTITION, "!watermark", {"sequence_number": value}, etag=etag)
+    if etag is None:
+        return Operation("insert", PARTITION, "!watermark", {"sequence_number": value})
+    return Operation("update", PARTITION, "!watermark", {"sequence_number": value}, etag=etag)
 
 
 # On Azurite ---------------------------------------------------------------------------------

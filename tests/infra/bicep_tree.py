@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import tree_sitter
 import tree_sitter_bicep
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 INFRA = ROOT / "infra"
 
 _PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+
+# tree-sitter-bicep 1.1.0, the newest release, predates Bicep's `extension` statement (Bicep 0.30),
+# which the Microsoft Graph extension needs. Only a whole-line statement naming an extension from
+# Microsoft's registry is blanked (same length, so positions hold); everything else is parsed as
+# written, and test_infra_bicep checks which extensions the deployment uses.
+EXTENSION_STATEMENT = re.compile(
+    rb"^extension '(br:mcr\.microsoft\.com/bicep/extensions/[^'\s]+)'[ \t]*$", re.MULTILINE
+)
+
+
+def extensions(source: bytes) -> list[str]:
+    """The registry references of the source's extension statements."""
+    return [match.decode() for match in EXTENSION_STATEMENT.findall(source)]
+
+
+def _parseable(source: bytes) -> bytes:
+    return EXTENSION_STATEMENT.sub(lambda match: b" " * len(match.group(0)), source)
 
 
 def bicep_files() -> list[Path]:
@@ -33,13 +52,13 @@ def syntax_errors(source: bytes) -> list[str]:
         for child in node.children:
             walk(child)
 
-    walk(_PARSER.parse(source).root_node)
+    walk(_PARSER.parse(_parseable(source)).root_node)
     return found
 
 
 @functools.cache
 def root(path: Path) -> tree_sitter.Node:
-    return _PARSER.parse(path.read_bytes()).root_node
+    return _PARSER.parse(_parseable(path.read_bytes())).root_node
 
 
 def _text(node: tree_sitter.Node) -> str:
@@ -134,6 +153,24 @@ def params(path: Path) -> dict[str, Param]:
         default = named[2] if len(named) > 2 else None
         found[_text(named[0])] = Param(_text(named[0]), default)
     return found
+
+
+def param_decorators(path: Path, name: str) -> dict[str, str]:
+    """The decorators of parameter ``name``: decorator function to its arguments' source text."""
+    for node in root(path).named_children:
+        if node.type == "parameter_declaration" and _text(node.named_children[0]) == name:
+            before = node.prev_named_sibling
+            if before is None or before.type != "decorators":
+                return {}
+            found: dict[str, str] = {}
+            for decorator in before.named_children:
+                call = decorator.named_children[0]
+                function = call.child_by_field_name("function")
+                arguments = call.child_by_field_name("arguments")
+                if function is not None and arguments is not None:
+                    found[_text(function)] = _text(arguments)[1:-1]
+            return found
+    raise KeyError(name)
 
 
 def variables(path: Path) -> dict[str, tree_sitter.Node]:

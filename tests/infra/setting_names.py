@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-from bicep_tree import ROOT
-
 from chargeback.app import settings
+from tests.support import ROOT
 
 # A connection named X is configured with identity by X__<suffix> settings.
 IDENTITY_SUFFIXES = (
@@ -20,17 +19,27 @@ IDENTITY_SUFFIXES = (
     "accountName",
 )
 
-# Read by the Functions host or its extensions, not by the app's code.
+# Read by the Functions host, its extensions or the App Service platform, not by the app's code.
 HOST_SETTINGS = {
+    "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID": (
+        "App Service Authentication signs in to the Entra app registration with this identity's "
+        "federated credential instead of a client secret"
+    ),
     "AzureWebJobsStorage": "the host's storage: leases, Event Hubs checkpoints, timer schedules",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "where the host and worker send telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "signs that telemetry in with the app's identity",
+}
+
+# Environment variables the platform injects itself; never app settings (one could fake them).
+PLATFORM_VARIABLES = {
+    "WEBSITE_AUTH_ENABLED": "True when App Service Authentication is on (authsettingsV2 platform.enabled)",
 }
 
 # Names that exist locally but deliberately not in Azure.
 NOT_IN_AZURE = {
     "FUNCTIONS_WORKER_RUNTIME": "Flex Consumption takes the runtime from functionAppConfig, not a setting",
     settings.MONITOR_EXPORT: "reconciles against a CSV export; in Azure the app queries the workspace",
+    settings.LLM_LOG_EXPORT: "bills LLM logs from a CSV export; in Azure the app queries the workspace",
 }
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

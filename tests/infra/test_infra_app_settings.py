@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from bicep_tree import INFRA, ROOT, bicep_files, literal, properties, root, text, variables
-from setting_names import (
+import tree_sitter
+
+from chargeback.app import settings
+from tests.infra.bicep_tree import INFRA, bicep_files, literal, properties, root, text, variables
+from tests.infra.setting_names import (
     NOT_IN_AZURE,
     binding_setting_names,
     code_setting_names,
@@ -15,8 +18,7 @@ from setting_names import (
     is_read,
     is_set,
 )
-
-from chargeback.app import settings
+from tests.support import ROOT
 
 API_BICEP = INFRA / "app" / "api.bicep"
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
@@ -81,5 +83,32 @@ def test_the_flex_consumption_app_sets_no_runtime_settings() -> None:
 @pytest.mark.parametrize("path", [*bicep_files(), INFRA / "main.parameters.json"], ids=lambda p: p.name)
 def test_no_infra_file_reads_or_passes_a_key(path: Path) -> None:
     source = text(root(path)) if path.suffix == ".bicep" else path.read_text()
-    for marker in ("listKeys(", "listConnectionStrings(", "AccountKey=", "SharedAccessKey", "connectionString:"):
+    for marker in ("listKeys(", "listConnectionStrings(", "AccountKey=", "SharedAccessKey"):
         assert marker not in source
+
+
+def _connection_string_credentials(path: Path) -> list[dict[str, str]]:
+    """Every object in ``path`` with a connectionString property, as property name to source text."""
+    found: list[dict[str, str]] = []
+
+    def walk(node: tree_sitter.Node) -> None:
+        if node.type == "object":
+            props = properties(node)
+            if "connectionString" in props:
+                found.append({name: text(value) for name, value in props.items()})
+        for child in node.named_children:
+            walk(child)
+
+    walk(root(path))
+    return found
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.name)
+def test_a_connection_string_appears_only_as_an_address_signed_in_with_an_identity(path: Path) -> None:
+    # An Application Insights connection string names the ingestion endpoint; with local auth off
+    # on the component it grants nothing, and the logger signs in with the managed identity.
+    for credentials in _connection_string_credentials(path):
+        assert credentials == {
+            "connectionString": "applicationInsightsConnectionString",
+            "identityClientId": "'SystemAssigned'",
+        }

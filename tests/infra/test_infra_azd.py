@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 import yaml
-from bicep_tree import INFRA, ROOT, literal, properties, resources, root, text
-from setting_names import is_read
+
+from tests.infra.bicep_tree import INFRA, literal, param_decorators, params, properties, resources, root, text
+from tests.infra.setting_names import is_read
+from tests.support import ROOT
 
 HOOKS = INFRA / "hooks"
 SH_HOOK = HOOKS / "postprovision.sh"
@@ -26,6 +28,9 @@ OUTPUTS = {
     "STORAGE_BLOB_ENDPOINT": "https://stabc.blob.core.windows.net/",
     "STORAGE_QUEUE_ENDPOINT": "https://stabc.queue.core.windows.net/",
     "STORAGE_TABLE_ENDPOINT": "https://stabc.table.core.windows.net/",
+    "HOST_STORAGE_BLOB_ENDPOINT": "https://sthostabc.blob.core.windows.net/",
+    "HOST_STORAGE_QUEUE_ENDPOINT": "https://sthostabc.queue.core.windows.net/",
+    "HOST_STORAGE_TABLE_ENDPOINT": "https://sthostabc.table.core.windows.net/",
     "LOG_ANALYTICS_WORKSPACE_ID": "00000000-0000-0000-0000-000000000001",
     "RECONCILE_SCHEDULE": "0 0 2 * * *",
     "AZURE_RESOURCE_GROUP": "rg-dev",
@@ -131,3 +136,28 @@ def test_the_powershell_hook_writes_valid_json(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "EVENTHUB_NAME" in json.loads((tmp_path / "local.settings.json").read_text())["Values"]
+
+
+def test_azd_is_required_at_a_version_that_honours_funcignore(azure_yaml: dict[str, Any]) -> None:
+    # .funcignore keeps tests, docs and infra out of the package; azd reads it from 1.18.0 on.
+    assert azure_yaml["requiredVersions"] == {"azd": ">= 1.18.0"}
+
+
+def _site_config() -> dict[str, str]:
+    (site,) = [r for r in resources(INFRA / "app" / "api.bicep") if r.target.startswith("Microsoft.Web/sites@")]
+    config = properties(properties(site.props["properties"])["siteConfig"])
+    return {name: text(value) for name, value in config.items()}
+
+
+def test_the_flex_site_sets_no_site_config_property_that_flex_rejects() -> None:
+    # Flex Consumption refuses ftpsState and most other siteConfig properties (ARM error 51021).
+    assert _site_config() == {"minTlsVersion": "'1.2'"}
+
+
+@pytest.mark.parametrize("path", [INFRA / "main.bicep", INFRA / "app" / "api.bicep"], ids=lambda p: p.name)
+def test_the_maximum_instance_count_stays_in_the_range_flex_documents(path: Path) -> None:
+    bounds = param_decorators(path, "maximumInstanceCount")
+    assert (bounds["minValue"], bounds["maxValue"]) == ("40", "1000")
+    default = params(path)["maximumInstanceCount"].default
+    assert default is not None
+    assert 40 <= int(text(default)) <= 1000

@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from bicep_tree import (
+
+from chargeback.app import settings
+from tests.infra.bicep_tree import (
     INFRA,
-    ROOT,
     bicep_files,
     literal,
     modules,
@@ -20,8 +21,7 @@ from bicep_tree import (
     text,
     variables,
 )
-
-from chargeback.app import settings
+from tests.support import ROOT
 
 BICEP_FILES = bicep_files()
 

@@ -6,9 +6,9 @@ import json
 import re
 
 import pytest
-from bicep_tree import (
+
+from tests.infra.bicep_tree import (
     INFRA,
-    ROOT,
     bicep_files,
     identifiers,
     literal,
@@ -20,7 +20,8 @@ from bicep_tree import (
     text,
     variables,
 )
-from setting_names import NOT_IN_AZURE, binding_setting_names, code_setting_names
+from tests.infra.setting_names import NOT_IN_AZURE, PLATFORM_VARIABLES, binding_setting_names, code_setting_names
+from tests.support import ROOT
 
 DOC = (ROOT / "docs" / "deploy.md").read_text()
 MAIN = INFRA / "main.bicep"
@@ -74,7 +75,13 @@ def _app_settings() -> set[str]:
 BICEP_NAMES = set().union(*(identifiers(path) | strings(path) for path in bicep_files()))
 OUTSIDE_SHAPES = DOC.replace(_section(SHAPES_TITLE), "")
 KNOWN_SETTINGS = (
-    _outputs() | _placeholders() | _app_settings() | code_setting_names() | binding_setting_names() | set(NOT_IN_AZURE)
+    _outputs()
+    | _placeholders()
+    | _app_settings()
+    | code_setting_names()
+    | binding_setting_names()
+    | set(NOT_IN_AZURE)
+    | set(PLATFORM_VARIABLES)
 )
 
 
@@ -142,5 +149,6 @@ def test_every_setting_or_output_the_doc_mentions_exists(name: str) -> None:
 @pytest.mark.parametrize("name", _backticked(r"chargeback-[a-z-]+"))
 def test_every_fragment_and_logger_the_doc_mentions_is_created_by_the_apim_module(name: str) -> None:
     apim = INFRA / "apim" / "apim.bicep"
-    created = {literal(r.props.get("name")) for r in resources(apim)} | {literal(variables(apim)["loggerName"])}
+    loggers = {literal(variables(apim)[name]) for name in ("loggerName", "insightsLoggerName")}
+    created = {literal(r.props.get("name")) for r in resources(apim)} | loggers
     assert name in created

@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from bicep_tree import INFRA, literal, params, properties, resources, text, variables
 
 from chargeback.app import settings
+from tests.infra.bicep_tree import INFRA, literal, params, properties, resources, text, variables
 
 APIM = INFRA / "apim"
 FRAGMENTS = APIM / "fragments"
@@ -75,7 +75,7 @@ def test_the_usage_event_is_logged_with_the_logger_apim_bicep_creates() -> None:
 
 
 def test_the_logger_signs_in_with_apims_identity_and_no_key() -> None:
-    (logger,) = [r for r in resources(APIM / "apim.bicep") if "/loggers@" in r.target]
+    (logger,) = [r for r in resources(APIM / "apim.bicep") if r.symbol == "usageLogger"]
     inner = properties(logger.props["properties"])
     credentials = properties(inner["credentials"])
     assert literal(inner["loggerType"]) == "azureEventHub"

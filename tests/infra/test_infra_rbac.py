@@ -1,4 +1,4 @@
-"""Each identity holds exactly the roles the pipeline needs, on the resource it needs them on."""
+"""Each identity holds exactly the roles the pipeline needs, on the narrowest resource it needs them on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bicep_tree import INFRA, ROOT, literal, modules, properties, resources, text, variables
+import tree_sitter
+
+from tests.infra.bicep_tree import INFRA, literal, modules, params, properties, root, text, variables
+from tests.support import ROOT
 
 # Built-in role definition ids (learn.microsoft.com, Azure built-in roles).
 ROLE_IDS = {
@@ -18,28 +21,56 @@ ROLE_IDS = {
     "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
-    "Log Analytics Reader": "73c42c96-874c-492b-b04d-ab87d138a893",
+    "Log Analytics Data Reader": "3b03c2da-16b3-4a49-8834-0f8130efdd3b",
 }
 
 RBAC_FILES = [
     INFRA / "app" / "rbac.bicep",
+    INFRA / "app" / "capture-access.bicep",
     INFRA / "app" / "workspace-access.bicep",
     INFRA / "apim" / "eventhub-sender.bicep",
+    INFRA / "apim" / "insights-publisher.bicep",
 ]
 
 
 @dataclass(frozen=True)
+class Scope:
+    """A resource a role is granted on: its type and the source text of its name."""
+
+    type: str
+    name: str
+
+
+@dataclass(frozen=True)
 class Grant:
-    """One role assignment as written: to whom, which role, on which resource (by type)."""
+    """One role assignment as written: to whom, which role, on which resource."""
 
     principal: str
     role: str
-    scope: str
+    scope: Scope
     conditional: bool
 
 
-def _resource_types(path: Path) -> dict[str, str]:
-    return {r.symbol: r.target.split("@")[0] for r in resources(path)}
+def _scopes(path: Path) -> dict[str, Scope]:
+    """Every resource symbol, nested ones as parent::child, to its full type and name."""
+    found: dict[str, Scope] = {}
+
+    def walk(node: tree_sitter.Node, parent_symbol: str, parent_type: str) -> None:
+        for child in node.named_children:
+            if child.type != "resource_declaration":
+                walk(child, parent_symbol, parent_type)
+                continue
+            symbol = text(child.named_children[0])
+            target = (literal(child.named_children[1]) or "").split("@")[0]
+            full_type = f"{parent_type}/{target}" if parent_type else target
+            full_symbol = f"{parent_symbol}::{symbol}" if parent_symbol else symbol
+            body = child.named_children[-1]
+            name = properties(body).get("name") if body.type == "object" else None
+            found[full_symbol] = Scope(full_type, text(name) if name is not None else "")
+            walk(body, full_symbol, full_type)
+
+    walk(root(path), "", "")
+    return found
 
 
 def _role_names(path: Path) -> dict[str, str]:
@@ -51,26 +82,35 @@ def _role_names(path: Path) -> dict[str, str]:
     }
 
 
+def _assignments(path: Path) -> list[tree_sitter.Node]:
+    return [
+        node
+        for node in root(path).named_children
+        if node.type == "resource_declaration"
+        and (literal(node.named_children[1]) or "").startswith("Microsoft.Authorization/roleAssignments@")
+    ]
+
+
 def grants(path: Path) -> list[Grant]:
-    types = _resource_types(path)
+    scopes = _scopes(path)
     roles = _role_names(path)
     found = []
-    for assignment in resources(path):
-        if not assignment.target.startswith("Microsoft.Authorization/roleAssignments@"):
-            continue
-        props = assignment.props
+    for assignment in _assignments(path):
+        symbol = text(assignment.named_children[0])
+        body = assignment.named_children[-1]
+        conditional = body.type != "object"
+        props = properties(body.named_children[-1] if conditional else body)
         inner = properties(props["properties"])
         role_var = re.fullmatch(
             r"subscriptionResourceId\('Microsoft\.Authorization/roleDefinitions', (\w+)\)",
             text(inner["roleDefinitionId"]),
         )
-        assert role_var is not None, f"{assignment.symbol}: role definition id is not a named variable"
+        assert role_var is not None, f"{symbol}: role definition id is not a named variable"
         scope = text(props["scope"])
         principal = text(inner["principalId"])
         expected_name = f"guid({scope}.id, {principal}, {role_var[1]})"
-        assert text(props["name"]) == expected_name, f"{assignment.symbol}: name is not {expected_name}"
-        conditional = assignment.body.parent is not None and assignment.body.parent.type == "if_statement"
-        found.append(Grant(principal, roles[role_var[1]], types[scope], conditional))
+        assert text(props["name"]) == expected_name, f"{symbol}: name is not {expected_name}"
+        found.append(Grant(principal, roles[role_var[1]], scopes[scope], conditional))
     return found
 
 
@@ -78,28 +118,50 @@ ALL_GRANTS = {path.relative_to(ROOT).as_posix(): grants(path) for path in RBAC_F
 
 APP = "appPrincipalId"
 USER = "userPrincipalId"
-STORAGE = "Microsoft.Storage/storageAccounts"
-NAMESPACE = "Microsoft.EventHub/namespaces"
+DEPLOY = "deployPrincipalId"
+RBAC = "infra/app/rbac.bicep"
+
+HUB = Scope("Microsoft.EventHub/namespaces/eventhubs", "eventHubName")
+HOST = Scope("Microsoft.Storage/storageAccounts", "hostStorageAccountName")
+DATA = Scope("Microsoft.Storage/storageAccounts", "storageAccountName")
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
-INSIGHTS = "Microsoft.Insights/components"
-WORKSPACE = "Microsoft.OperationalInsights/workspaces"
+LEDGER, DEAD_LETTER_TABLE, RECONCILIATION = (
+    Scope(TABLE, name) for name in ("ledgerTableName", "deadLetterTableName", "reconciliationTableName")
+)
+REPORTS, DEAD_LETTER_CONTAINER, PACKAGE = (
+    Scope(CONTAINER, name) for name in ("reportsContainerName", "deadLetterContainerName", "deploymentContainerName")
+)
+REPORT_QUEUES = Scope("Microsoft.Storage/storageAccounts/queueServices", "'default'")
+INSIGHTS = Scope("Microsoft.Insights/components", "applicationInsightsName")
+WORKSPACE = Scope("Microsoft.OperationalInsights/workspaces", "workspaceName")
+
+# What the running code touches: the same list for the app and (to run it locally) the user.
+RUNTIME = [
+    ("Azure Event Hubs Data Receiver", HUB),
+    ("Storage Blob Data Owner", HOST),
+    ("Storage Queue Data Contributor", HOST),
+    ("Storage Table Data Contributor", HOST),
+    ("Storage Table Data Contributor", LEDGER),
+    ("Storage Table Data Contributor", DEAD_LETTER_TABLE),
+    ("Storage Table Data Contributor", RECONCILIATION),
+    ("Storage Blob Data Contributor", REPORTS),
+    ("Storage Blob Data Contributor", DEAD_LETTER_CONTAINER),
+    ("Storage Queue Data Contributor", REPORT_QUEUES),
+]
 
 EXPECTED = [
-    # file, principal, role, scope, only when asked for
-    ("infra/app/rbac.bicep", APP, "Azure Event Hubs Data Receiver", NAMESPACE, False),
-    ("infra/app/rbac.bicep", APP, "Storage Blob Data Owner", STORAGE, False),
-    ("infra/app/rbac.bicep", APP, "Storage Table Data Contributor", STORAGE, False),
-    ("infra/app/rbac.bicep", APP, "Storage Queue Data Contributor", STORAGE, False),
-    ("infra/app/rbac.bicep", APP, "Monitoring Metrics Publisher", INSIGHTS, False),
-    ("infra/app/workspace-access.bicep", APP, "Log Analytics Reader", WORKSPACE, False),
-    ("infra/app/rbac.bicep", USER, "Azure Event Hubs Data Sender", NAMESPACE, True),
-    ("infra/app/rbac.bicep", USER, "Azure Event Hubs Data Receiver", NAMESPACE, True),
-    ("infra/app/rbac.bicep", USER, "Storage Blob Data Owner", STORAGE, True),
-    ("infra/app/rbac.bicep", USER, "Storage Table Data Contributor", STORAGE, True),
-    ("infra/app/rbac.bicep", USER, "Storage Queue Data Contributor", STORAGE, True),
-    ("infra/app/workspace-access.bicep", USER, "Log Analytics Reader", WORKSPACE, True),
-    ("infra/app/rbac.bicep", "capturePrincipalId", "Storage Blob Data Contributor", CONTAINER, True),
-    ("infra/apim/eventhub-sender.bicep", "apimPrincipalId", "Azure Event Hubs Data Sender", NAMESPACE, False),
+    *[(RBAC, APP, role, scope, False) for role, scope in RUNTIME],
+    (RBAC, APP, "Monitoring Metrics Publisher", INSIGHTS, False),
+    (RBAC, DEPLOY, "Storage Blob Data Contributor", PACKAGE, False),
+    *[(RBAC, USER, role, scope, True) for role, scope in RUNTIME],
+    (RBAC, USER, "Azure Event Hubs Data Sender", HUB, True),
+    ("infra/app/workspace-access.bicep", APP, "Log Analytics Data Reader", WORKSPACE, False),
+    ("infra/app/workspace-access.bicep", USER, "Log Analytics Data Reader", WORKSPACE, True),
+    # Event Hubs documents Capture's role on the storage account, not on a container.
+    ("infra/app/capture-access.bicep", "capturePrincipalId", "Storage Blob Data Contributor", DATA, False),
+    ("infra/apim/eventhub-sender.bicep", "apimPrincipalId", "Azure Event Hubs Data Sender", HUB, False),
+    ("infra/apim/insights-publisher.bicep", "apimPrincipalId", "Monitoring Metrics Publisher", INSIGHTS, False),
 ]
 
 
@@ -113,10 +175,10 @@ def test_role_variables_hold_the_built_in_role_ids(path: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "principal", "role", "scope", "conditional"),
     EXPECTED,
-    ids=[f"{principal}-{role}" for _, principal, role, _, _ in EXPECTED],
+    ids=[f"{principal}-{role}-{scope.name}" for _, principal, role, scope, _ in EXPECTED],
 )
 def test_each_identity_holds_its_role_on_its_resource(
-    path: str, principal: str, role: str, scope: str, conditional: bool
+    path: str, principal: str, role: str, scope: Scope, conditional: bool
 ) -> None:
     assert Grant(principal, role, scope, conditional) in ALL_GRANTS[path]
 
@@ -126,15 +188,49 @@ def test_no_role_is_granted_beyond_the_expected_ones() -> None:
     assert granted == set(EXPECTED)
 
 
+def test_no_identity_but_the_deploy_identity_can_write_the_deployment_package() -> None:
+    writers = {g.principal for gs in ALL_GRANTS.values() for g in gs if g.scope in (PACKAGE, DATA)}
+    assert writers == {DEPLOY, "capturePrincipalId"}
+
+
+def test_no_owner_role_reaches_the_data_account() -> None:
+    data_scopes = {DATA, LEDGER, DEAD_LETTER_TABLE, RECONCILIATION, REPORTS, DEAD_LETTER_CONTAINER, PACKAGE}
+    assert [g for gs in ALL_GRANTS.values() for g in gs if g.role.endswith("Owner") and g.scope in data_scopes] == []
+
+
+@pytest.mark.parametrize("symbol", ["appTableReader", "userTableReader"])
+def test_workspace_reads_are_limited_to_the_three_tables_by_a_condition(symbol: str) -> None:
+    path = INFRA / "app" / "workspace-access.bicep"
+    (assignment,) = [a for a in _assignments(path) if text(a.named_children[0]) == symbol]
+    body = assignment.named_children[-1]
+    inner = properties(properties(body.named_children[-1] if body.type != "object" else body)["properties"])
+    assert (text(inner["condition"]), literal(inner["conditionVersion"])) == ("tableCondition", "2.0")
+    condition = text(variables(path)["tableCondition"])
+    assert "ActionMatches{\\'Microsoft.OperationalInsights/workspaces/tables/data/read\\'}" in condition
+    assert "@Resource[Microsoft.OperationalInsights/workspaces/tables:name] StringEquals" in condition
+
+
+def test_the_readable_tables_are_exactly_the_ones_the_queries_read() -> None:
+    default = params(INFRA / "app" / "workspace-access.bicep")["readableTables"].default
+    assert default is not None
+    assert {literal(item) for item in default.named_children} == {
+        "AppMetrics",
+        "ApiManagementGatewayLlmLog",
+        "ApiManagementGatewayLogs",
+    }
+
+
 @pytest.mark.parametrize(
     ("path", "module", "param", "source"),
     [
         ("infra/main.bicep", "rbac", "appPrincipalId", "identity.outputs.principalId"),
+        ("infra/main.bicep", "rbac", "deployPrincipalId", "deployIdentity.outputs.principalId"),
         ("infra/main.bicep", "rbac", "userPrincipalId", "principalId"),
-        ("infra/main.bicep", "rbac", "capturePrincipalId", "eventHubs.outputs.principalId"),
+        ("infra/main.bicep", "captureAccess", "capturePrincipalId", "eventHubs.outputs.principalId"),
         ("infra/main.bicep", "workspaceAccess", "appPrincipalId", "identity.outputs.principalId"),
-        ("infra/main.bicep", "workspaceAccess", "userPrincipalId", "principalId"),
+        ("infra/main.bicep", "workspaceAccess", "userPrincipalId", "grantPrincipalWorkspaceAccess ? principalId : ''"),
         ("infra/apim/apim.bicep", "sender", "apimPrincipalId", "apimService.identity.principalId"),
+        ("infra/apim/apim.bicep", "insightsPublisher", "apimPrincipalId", "apimService.identity.principalId"),
     ],
 )
 def test_the_principals_are_the_right_identities(path: str, module: str, param: str, source: str) -> None:
@@ -147,3 +243,10 @@ def test_the_app_runs_as_the_identity_that_holds_the_roles() -> None:
     passed = properties(calls["api"].props["params"])
     assert text(passed["identityId"]) == "identity.outputs.id"
     assert text(passed["identityClientId"]) == "identity.outputs.clientId"
+    assert text(passed["deployIdentityId"]) == "deployIdentity.outputs.id"
+
+
+def test_the_platform_reads_the_package_with_the_deploy_identity_not_the_apps() -> None:
+    source = text(root(INFRA / "app" / "api.bicep"))
+    assert "userAssignedIdentityResourceId: deployIdentityId" in source
+    assert "userAssignedIdentityResourceId: identityId" not in source

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from bicep_tree import INFRA, Declaration, literal, modules, properties, resources, text
+
+from tests.infra.bicep_tree import (
+    INFRA,
+    Declaration,
+    bicep_files,
+    literal,
+    modules,
+    properties,
+    resources,
+    root,
+    text,
+    variables,
+)
 
 APP = INFRA / "app"
 
@@ -72,4 +86,29 @@ def test_the_app_reads_with_its_own_consumer_group() -> None:
 
 def test_capture_is_switched_on_only_after_its_role_is_granted() -> None:
     (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "eventHub"]
-    assert "rbac" in text(call.props["dependsOn"])
+    assert "captureAccess" in text(call.props["dependsOn"])
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.name)
+def test_no_bicep_file_hard_codes_the_public_clouds_service_bus_suffix(path: Path) -> None:
+    assert "servicebus.windows.net" not in text(root(path))
+
+
+def test_the_namespace_host_name_is_read_from_the_endpoint_azure_reports() -> None:
+    host = variables(APP / "eventhubs.bicep")["serviceBusHost"]
+    assert "namespace.properties.serviceBusEndpoint" in text(host)
+    outputs = {
+        text(node.named_children[0]): text(node.named_children[-1])
+        for node in root(APP / "eventhubs.bicep").named_children
+        if node.type == "output_declaration"
+    }
+    assert outputs["fullyQualifiedNamespace"] == "serviceBusHost"
+
+
+def test_the_apim_logger_sends_to_the_host_name_the_namespace_reports() -> None:
+    (logger,) = [r for r in resources(INFRA / "apim" / "apim.bicep") if r.symbol == "usageLogger"]
+    credentials = properties(properties(logger.props["properties"])["credentials"])
+    assert text(credentials["endpointAddress"]) == "eventHubFullyQualifiedNamespace"
+    (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "apim"]
+    passed = properties(call.props["params"])
+    assert text(passed["eventHubFullyQualifiedNamespace"]) == "eventHubs.outputs.fullyQualifiedNamespace"

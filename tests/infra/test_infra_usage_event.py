@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from bicep_tree import INFRA, ROOT
 
 from chargeback.domain.events import CANONICAL, UsageEvent, parse_event
+from tests.infra.bicep_tree import INFRA
+from tests.support import ROOT
 
 USAGE_EVENT = INFRA / "apim" / "fragments" / "chargeback-usage-event.xml"
 CANONICAL_SAMPLE = ROOT / "tests" / "fixtures" / "events" / "canonical.jsonl"

@@ -7,7 +7,8 @@
 //   node check_kql.js --lines    (one JSON request a line in, one JSON result a line out)
 //
 // `columns` is either the parser's own schema text "(name:type, ...)" or a list of
-// [name, type] pairs. Prints one JSON object: the diagnostics (severity, message, start,
+// [name, type] pairs. A query over several tables sends `tables`, a list of {table, columns},
+// instead of `table` and `columns`. Prints one JSON object: the diagnostics (severity, message, start,
 // length) and the decoded value of every string literal, so a caller can check that what it
 // escaped reads back as what it meant. Exits 1 when any diagnostic is an error, 2 on misuse.
 // With --lines the parser is loaded once and each result also carries "errors": true/false,
@@ -51,14 +52,27 @@ function schemaText(columns) {
     return "(" + columns.map(([name, type]) => `${name}:${type}`).join(", ") + ")";
 }
 
-function check(Kusto, request) {
-    for (const field of ["table", "columns", "query"]) {
-        if (request[field] === undefined) {
-            throw new Error(`missing ${field}`);
-        }
+function tableSymbols(Kusto, request) {
+    const declared = request.tables !== undefined ? request.tables : [{ table: request.table, columns: request.columns }];
+    if (!Array.isArray(declared) || declared.length === 0) {
+        throw new Error("tables must be a non-empty list of {table, columns}");
     }
-    const table = new Kusto.Symbols.TableSymbol.$ctor7(request.table, schemaText(request.columns), null);
-    const database = new Kusto.Symbols.DatabaseSymbol(request.database || "workspace", [table]);
+    return declared.map((entry) => {
+        for (const field of ["table", "columns"]) {
+            if (entry[field] === undefined) {
+                throw new Error(`missing ${field}`);
+            }
+        }
+        return new Kusto.Symbols.TableSymbol.$ctor7(entry.table, schemaText(entry.columns), null);
+    });
+}
+
+function check(Kusto, request) {
+    if (request.query === undefined) {
+        throw new Error("missing query");
+    }
+    const tables = tableSymbols(Kusto, request);
+    const database = new Kusto.Symbols.DatabaseSymbol(request.database || "workspace", tables);
     const globals = Kusto.GlobalState.Default.WithDatabase(database);
     const code = Kusto.KustoCode.ParseAndAnalyze(request.query, globals);
 

@@ -104,9 +104,9 @@ class _Lines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if not message.startswith("chargeback.ingestion.ingest "):
+        if not message.startswith("chargeback.ingest "):
             return
-        line = json.loads(message.removeprefix("chargeback.ingestion.ingest "))
+        line = json.loads(message.removeprefix("chargeback.ingest "))
         keep = ("received", "applied", "skipped_already_applied", "dead_lettered")
         totals = self.soak.lines[0] if self.soak.lines else {}
         if not self.soak.lines:
@@ -143,7 +143,7 @@ def test_a_million_events_with_redeliveries_are_counted_exactly_in_flat_memory(
 ) -> None:
     dead_letters = InMemoryDeadLetterStore()
     ledger = Ledger(InMemoryLedgerStore(), dead_letters)
-    services = SimpleNamespace(ledger=ledger, settings=SimpleNamespace(eventhub_name="aoai-usage"))
+    services = SimpleNamespace(ledger=ledger, settings=SimpleNamespace(eventhub_name="aoai-usage"), events_billed=True)
     monkeypatch.setattr(runtime, "services", lambda: services)
     soak = ingest_counts.soak = Soak(events_per_partition=250_000, batch_size=1_000)
     warm = soak.run(checkpoint=100_000)

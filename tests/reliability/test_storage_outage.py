@@ -66,7 +66,13 @@ def test_a_stream_cut_again_and_again_ends_equal_to_the_ground_truth(
             failures += host_delivers(
                 events(partition, range(start, round_number * 25 + 25), subscriptions=120, late_every=11),
                 partition,
-                between_attempts=lambda: (setattr(cut, "seen", 0), proxy.restore()),
+                between_attempts=lambda: reopen(cut, proxy),
             )
     assert failures > 0
     assert ledger_totals() == truth({"0": 500, "1": 500})
+
+
+def reopen(cut: Rule, proxy: FaultProxy) -> None:
+    """Between two attempts: count the cut's requests afresh and let storage answer again."""
+    cut.seen = 0
+    proxy.restore()

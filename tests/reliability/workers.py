@@ -59,8 +59,8 @@ class _ConflictCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if message.startswith("chargeback.ingestion.ingest "):
-            self.total += int(json.loads(message.removeprefix("chargeback.ingestion.ingest "))["conflicts"])
+        if message.startswith("chargeback.ingest "):
+            self.total += int(json.loads(message.removeprefix("chargeback.ingest "))["conflicts"])
 
 
 def apply_until_killed(settings: dict[str, str], batches: int, size: int, checkpoint: Synchronized[int]) -> None:

@@ -1,0 +1,34 @@
+"""One structured log line format for the whole app: ``<event> {json}``.
+
+Application Insights keeps a Python log record's message and not its ``extra`` fields, so each
+line carries its facts as one JSON object after a stable event name that a query can match:
+
+    traces
+    | where message startswith "chargeback.ingest "
+    | extend d = parse_json(substring(message, strlen("chargeback.ingest ")))
+
+Event names are part of the operator's interface (the README lists them); logger names are the
+modules' own (``logging.getLogger(__name__)``), so a level can be set per module in host.json.
+Values are written with ``default=str``: dates, decimals and enums come out readable, never
+as an error. Callers pass no secret, body, key or connection string.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+INGEST = "chargeback.ingest"
+LLM_LOGS = "chargeback.llm_logs"
+LLM_LOG_ROW_REJECTED = "chargeback.llm_logs.rejected"
+REPORT = "chargeback.report"
+RECONCILE_FAILED = "chargeback.reconcile.failed"
+HTTP_FAILURE = "chargeback.http.failure"
+
+
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **facts: object) -> None:
+    """Write one ``<event> {json}`` line; ``exc_info`` may be passed in ``facts`` to attach a trace."""
+    exc_info = facts.pop("exc_info", None)
+    if logger.isEnabledFor(level):
+        message = f"{event} {json.dumps(facts, sort_keys=True, default=str)}"
+        logger.log(level, message, exc_info=exc_info)  # type: ignore[arg-type]

@@ -1,0 +1,181 @@
+"""Report generation off the request path: jobs requested by POST or the timer, run from a queue."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Protocol, TypedDict
+
+import orjson
+
+from chargeback.domain import periods
+from chargeback.domain.errors import (
+    ChargebackError,
+    ConflictError,
+    InvalidRequestError,
+    ReportScheduleError,
+    TransientStorageError,
+)
+from chargeback.reports import service
+from chargeback.reports.model import FINAL, Manifest
+
+logger = logging.getLogger(__name__)
+
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+_JOB_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+
+
+class ReportJob(TypedDict):
+    """One request to generate a period's report, and how it went."""
+
+    id: str
+    period: str
+    status: str
+    reason: str | None
+    requested_by: str
+    requested_at: str
+    updated_at: str
+    generation: str | None
+    report_status: str | None
+    report: Manifest | None
+    """When done, the manifest of the generation this job committed."""
+
+
+class JobStore(Protocol):
+    def save(self, job: ReportJob) -> None: ...
+
+    def load(self, job_id: str) -> ReportJob:
+        """The job; ``NotFoundError`` when there is none."""
+        ...
+
+
+class JobQueue(Protocol):
+    def send(self, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The report context plus where jobs are kept and queued."""
+
+    reports: service.ReportContext
+    store: JobStore
+    queue: JobQueue
+
+
+def status_url(job: ReportJob) -> str:
+    return f"/api/report-jobs/{job['id']}"
+
+
+def request(context: JobContext, period: str, requested_by: str) -> ReportJob:
+    """Queue a generation of ``period``; ``ConflictError`` at once when the month is final already."""
+    periods.parse_month(period)
+    if context.reports.reports.pointer(period, FINAL) is not None:
+        raise ConflictError(f"the report for {period} is final and is never regenerated")
+    now = _now(context)
+    job = ReportJob(
+        id=uuid.uuid4().hex,
+        period=period,
+        status=QUEUED,
+        reason=None,
+        requested_by=requested_by,
+        requested_at=now,
+        updated_at=now,
+        generation=None,
+        report_status=None,
+        report=None,
+    )
+    context.store.save(job)
+    try:
+        context.queue.send(orjson.dumps({"job": job["id"], "period": period}).decode())
+    except ChargebackError as exc:
+        _record(context, job, FAILED, reason=service.public_reason(exc))
+        raise
+    return job
+
+
+def schedule(context: JobContext) -> list[ReportJob]:
+    """The timer's work: queue every due month; one month failing to queue does not stop the others."""
+    queued, failed = [], {}
+    for period in service.due_periods(context.reports, context.reports.clock()):
+        try:
+            queued.append(request(context, period, "timer"))
+        except ChargebackError as exc:
+            logger.error("chargeback.report period=%s not queued kind=%s", period, type(exc).__name__, exc_info=exc)  # noqa: TRY400
+            failed[period] = service.public_reason(exc)
+    if failed:
+        raise ReportScheduleError(failed)
+    return queued
+
+
+def run(context: JobContext, message: str) -> ReportJob:
+    """Run the job a queue message names: generate its period, record done or failed with why.
+
+    A transient storage failure is raised after it is recorded, so the queue delivers the
+    message again; every other failure is final for this job and recorded with its reason.
+    """
+    job = _record(context, _job_of(context, message), RUNNING)
+    try:
+        manifest = service.generate(context.reports, job["period"])
+    except ConflictError as exc:
+        return _record(context, job, FAILED, reason=str(exc))
+    except TransientStorageError as exc:
+        _record(context, job, FAILED, reason=service.public_reason(exc))
+        raise
+    except ChargebackError as exc:
+        logger.error("chargeback.report period=%s job=%s failed", job["period"], job["id"], exc_info=exc)  # noqa: TRY400
+        return _record(context, job, FAILED, reason=service.public_reason(exc))
+    return _record(context, job, DONE, report=manifest)
+
+
+def job_status(context: JobContext, job_id: str) -> ReportJob:
+    if not _JOB_ID.match(job_id):
+        raise InvalidRequestError("a job id is 32 hexadecimal digits", field="id")
+    return context.store.load(job_id)
+
+
+def _job_of(context: JobContext, message: str) -> ReportJob:
+    """The job a message names; ``InvalidRequestError`` for a message this app did not write."""
+    try:
+        document = orjson.loads(message)
+        job_id, period = str(document["job"]), str(document["period"])
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidRequestError("a report job message is not one this app writes") from exc
+    job = job_status(context, job_id)
+    if job["period"] != periods.parse_month(period):
+        raise InvalidRequestError("a report job message names another period than its job")
+    return job
+
+
+def _record(
+    context: JobContext,
+    job: ReportJob,
+    status: str,
+    *,
+    reason: str | None = None,
+    report: Manifest | None = None,
+) -> ReportJob:
+    updated = job.copy()
+    updated.update(
+        {
+            "status": status,
+            "reason": reason,
+            "generation": None if report is None else report["generation"],
+            "report_status": None if report is None else report["status"],
+            "report": report,
+            "updated_at": _now(context),
+        }
+    )
+    context.store.save(updated)
+    logger.info("chargeback.report job=%s period=%s status=%s", job["id"], job["period"], status)
+    return updated
+
+
+def _now(context: JobContext) -> str:
+    moment = context.reports.clock().astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,97 @@
+"""The report as data: its priced views, and the manifest that describes one stored generation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypedDict
+
+import pandas as pd
+
+DEFAULT_INVOICE_ISSUER = "AI gateway platform"
+"""The platform team running the gateway: provider and invoice issuer of the chargeback."""
+
+DRAFT = "draft"
+FINAL = "final"
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    """A period's chargeback as pandas views, ready to render in any registered format."""
+
+    period: str
+    currency: str
+    minor_units: int
+    generated_at: datetime
+    lines: pd.DataFrame
+    """One row per (charge category, adjusted period, subscription, model, deployment)."""
+    by_cost_center: pd.DataFrame
+    by_subscription: pd.DataFrame
+    daily: pd.DataFrame
+    reconciliation: pd.DataFrame
+    unallocated: pd.DataFrame
+    totals: Mapping[str, Any]
+    line_details: pd.DataFrame = field(repr=False)
+    """Aligned with ``lines``: ``rates_applied`` and ``cost_minor`` (the cost in minor units)."""
+    invoice_issuer: str = DEFAULT_INVOICE_ISSUER
+
+    @property
+    def grand_total(self) -> Decimal:
+        """The sum of every line's cost, exactly."""
+        total = self.totals["cost"]
+        assert isinstance(total, Decimal)  # noqa: S101 - built that way
+        return total
+
+    @property
+    def views(self) -> dict[str, pd.DataFrame]:
+        return {
+            "lines": self.lines,
+            "by_cost_center": self.by_cost_center,
+            "by_subscription": self.by_subscription,
+            "daily": self.daily,
+            "reconciliation": self.reconciliation,
+            "unallocated": self.unallocated,
+        }
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per view, for a manifest."""
+        return {name: len(view) for name, view in self.views.items()}
+
+
+class FileEntry(TypedDict):
+    """One file of a generation: its format, blob name, type, size and content hash."""
+
+    format: str
+    name: str
+    content_type: str
+    bytes: int
+    sha256: str
+
+
+class ReconciliationSummary(TypedDict, total=False):
+    """How the period's reconciliation with Azure Monitor went, without any internal detail."""
+
+    window: list[str] | None
+    status: str
+    detail: str
+    findings: dict[str, int]
+
+
+class Manifest(TypedDict):
+    """What one generation of a period's report holds; the pointer blobs store it as JSON."""
+
+    period: str
+    status: str
+    generation: str
+    generated_at: str
+    final_after: str
+    currency: str
+    grand_total: str
+    totals: dict[str, Any]
+    row_counts: dict[str, int]
+    reconciliation: ReconciliationSummary
+    adjusted_periods: list[str]
+    unallocated_subscriptions: list[str]
+    files: list[FileEntry]
