@@ -24,10 +24,12 @@ from benchmarks import core
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SCENARIOS = ("parse", "e2e", "naive", "scale", "subscriptions", "reports")
+SCENARIOS = ("parse", "e2e", "naive", "scale", "subscriptions", "reports", "compare")
 
 TARGET_PARSE_FOLD = 150_000
 TARGET_END_TO_END = 30_000
+TARGET_TEN_SUBSCRIPTIONS = 20_000
+TARGET_FORTY_SUBSCRIPTIONS = 8_000
 TARGET_RATIO = 50
 TARGET_REPORT_SECONDS = 20
 TARGET_REPORT_MIB = 2048
@@ -55,7 +57,7 @@ class Plan:
             e2e_events=events or 200_000,
             naive_events=5_000,
             scale_sizes=(50_000, 200_000, 1_000_000),
-            subscription_counts=(10, 1_000, 10_000),
+            subscription_counts=(10, 40, 1_000, 10_000),
             subscription_events=50_000,
             report_size=(10_000, 20, 31),
         )
@@ -68,7 +70,7 @@ class Plan:
             e2e_events=events or 5_000,
             naive_events=300,
             scale_sizes=(5_000, 10_000),
-            subscription_counts=(10, 1_000),
+            subscription_counts=(10, 40, 1_000),
             subscription_events=5_000,
             report_size=(100, 5, 31),
         )
@@ -100,14 +102,15 @@ class Runs:
         return done
 
 
-def _child(spec: dict[str, Any]) -> dict[str, Any]:
+def _child(spec: dict[str, Any], root: Path = ROOT) -> dict[str, Any]:
     label = ", ".join(f"{name}={value}" for name, value in spec.items())
-    print(f"  running in a fresh process: {label} …", file=sys.stderr, flush=True)
+    where = "" if root == ROOT else f" (code in {root})"
+    print(f"  running in a fresh process{where}: {label} …", file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         output = Path(folder) / "result.json"
         command = [sys.executable, "-m", "benchmarks", "--child", json.dumps(spec), "--output", str(output)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        subprocess.run(command, check=True, cwd=ROOT, env=env)
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        subprocess.run(command, check=True, cwd=root, env=env)
         result: dict[str, Any] = json.loads(output.read_text())
     return result
 
@@ -142,7 +145,25 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(scenarios: Sequence[str], plan: Plan) -> dict[str, Any]:
+COMPARED = ("events_per_s", "function_events_per_s", "python_cpu_seconds", "azurite_cpu_seconds")
+
+
+def compare(plan: Plan, baseline: Path) -> list[dict[str, Any]]:
+    """Each subscription count run with the code in ``baseline`` and then with this code, back to
+    back on fresh Azurites, so that both see the same machine load; ratios are new ÷ old."""
+    rows = []
+    for count in plan.subscription_counts:
+        spec = {"events": plan.subscription_events, "batch_size": 1000, "subscriptions": count}
+        old, new = _child(spec, baseline), _child(spec)
+        row: dict[str, Any] = {"subscriptions": count, "events": spec["events"], "old": old, "new": new}
+        for name in COMPARED:
+            if old.get(name) and new.get(name):
+                row[f"{name}_ratio"] = round(new[name] / old[name], 2)
+        rows.append(row)
+    return rows
+
+
+def run(scenarios: Sequence[str], plan: Plan, baseline: Path | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     runs = Runs()
     if "parse" in scenarios:
@@ -176,6 +197,9 @@ def run(scenarios: Sequence[str], plan: Plan) -> dict[str, Any]:
     if "reports" in scenarios:
         print("scenario 5: a month's report in every format …", file=sys.stderr)
         results["report"] = _child({"report": list(plan.report_size)})
+    if "compare" in scenarios and baseline is not None:
+        print(f"scenario 6: back to back against the code in {baseline} …", file=sys.stderr)
+        results["comparison"] = compare(plan, baseline)
     return results
 
 
@@ -201,6 +225,14 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append(_check("Table transactions per touched slice per batch (max)", value, "<= 1", value <= 1))
         value = row["steady_reads"]
         checks.append(_check("reads in steady state", value, "== 0", value == 0))
+    for row in results.get("scale_subscriptions", []):
+        floor = {10: TARGET_TEN_SUBSCRIPTIONS, 40: TARGET_FORTY_SUBSCRIPTIONS}.get(row["subscriptions"])
+        if floor is not None and row["events"] >= 50_000:
+            label = f"end to end, {row['subscriptions']} subscriptions, batches of 1,000, events/s"
+            checks.append(_check(label, row["events_per_s"], f">= {floor}", row["events_per_s"] >= floor))
+        value, bound = row["transactions_per_batch"], row["transaction_bound_per_batch"]
+        label = f"transactions per batch, {row['subscriptions']:,} subscriptions"
+        checks.append(_check(label, value, f"<= {bound} (⌈aggregates ÷ 99⌉ + slices)", value <= bound))
     naive = results.get("naive", {})
     if "ratio" in naive:
         ratio = naive["ratio"]
@@ -282,6 +314,8 @@ def render(results: dict[str, Any]) -> str:
                     "ev/s",
                     "fn-only ev/s",
                     "tx/batch",
+                    "bound",
+                    "aggr/batch",
                     "max tx/slice",
                     "reads warm/steady",
                     "RSS start",
@@ -299,6 +333,8 @@ def render(results: dict[str, Any]) -> str:
                         row["events_per_s"],
                         row["function_events_per_s"],
                         row["transactions_per_batch"],
+                        row.get("transaction_bound_per_batch"),
+                        row.get("aggregates_per_batch"),
                         row["max_transactions_per_slice"],
                         f"{row['warmup_reads']}/{row['steady_reads']}",
                         row["rss_mib_start"],
@@ -314,7 +350,20 @@ def render(results: dict[str, Any]) -> str:
         parts.append("\nWhere the time goes (seconds of wall time; CPU seconds for Python and Azurite)")
         parts.append(
             _table(
-                ["scenario", "events", "batch", "converter", "function", "commit", "http", "py CPU", "Azurite CPU"],
+                [
+                    "scenario",
+                    "events",
+                    "batch",
+                    "converter",
+                    "function",
+                    "commit",
+                    "body",
+                    "answer",
+                    "http",
+                    "py CPU",
+                    "Azurite CPU",
+                    "wall",
+                ],
                 [
                     [
                         name,
@@ -323,9 +372,12 @@ def render(results: dict[str, Any]) -> str:
                         row["seconds_converter"],
                         row["seconds_function"],
                         row["seconds_commit"],
+                        row.get("seconds_batch_body"),
+                        row.get("seconds_batch_answer"),
                         row["seconds_http"],
                         row["python_cpu_seconds"],
                         row["azurite_cpu_seconds"],
+                        row["seconds_wall"],
                     ]
                     for name, row in runs
                 ],
@@ -372,6 +424,46 @@ def render(results: dict[str, Any]) -> str:
                 ],
             )
         )
+    comparison = results.get("comparison", [])
+    if comparison:
+        parts.append("\n6. Back to back: the baseline code, then this code, same spec, fresh Azurite each")
+        parts.append(
+            _table(
+                [
+                    "subs",
+                    "events",
+                    "old ev/s",
+                    "new ev/s",
+                    "ratio",
+                    "old fn ev/s",
+                    "new fn ev/s",
+                    "old py CPU",
+                    "new py CPU",
+                    "old Azurite CPU",
+                    "new Azurite CPU",
+                    "old tx/batch",
+                    "new tx/batch",
+                ],
+                [
+                    [
+                        row["subscriptions"],
+                        row["events"],
+                        row["old"]["events_per_s"],
+                        row["new"]["events_per_s"],
+                        row.get("events_per_s_ratio"),
+                        row["old"]["function_events_per_s"],
+                        row["new"]["function_events_per_s"],
+                        row["old"]["python_cpu_seconds"],
+                        row["new"]["python_cpu_seconds"],
+                        row["old"]["azurite_cpu_seconds"],
+                        row["new"]["azurite_cpu_seconds"],
+                        row["old"]["transactions_per_batch"],
+                        row["new"]["transactions_per_batch"],
+                    ]
+                    for row in comparison
+                ],
+            )
+        )
     checks = results.get("targets", [])
     if checks:
         parts.append("\nTargets")
@@ -390,6 +482,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=SCENARIOS, action="append", help="run only this scenario (repeatable)")
     parser.add_argument("--events", type=int, help="events for the end-to-end scenario (default 200,000)")
     parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the results (JSON)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of other code (e.g. `git archive` of an older commit): scenario `compare` runs "
+        "each subscription count with it and with this code, back to back",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -398,7 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = Plan.quick(args.events) if args.quick else Plan.full(args.events)
     scenarios = tuple(args.only or SCENARIOS)
     started = time.perf_counter()
-    results = run(scenarios, plan)
+    if "compare" in scenarios and args.only and args.baseline is None:
+        parser.error("--only compare needs --baseline")
+    results = run(scenarios, plan, args.baseline.resolve() if args.baseline else None)
     results["targets"] = targets(results)
     document = {
         "command": " ".join(["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]).strip(),

@@ -16,9 +16,10 @@ from datetime import datetime
 
 import azure.functions as func
 from azure.functions import meta
-from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.queue import QueueMessageInConverter
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from chargeback.adapters import eventhub
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +82,7 @@ def decode_batch(
     metadata = trigger_metadata(
         events, hub=hub, partition_id=partition_id, namespace=namespace, consumer_group=consumer_group
     )
-    decoded = EventHubTriggerConverter.decode(data, trigger_metadata=metadata)
+    decoded = eventhub.trigger_converter().decode(data, trigger_metadata=metadata)
     if not isinstance(decoded, list):
         raise TypeError("the Event Hub converter did not decode a batch")
     return decoded

@@ -17,6 +17,8 @@ class InMemoryLedgerStore:
     def __init__(self) -> None:
         self.slices: dict[str, dict[str, tuple[UsageKey, Counters]]] = {}
         self.watermarks: dict[str, tuple[int, str]] = {}
+        self.progress: dict[str, dict[str, int]] = {}
+        """Per slice and row, the last sequence number applied to the row."""
         self.reads = 0
         self.commits = 0
         self.markers: dict[str, set[int]] = {}
@@ -28,10 +30,12 @@ class InMemoryLedgerStore:
         watermark, etag = self.watermarks.get(slice_key, (NO_WATERMARK, None))
         rows = self.slices.get(slice_key, {})
         wanted = tuple(f"{day}|" for day in days)
+        progress = self.progress.get(slice_key, {})
         return SliceSnapshot(
             watermark=watermark,
             etag=etag,
             rows={row_key: counters for row_key, (_, counters) in rows.items() if row_key.startswith(wanted)},
+            progress={row_key: last for row_key, last in progress.items() if row_key.startswith(wanted)},
         )
 
     def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
@@ -39,8 +43,11 @@ class InMemoryLedgerStore:
         if (current[1] if current else None) != etag:
             raise ConcurrencyError(f"watermark of {slice_key} moved")
         rows = self.slices.setdefault(slice_key, {})
+        progress = self.progress.setdefault(slice_key, {})
         for write in writes:
             rows[write.row_key] = (write.key, write.counters)
+            if write.progress is not None:
+                progress[write.row_key] = write.progress
         new_etag = f"W/{next(self._etags)}"
         self.watermarks[slice_key] = (watermark, new_etag)
         self.commits += 1

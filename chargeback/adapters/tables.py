@@ -8,18 +8,21 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import EdmType, EntityProperty, TableClient, UpdateMode
 from azure.storage.blob import ContainerClient
 
+from chargeback.adapters import table_batch
 from chargeback.adapters.storage import translated
+from chargeback.adapters.table_batch import Operation, Value
 from chargeback.domain import keys
-from chargeback.domain.errors import ConcurrencyError
 from chargeback.domain.usage import COUNTER_FIELDS, Counters, UsageKey
 from chargeback.ingestion.ledger import NO_WATERMARK, DeadLetter, RowWrite, SliceSnapshot
 
 _IDENTITY_FIELDS = ("subscription_id", "model", "deployment", "operation")
 _ROW_SELECT = ["RowKey", "day", *_IDENTITY_FIELDS, *COUNTER_FIELDS]
+
+PROGRESS_FIELD = "last_sequence"
+"""An aggregate row's progress: the last sequence number of its slice applied to it."""
 
 MAX_INLINE_BODY = 16 * 1024
 """Bodies larger than this go to a blob: an entity property holds at most 64 KiB of UTF-16."""
@@ -36,6 +39,21 @@ def _int64(value: int) -> EntityProperty:
 
 def _as_int(value: Any) -> int:
     return int(value.value) if isinstance(value, EntityProperty) else int(value)
+
+
+def _aggregate(write: RowWrite) -> dict[str, Value]:
+    properties: dict[str, Value] = {
+        "day": write.key.day.isoformat(),
+        "subscription_id": write.key.subscription_id,
+        "model": write.key.model,
+        "deployment": write.key.deployment,
+        "operation": write.key.operation,
+    }
+    for name in COUNTER_FIELDS:
+        properties[name] = getattr(write.counters, name)
+    if write.progress is not None:
+        properties[PROGRESS_FIELD] = write.progress
+    return properties
 
 
 def _counters(entity: Any) -> Counters:
@@ -56,18 +74,21 @@ class TableLedgerStore:
             )
             found = next(iter(watermark), None)
         rows: dict[str, Counters] = {}
+        progress: dict[str, int] = {}
         for day in days:
             low, high = keys.day_range(day)
             with translated(f"read {day} of {slice_key}"):
                 for entity in self._table.query_entities(
                     "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
                     parameters={"pk": slice_key, "low": low, "high": high},
-                    select=["RowKey", *COUNTER_FIELDS],
+                    select=["RowKey", PROGRESS_FIELD, *COUNTER_FIELDS],
                 ):
                     rows[entity["RowKey"]] = _counters(entity)
+                    if entity.get(PROGRESS_FIELD) is not None:
+                        progress[entity["RowKey"]] = _as_int(entity[PROGRESS_FIELD])
         if found is None:
-            return SliceSnapshot(NO_WATERMARK, None, rows)
-        return SliceSnapshot(_as_int(found["sequence_number"]), found.metadata["etag"], rows)
+            return SliceSnapshot(NO_WATERMARK, None, rows, progress)
+        return SliceSnapshot(_as_int(found["sequence_number"]), found.metadata["etag"], rows, progress)
 
     def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
         return self._transact(slice_key, etag, writes, watermark, extra=[], what="watermark")
@@ -89,13 +110,13 @@ class TableLedgerStore:
     ) -> str:
         """Like ``commit``, plus a marker row for ``sequence_number`` that must not exist yet:
         a re-applied dead letter is counted once even if redrive runs twice or races itself."""
-        marker = {
-            "PartitionKey": slice_key,
-            "RowKey": f"{REDRIVEN_ROW_PREFIX}{sequence_number:020d}",
-            "sequence_number": _int64(sequence_number),
-            "redriven_at": datetime.now(UTC),
-        }
-        return self._transact(slice_key, etag, writes, watermark, extra=[("create", marker)], what="redrive marker")
+        marker = Operation(
+            "insert",
+            slice_key,
+            f"{REDRIVEN_ROW_PREFIX}{sequence_number:020d}",
+            {"sequence_number": sequence_number, "redriven_at": datetime.now(UTC)},
+        )
+        return self._transact(slice_key, etag, writes, watermark, extra=[marker], what="redrive marker")
 
     def _transact(
         self,
@@ -104,49 +125,24 @@ class TableLedgerStore:
         writes: Sequence[RowWrite],
         watermark: int,
         *,
-        extra: list[Any],
+        extra: Sequence[Operation],
         what: str,
     ) -> str:
         """One entity-group transaction: the aggregates, ``extra`` rows, then the watermark under its ETag
         (created when ``etag`` is None). A lost condition is a ``ConcurrencyError``."""
-        operations: list[Any] = [
-            ("upsert", self._aggregate(slice_key, write), {"mode": UpdateMode.REPLACE}) for write in writes
+        # A write without progress (a redrive) merges, so the row keeps the progress it has.
+        operations = [
+            Operation("upsert" if write.progress is not None else "merge", slice_key, write.row_key, _aggregate(write))
+            for write in writes
         ]
         operations += extra
-        marker = {
-            "PartitionKey": slice_key,
-            "RowKey": keys.WATERMARK_ROW,
-            "sequence_number": _int64(watermark),
-            "updated_at": datetime.now(UTC),
-        }
+        marker: dict[str, Value] = {"sequence_number": watermark, "updated_at": datetime.now(UTC)}
         if etag is None:
-            operations.append(("create", marker))
+            operations.append(Operation("insert", slice_key, keys.WATERMARK_ROW, marker))
         else:
-            condition = {"mode": UpdateMode.REPLACE, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-            operations.append(("update", marker, condition))
-        with translated(f"commit to {slice_key}"):
-            try:
-                results = self._table.submit_transaction(operations)
-            except TableTransactionError as exc:
-                if exc.status_code in (409, 412):
-                    raise ConcurrencyError(f"{what} of {slice_key} moved") from exc
-                raise
-        return str(results[-1]["etag"])
-
-    @staticmethod
-    def _aggregate(slice_key: str, write: RowWrite) -> dict[str, Any]:
-        entity: dict[str, Any] = {
-            "PartitionKey": slice_key,
-            "RowKey": write.row_key,
-            "day": write.key.day.isoformat(),
-            "subscription_id": write.key.subscription_id,
-            "model": write.key.model,
-            "deployment": write.key.deployment,
-            "operation": write.key.operation,
-        }
-        for name in COUNTER_FIELDS:
-            entity[name] = _int64(getattr(write.counters, name))
-        return entity
+            operations.append(Operation("update", slice_key, keys.WATERMARK_ROW, marker, etag=etag))
+        etags = table_batch.submit(self._table, operations, f"commit {what} to {slice_key}")
+        return etags[-1]
 
     def period_rows(self, period: str) -> Iterator[tuple[UsageKey, Counters]]:
         low, high = keys.period_range(period[:7])

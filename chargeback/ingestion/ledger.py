@@ -1,12 +1,15 @@
 """Folds Event Hub batches into the usage ledger exactly once, on an at-least-once stream.
 
 The ledger is cut into slices, one per (month, hub, Event Hub partition). Each slice has a
-watermark: the last sequence number applied to it. A batch is split by slice; each slice's
-part is committed as one transaction that writes the new aggregate totals *and* the
-watermark, conditioned on the watermark's ETag. Events at or below a slice's watermark are
-skipped, so redelivery changes nothing and a racing owner loses on the ETag, re-reads and
-skips what the winner applied. A part touching more than ``MAX_ROWS_PER_COMMIT`` aggregates
-is committed in chunks, in sequence order, each carrying the watermark of its last event.
+watermark row, and each aggregate row records its progress: the last sequence number applied
+to it. An event of row r is counted iff its sequence number is at most max(watermark, progress
+of r). A batch is split by slice; each slice's part is committed as one transaction per at most
+``MAX_ROWS_PER_COMMIT`` rows (chunks cut by row, so a row is written once per batch), each
+writing its rows' new totals and progress together with the watermark row, conditioned on the
+watermark's ETag. The last chunk moves the watermark to the part's last event; earlier chunks
+rewrite it unchanged, only to move its ETag. So redelivery changes nothing, a crash between two
+chunks leaves every row either wholly applied (progress moved) or untouched, and a racing owner
+loses on the ETag, re-reads and skips what the winner applied. docs/reliability.md argues it.
 
 Assumption: within a partition the host delivers events in sequence order, and a redelivery
 starts at or before the first event not yet applied (Event Hubs checkpoints guarantee this).
@@ -79,15 +82,19 @@ class SliceSnapshot:
     watermark: int
     etag: str | None
     rows: Mapping[str, Counters]
+    progress: Mapping[str, int] = field(default_factory=dict)
+    """Per row, the last sequence number applied to it; absent for rows that never recorded one."""
 
 
 @dataclass(frozen=True, slots=True)
 class RowWrite:
-    """The new absolute totals of one aggregate row."""
+    """The new absolute totals of one aggregate row and, from live ingestion, its new progress."""
 
     row_key: str
     key: UsageKey
     counters: Counters
+    progress: int | None = None
+    """The last sequence number now applied to the row; ``None`` keeps the stored one (redrive)."""
 
 
 class LedgerStore(Protocol):
@@ -98,9 +105,9 @@ class LedgerStore(Protocol):
         ...
 
     def commit(self, slice_key: str, etag: str | None, writes: Sequence[RowWrite], watermark: int) -> str:
-        """Write rows and watermark in one transaction if the watermark's ETag is still ``etag``
-        (``None``: the watermark must not exist yet). Return the new ETag; raise
-        ``ConcurrencyError`` when the condition fails."""
+        """Write rows (with their progress, where given) and watermark in one transaction if the
+        watermark's ETag is still ``etag`` (``None``: the watermark must not exist yet). Return the
+        new ETag; raise ``ConcurrencyError`` when the condition fails."""
         ...
 
     def period_rows(self, period: str) -> Iterator[tuple[UsageKey, Counters]]:
@@ -162,10 +169,21 @@ _Parsed = tuple[int, _Key, Delta]
 
 
 @dataclass(slots=True)
+class _Row:
+    """One aggregate's events in a slice's part, in sequence order."""
+
+    key: UsageKey
+    row_key: str
+    sequences: list[int]
+    deltas: list[Delta]
+
+
+@dataclass(slots=True)
 class _CachedSlice:
     watermark: int
     etag: str | None
     rows: dict[str, Counters]
+    progress: dict[str, int]
     days: OrderedDict[str, None]
     """Days whose rows are all in ``rows``; ``None`` in place of the dict means every day."""
     complete: bool
@@ -244,21 +262,25 @@ class Ledger:
         return outcome
 
     def _apply_slice(self, slice_key: str, days: set[str], part: list[_Parsed], outcome: BatchOutcome) -> None:
+        rows = _rows(part)
+        last = part[-1][0]
         applied = 0
         for _attempt in range(MAX_CONFLICT_RETRIES):
             state = self._slice(slice_key, days, outcome)
-            watermark = state.watermark
-            pending = part if part[0][0] > watermark else [item for item in part if item[0] > watermark]
+            pending = _pending(rows, state)
             try:
-                for chunk, groups in _chunks(pending):
-                    writes, fallbacks = _writes(groups, state.rows)
-                    watermark = chunk[-1][0]
+                chunks = _chunks(pending)
+                for number, chunk in enumerate(chunks, start=1):
+                    writes, events, fallbacks = _writes(chunk, state.rows)
+                    # Only the last chunk moves the watermark: until then some rows are behind it.
+                    watermark = last if number == len(chunks) else state.watermark
                     etag = self._store.commit(slice_key, state.etag, writes, watermark)
                     outcome.transactions += 1
-                    for write in writes:
+                    for write, row in zip(writes, chunk, strict=True):
                         state.rows[write.row_key] = write.counters
+                        state.progress[write.row_key] = row.sequences[-1]
                     state.watermark, state.etag = watermark, etag
-                    applied += len(chunk)
+                    applied += events
                     outcome.time_fallbacks += fallbacks
             except ConcurrencyError:
                 outcome.conflicts += 1
@@ -308,11 +330,13 @@ class Ledger:
                 watermark=snapshot.watermark,
                 etag=snapshot.etag,
                 rows=dict(snapshot.rows),
+                progress=dict(snapshot.progress),
                 days=OrderedDict(),
                 complete=snapshot.etag is None,
             )
         else:
             state.rows.update(snapshot.rows)
+            state.progress.update(snapshot.progress)
         self._touch(state, days)
         self._remember(slice_key, state)
         return state
@@ -329,6 +353,7 @@ class Ledger:
             prefix = f"{old}|"
             for row_key in [k for k in state.rows if k.startswith(prefix)]:
                 del state.rows[row_key]
+                state.progress.pop(row_key, None)
             state.complete = False
 
     def period_rows(self, period: str) -> list[UsageRow]:
@@ -416,60 +441,66 @@ def _dead_letter(batch: Batch, received: ReceivedEvent, enqueued: datetime, reje
     )
 
 
-def _chunks(pending: list[_Parsed]) -> Iterator[tuple[list[_Parsed], dict[_Key, list[Delta]]]]:
-    """Cut a slice's events, in sequence order, into runs that fit one transaction: at most
-    MAX_ROWS_PER_COMMIT rows and MAX_COMMIT_BYTES; each with its deltas grouped by row, rows in
-    first-touched order."""
-    groups = _grouped(pending)
-    if len(groups) <= MAX_ROWS_PER_COMMIT and sum(map(_row_bytes, groups)) <= MAX_COMMIT_BYTES:
-        if pending:
-            yield pending, groups
-        return
-    chunk: list[_Parsed] = []
-    touched: set[_Key] = set()
+def _rows(part: list[_Parsed]) -> list[_Row]:
+    """A slice's events grouped by aggregate row, rows in first-touched order, events in sequence order."""
+    grouped: dict[_Key, _Row] = {}
+    for sequence, key, delta in part:
+        row = grouped.get(key)
+        if row is None:
+            usage_key = UsageKey(*key)
+            grouped[key] = _Row(usage_key, keys.aggregate_row_key(usage_key), [sequence], [delta])
+        else:
+            row.sequences.append(sequence)
+            row.deltas.append(delta)
+    return list(grouped.values())
+
+
+def _pending(rows: list[_Row], state: _CachedSlice) -> list[_Row]:
+    """Each row's events not yet applied: above both the watermark and the row's own progress."""
+    pending = []
+    for row in rows:
+        applied_through = max(state.watermark, state.progress.get(row.row_key, NO_WATERMARK))
+        if row.sequences[0] > applied_through:
+            pending.append(row)
+        elif row.sequences[-1] > applied_through:
+            kept = [i for i, sequence in enumerate(row.sequences) if sequence > applied_through]
+            pending.append(_Row(row.key, row.row_key, [row.sequences[i] for i in kept], [row.deltas[i] for i in kept]))
+    return pending
+
+
+def _chunks(pending: list[_Row]) -> list[list[_Row]]:
+    """Cut rows into runs that fit one transaction: at most MAX_ROWS_PER_COMMIT rows and MAX_COMMIT_BYTES."""
+    chunks: list[list[_Row]] = []
+    chunk: list[_Row] = []
     size = 0
-    for item in pending:
-        key = item[1]
-        if key not in touched:
-            row_bytes = _row_bytes(key)
-            if touched and (len(touched) == MAX_ROWS_PER_COMMIT or size + row_bytes > MAX_COMMIT_BYTES):
-                yield chunk, _grouped(chunk)
-                chunk, touched, size = [], set(), 0
-            touched.add(key)
-            size += row_bytes
-        chunk.append(item)
+    for row in pending:
+        row_bytes = _row_bytes(row.key)
+        if chunk and (len(chunk) == MAX_ROWS_PER_COMMIT or size + row_bytes > MAX_COMMIT_BYTES):
+            chunks.append(chunk)
+            chunk, size = [], 0
+        chunk.append(row)
+        size += row_bytes
     if chunk:
-        yield chunk, _grouped(chunk)
+        chunks.append(chunk)
+    return chunks
 
 
-def _row_bytes(key: _Key) -> int:
+def _row_bytes(key: UsageKey) -> int:
     """An upper bound on one aggregate's share of a transaction body.
 
     Each identifier appears in the entity and, escaped, in its row key and URL; a character may
     take up to 12 bytes as a JSON escape pair. 2 KiB covers the counters and the envelope.
     """
-    return 2048 + 36 * (len(key[1]) + len(key[2]) + len(key[3]) + len(key[4]))
+    return 2048 + 36 * (len(key.subscription_id) + len(key.model) + len(key.deployment) + len(key.operation))
 
 
-def _grouped(items: list[_Parsed]) -> dict[_Key, list[Delta]]:
-    groups: dict[_Key, list[Delta]] = {}
-    for _, key, delta in items:
-        group = groups.get(key)
-        if group is None:
-            groups[key] = [delta]
-        else:
-            group.append(delta)
-    return groups
-
-
-def _writes(groups: dict[_Key, list[Delta]], current: Mapping[str, Counters]) -> tuple[list[RowWrite], int]:
-    """The new totals of the rows a chunk touches, in first-touched order, and its time fallbacks."""
+def _writes(chunk: list[_Row], current: Mapping[str, Counters]) -> tuple[list[RowWrite], int, int]:
+    """The new totals and progress of a chunk's rows, how many events they apply, and their time fallbacks."""
     writes = []
-    fallbacks = 0
-    for key, group in groups.items():
-        added = sum_deltas(group)
+    events = fallbacks = 0
+    for row in chunk:
+        added = sum_deltas(row.deltas)
         fallbacks += added.time_fallbacks
-        usage_key = UsageKey(*key)
-        row_key = keys.aggregate_row_key(usage_key)
-        writes.append(RowWrite(row_key, usage_key, current.get(row_key, ZERO) + added))
-    return writes, fallbacks
+        events += len(row.deltas)
+        writes.append(RowWrite(row.row_key, row.key, current.get(row.row_key, ZERO) + added, row.sequences[-1]))
+    return writes, events, fallbacks

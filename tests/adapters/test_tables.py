@@ -144,3 +144,22 @@ def test_dead_lettering_the_same_event_twice_keeps_one_row(dead_letters: TableDe
     assert dead_letters.count("2026-11") == 2
     assert dead_letters.count("2026-11-27") == 2
     assert dead_letters.count("2026-10") == 0
+
+
+def test_a_rows_progress_is_stored_with_it_and_read_back(store: TableLedgerStore) -> None:
+    first = write("a", Counters(requests=1))
+    store.commit(SLICE, None, [RowWrite(first.row_key, first.key, first.counters, progress=41)], -1)
+    snapshot = store.read_slice(SLICE, ["2026-11-27"])
+    assert (snapshot.watermark, dict(snapshot.progress)) == (-1, {first.row_key: 41})
+
+
+def test_a_write_without_progress_keeps_the_stored_progress(store: TableLedgerStore) -> None:
+    """A redrive rewrites a row's totals only: its progress must survive, or events would count twice."""
+    first = write("a", Counters(requests=1))
+    etag = store.commit(SLICE, None, [RowWrite(first.row_key, first.key, first.counters, progress=41)], -1)
+    store.commit(SLICE, etag, [write("a", Counters(requests=2))], -1)
+    snapshot = store.read_slice(SLICE, ["2026-11-27"])
+    assert (dict(snapshot.rows), dict(snapshot.progress)) == (
+        {first.row_key: Counters(requests=2)},
+        {first.row_key: 41},
+    )

@@ -29,6 +29,8 @@ class Action(Enum):
     """Hold the request until released; then forward it, or cut it when the stall is cut."""
     STALL_RESPONSE = "stall-response"
     """Forward the request, hold storage's answer until released; then deliver it, or cut it."""
+    CUT_ANSWER = "cut-answer"
+    """Forward the request, deliver storage's answer up to the middle of its body, then cut."""
     OUTAGE = "outage"
     """Cut this request and every later one until ``restore()``."""
 
@@ -225,6 +227,12 @@ class FaultProxy:
                 _reset(client)
             elif action is Action.FAIL:
                 client.sendall(_status_response(status))
+            elif action is Action.CUT_ANSWER:
+                answer = self._forward(request)
+                head, _, body = answer.partition(_HEADER_END)
+                with suppress(OSError):
+                    client.sendall(head + _HEADER_END + body[: len(body) // 2])
+                _reset(client)
             elif action is Action.STALL_REQUEST:
                 stall = self._hold(first_line)
                 try:
