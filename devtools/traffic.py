@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from devtools import shapes
 from devtools.hostshape import HostEvent
 
 CANONICAL = "canonical"
@@ -331,10 +332,6 @@ def _enqueued(rng: random.Random, moment: datetime) -> datetime:
     return moment + timedelta(seconds=rng.uniform(0.05, MAX_ENQUEUE_DELAY_SECONDS))
 
 
-def _uuid(rng: random.Random) -> str:
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
-
-
 def _pick(rng: random.Random, table: Sequence[tuple[str, int]]) -> str:
     return rng.choices([name for name, _ in table], [weight for _, weight in table])[0]
 
@@ -404,102 +401,26 @@ def _request(
         shape=shape,
         body=b"",
     )
-    return dataclasses.replace(request, body=_BODIES[shape](rng, request, model))
-
-
-def _usage(request: Request, *, embeddings: bool) -> dict[str, object]:
-    usage: dict[str, object] = {"prompt_tokens": request.prompt_tokens}
-    if not embeddings:
-        usage["completion_tokens"] = request.completion_tokens
-    usage["total_tokens"] = request.total_tokens
-    if request.cached_tokens:
-        usage["prompt_tokens_details"] = {"cached_tokens": request.cached_tokens}
-    return usage
-
-
-def _canonical(rng: random.Random, request: Request, model: _Model) -> bytes:
-    provisioned = model.deployment == PROVISIONED_DEPLOYMENT
-    return orjson.dumps(
-        {
-            "schema": "chargeback.usage/v1",
-            "requestId": _uuid(rng),
-            "eventTime": iso_time(request.time),
-            "subscriptionId": request.subscription_id,
-            "productId": "aoai-product",
-            "apiId": "azure-openai",
-            "operationId": model.operation_id,
-            "model": model.model,
-            "deployment": model.deployment,
-            "backendId": "ptu-backend-1" if provisioned else f"payg-backend-{rng.randint(1, 2)}",
-            "region": "swedencentral",
-            "stream": rng.random() < 0.3,
-            "usage": _usage(request, embeddings=model.embeddings),
-        }
+    call = shapes.Call(
+        subscription_id=subscription,
+        time=moment,
+        model=model.model,
+        deployment=model.deployment,
+        operation_id=model.operation_id,
+        operation_name=model.operation_name,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        embeddings=model.embeddings,
+        provisioned=model.deployment == PROVISIONED_DEPLOYMENT,
     )
-
-
-def _toolkit(rng: random.Random, request: Request, model: _Model) -> bytes:
-    return orjson.dumps(
-        {
-            "Type": "Message",
-            "EventTime": dotnet_time(request.time, twelve_hour=rng.random() < 0.7),
-            "ServiceName": "apim-genai-x7k2",
-            "GatewayId": "managed",
-            "RequestId": _uuid(rng),
-            "RequestIp": f"20.61.10.{rng.randint(2, 40)}",
-            "OperationName": model.operation_name,
-            "SubscriptionId": request.subscription_id,
-            "TotalTokens": str(request.total_tokens),
-        }
-    )
-
-
-def _token_usage(rng: random.Random, request: Request, model: _Model) -> bytes:
-    return orjson.dumps(
-        {
-            "SubscriptionId": request.subscription_id,
-            "OperationName": model.operation_id,
-            "RequestId": _uuid(rng),
-            "TokenUsage": _usage(request, embeddings=model.embeddings),
-        }
-    )
-
-
-def _ai_hub(rng: random.Random, request: Request, model: _Model) -> bytes:
-    return orjson.dumps(
-        {
-            "id": f"chatcmpl-{rng.getrandbits(96):024x}" if not model.embeddings else _uuid(rng),
-            "timestamp": dotnet_time(request.time, twelve_hour=True),
-            "appId": "NA",
-            "subscriptionId": request.subscription_id,
-            "productName": request.subscription_id,
-            "targetService": "embeddings" if model.embeddings else "chat.completion",
-            "model": model.model,
-            "gatewayName": "apim-aihub-eus",
-            "gatewayRegion": "East US",
-            "aiGatewayId": "managed",
-            "RequestIp": f"10.1.2.{rng.randint(2, 250)}",
-            "operationName": model.operation_id,
-            "sessionId": "NA",
-            "endUserId": "NA",
-            "backendId": "openai-eus-ptu" if model.deployment == PROVISIONED_DEPLOYMENT else "openai-eus",
-            "routeLocation": "eastus",
-            "routeName": "EastUS",
-            "deploymentName": model.deployment,
-            "promptTokens": request.prompt_tokens,
-            "responseTokens": request.completion_tokens,
-            "totalTokens": request.total_tokens,
-        }
-    )
-
-
-_BODIES = {CANONICAL: _canonical, TOOLKIT: _toolkit, TOKEN_USAGE: _token_usage, AI_HUB: _ai_hub}
+    return dataclasses.replace(request, body=shapes.body(shape, call, rng))
 
 
 def _malformed(rng: random.Random, scenario: Scenario, index: int) -> Malformed:
     subscription = rng.choice(scenario.subscription_ids)
     moment = _moment(rng, scenario)
-    when = dotnet_time(moment, twelve_hour=True)
+    when = shapes.dotnet_time(moment, twelve_hour=True)
     kinds: tuple[tuple[str, bytes], ...] = (
         ("not_json", b'{"SubscriptionId":"' + subscription.encode() + b'","TotalTokens":"27"'),
         ("missing_subscription", orjson.dumps({"Type": "Message", "EventTime": when, "TotalTokens": "19"})),
@@ -509,19 +430,6 @@ def _malformed(rng: random.Random, scenario: Scenario, index: int) -> Malformed:
     )
     kind, body = kinds[index % len(kinds)]
     return Malformed(body, _enqueued(rng, moment), subscription, kind)
-
-
-def iso_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def dotnet_time(moment: datetime, *, twelve_hour: bool) -> str:
-    """``DateTime.UtcNow.ToString()`` as an en-US (12-hour) or a 24-hour culture writes it."""
-    if twelve_hour:
-        hour = moment.hour % 12 or 12
-        meridiem = "AM" if moment.hour < 12 else "PM"
-        return f"{moment.month}/{moment.day}/{moment.year} {hour}:{moment.minute:02d}:{moment.second:02d} {meridiem}"
-    return f"{moment.month}/{moment.day}/{moment.year} {moment.hour}:{moment.minute:02d}:{moment.second:02d}"
 
 
 # --------------------------------------------------------------------------------------------
