@@ -22,6 +22,8 @@ INGEST = "chargeback.ingest"
 LLM_LOGS = "chargeback.llm_logs"
 LLM_LOG_ROW_REJECTED = "chargeback.llm_logs.rejected"
 REPORT = "chargeback.report"
+REPORT_JOB = "chargeback.report.job"
+REPORT_DISCARD_FAILED = "chargeback.report.discard_failed"
 RECONCILE_FAILED = "chargeback.reconcile.failed"
 HTTP_FAILURE = "chargeback.http.failure"
 

@@ -19,6 +19,7 @@ from chargeback.domain.errors import (
     ReportScheduleError,
     TransientStorageError,
 )
+from chargeback.domain.logs import REPORT_JOB, log_event
 from chargeback.reports import service
 from chargeback.reports.model import FINAL, Manifest
 
@@ -106,7 +107,15 @@ def schedule(context: JobContext) -> list[ReportJob]:
         try:
             queued.append(request(context, period, "timer"))
         except ChargebackError as exc:
-            logger.error("chargeback.report period=%s not queued kind=%s", period, type(exc).__name__, exc_info=exc)  # noqa: TRY400
+            log_event(
+                logger,
+                REPORT_JOB,
+                logging.ERROR,
+                period=period,
+                status="not_queued",
+                kind=type(exc).__name__,
+                exc_info=exc,
+            )
             failed[period] = service.public_reason(exc)
     if failed:
         raise ReportScheduleError(failed)
@@ -128,7 +137,7 @@ def run(context: JobContext, message: str) -> ReportJob:
         _record(context, job, FAILED, reason=service.public_reason(exc))
         raise
     except ChargebackError as exc:
-        logger.error("chargeback.report period=%s job=%s failed", job["period"], job["id"], exc_info=exc)  # noqa: TRY400
+        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
         return _record(context, job, FAILED, reason=service.public_reason(exc))
     return _record(context, job, DONE, report=manifest)
 
@@ -172,7 +181,7 @@ def _record(
         }
     )
     context.store.save(updated)
-    logger.info("chargeback.report job=%s period=%s status=%s", job["id"], job["period"], status)
+    log_event(logger, REPORT_JOB, job=job["id"], period=job["period"], status=status)
     return updated
 
 

@@ -37,6 +37,7 @@ from chargeback.domain.errors import (
     StorageError,
     TransientStorageError,
 )
+from chargeback.domain.logs import RECONCILE_FAILED, REPORT, REPORT_DISCARD_FAILED, log_event
 from chargeback.domain.usage import COUNTER_FIELDS, ZERO, Counters, UsageKey, UsageRow
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reconciliation.reconcile import (
@@ -275,8 +276,13 @@ def _discard(context: ReportContext, period: str, generation: str) -> None:
     try:
         context.reports.discard(period, generation)
     except StorageError as exc:
-        logger.warning(
-            "chargeback.report discard period=%s generation=%s kind=%s", period, generation, type(exc).__name__
+        log_event(
+            logger,
+            REPORT_DISCARD_FAILED,
+            logging.WARNING,
+            period=period,
+            generation=generation,
+            kind=type(exc).__name__,
         )
 
 
@@ -297,15 +303,16 @@ def _pointed(context: ReportContext, period: str) -> list[Manifest]:
 
 
 def _log_committed(manifest: Manifest) -> None:
-    logger.info(
-        "chargeback.report period=%s status=%s generation=%s lines=%s grand_total=%s %s reconciliation=%s",
-        manifest["period"],
-        manifest["status"],
-        manifest["generation"],
-        manifest["row_counts"].get("lines"),
-        manifest["grand_total"],
-        manifest["currency"],
-        manifest["reconciliation"].get("status"),
+    log_event(
+        logger,
+        REPORT,
+        period=manifest["period"],
+        status=manifest["status"],
+        generation=manifest["generation"],
+        lines=manifest["row_counts"].get("lines"),
+        grand_total=manifest["grand_total"],
+        currency=manifest["currency"],
+        reconciliation=manifest["reconciliation"].get("status"),
     )
 
 
@@ -455,7 +462,7 @@ def _reconcile(
             source=source,
         )
     except MonitorError as exc:
-        logger.error("chargeback.reconciliation period=%s failed kind=%s", period, type(exc).__name__, exc_info=exc)  # noqa: TRY400
+        log_event(logger, RECONCILE_FAILED, logging.ERROR, period=period, kind=type(exc).__name__, exc_info=exc)
         summary.update({"status": "failed", "detail": "Azure Monitor could not give a complete answer; see the logs"})
         return [], summary
     context.reconciliations.save(period, lines)
