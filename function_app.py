@@ -79,8 +79,12 @@ def reconcile_and_report(timer: func.TimerRequest) -> None:
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%", connection="ChargebackStorage")
 def generate_report(message: func.QueueMessage) -> None:
     services = runtime.services()
-    services.collect_llm_logs(services.clock())
-    report_jobs.run(services.report_jobs, message.get_body().decode("utf-8"))
+    # The timer collected the whole window before queueing; a job brings only its own month up to date.
+    report_jobs.run(
+        services.report_jobs,
+        message.get_body().decode("utf-8"),
+        prepare=lambda period: services.collect_llm_logs(services.clock(), [period]),
+    )
 
 
 @app.function_name("list_reports")

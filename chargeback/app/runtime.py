@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -82,8 +82,11 @@ class Services:
             return llm_log_source(dataclasses.replace(self.settings, llm_log_export=str(app_path(export))))
         return llm_log_source(self.settings)
 
-    def collect_llm_logs(self, now: datetime) -> llm_logs.CollectOutcome | None:
-        """Set the due days' LLM-log usage; None (and a warning) when no LLM-log source is configured."""
+    def collect_llm_logs(self, now: datetime, months: Sequence[str] | None = None) -> llm_logs.CollectOutcome | None:
+        """Set the due days' LLM-log usage (of ``months``, else the collection window).
+
+        None (and a warning) when no LLM-log source is configured.
+        """
         scope = self.settings.llm_log_scope
         if scope == SCOPE_OFF:
             return None
@@ -92,7 +95,9 @@ class Services:
         except ConfigurationError as exc:
             log_event(logger, LLM_LOGS, logging.WARNING, collected=False, reason=str(exc))
             return None
-        return llm_logs.collect(source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours)
+        return llm_logs.collect(
+            source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours, months=months
+        )
 
     @cached_property
     def _report_store(self) -> BlobReportStore:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Protocol, TypedDict
@@ -122,13 +123,18 @@ def schedule(context: JobContext) -> list[ReportJob]:
     return queued
 
 
-def run(context: JobContext, message: str) -> ReportJob:
+def run(context: JobContext, message: str, prepare: Callable[[str], object] | None = None) -> ReportJob:
     """Run the job a queue message names: generate its period, record done or failed with why.
 
-    A transient storage failure is raised after it is recorded, so the queue delivers the
+    ``prepare(period)`` runs first (the app brings the period's LLM-log usage up to date there);
+    whatever it raises leaves the job queued and the message to be delivered again. A transient
+    storage failure while generating is raised after it is recorded, so the queue delivers the
     message again; every other failure is final for this job and recorded with its reason.
     """
-    job = _record(context, _job_of(context, message), RUNNING)
+    queued = _job_of(context, message)
+    if prepare is not None:
+        prepare(queued["period"])
+    job = _record(context, queued, RUNNING)
     try:
         manifest = service.generate(context.reports, job["period"])
     except ConflictError as exc:
