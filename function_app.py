@@ -139,6 +139,8 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
             cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
         )
+        if found.url is not None:
+            return http.redirect_response(found.url, etag=found.etag, if_none_match=req.headers.get("If-None-Match"))
         return http.file_response(
             found.data,
             content_type=found.content_type,

@@ -42,8 +42,14 @@ class MemoryReports:
         self.files: dict[tuple[str, str, str], bytes] = {}
         self.pointers: dict[tuple[str, str], Any] = {}
 
-    def put_file(self, period: str, generation: str, name: str, data: bytes, content_type: str) -> None:
-        self.files[(period, generation, name)] = data
+    def put_file(
+        self, period: str, generation: str, name: str, data: bytes, content_type: str, *, if_absent: bool = False
+    ) -> None:
+        if not (if_absent and (period, generation, name) in self.files):
+            self.files[(period, generation, name)] = data
+
+    def link(self, period: str, generation: str, name: str, filename: str, content_type: str) -> str | None:
+        return None
 
     def get_file(self, period: str, generation: str, name: str) -> bytes:
         try:
@@ -115,6 +121,7 @@ def stored(subscriptions: int, models: int, days: int, cost_centers: int) -> tup
     store.commit(PERIOD, DRAFT, manifest, None)
     context = service.ReportContext(
         usage=_unused,  # type: ignore[arg-type]
+        view=_unused,  # type: ignore[arg-type]
         reports=store,
         reconciliations=_unused,  # type: ignore[arg-type]
         monitor=_unused,

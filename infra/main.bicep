@@ -322,6 +322,8 @@ module api 'app/api.bicep' = {
     hostQueueEndpoint: hostStorage.outputs.queueEndpoint
     hostTableEndpoint: hostStorage.outputs.tableEndpoint
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
+    // With storage off public networks, callers could not follow a link to it.
+    downloads: privateNetworking ? 'inline' : 'redirect'
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,7 @@ from chargeback.app import runtime
 from devtools.hostshape import HostEvent, decode_batch, take_queue_messages
 from devtools.local_host import registered
 
-__all__ = ["deliver", "get", "registered"]
+__all__ = ["deliver", "followed", "get", "registered"]
 
 
 def deliver(events: Sequence[HostEvent], *, partition_id: str, hub: str = "aoai-usage") -> None:
@@ -26,6 +27,24 @@ def get(route_function: str, url: str, route_params: dict[str, str], **params: s
     request = func.HttpRequest("GET", url, params=params, route_params=route_params, body=b"")
     response: func.HttpResponse = registered(route_function).get_user_function()(request)
     return response
+
+
+def followed(response: func.HttpResponse) -> func.HttpResponse:
+    """What a browser ends with: a redirect to a storage link is followed (to Azurite, on loopback).
+
+    The answer keeps the function's ETag and takes the body, type and disposition storage served.
+    """
+    if response.status_code != 302:
+        return response
+    with urllib.request.urlopen(response.headers["Location"]) as fetched:  # noqa: S310 - Azurite on loopback
+        body = fetched.read()
+        headers = {
+            "ETag": response.headers["ETag"],
+            "Content-Disposition": fetched.headers["Content-Disposition"],
+        }
+        return func.HttpResponse(
+            body, status_code=fetched.status, mimetype=fetched.headers["Content-Type"], headers=headers
+        )
 
 
 def post_report(period: str) -> func.HttpResponse:

@@ -19,7 +19,7 @@ import pytest
 
 from chargeback.app import runtime
 from devtools.hostshape import HostEvent
-from tests.functions import deliver, registered, run_queue
+from tests.functions import deliver, followed, registered, run_queue
 from tests.principals import client_principal
 
 pytestmark = pytest.mark.azurite
@@ -86,7 +86,7 @@ def call(
         method, f"/api/{route}", params=params or {}, route_params=route_params, headers=sent, body=b""
     )
     response: func.HttpResponse = registered(name).get_user_function()(req)
-    return response
+    return followed(response)
 
 
 def error(response: func.HttpResponse) -> dict[str, Any]:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from azure.functions.timer import TimerRequestConverter
 from chargeback.app import runtime
 from chargeback.domain.errors import ChargebackError
 from devtools.hostshape import HostEvent
-from tests.functions import deliver, job, post_report, registered, run_queue
+from tests.functions import deliver, followed, job, post_report, registered, run_queue
 
 pytestmark = pytest.mark.azurite
 
@@ -61,7 +64,7 @@ def request(
         method, f"/api/{route}", params=params or {}, route_params=route_params, headers=headers or {}, body=b""
     )
     response: func.HttpResponse = registered(function_name).get_user_function()(req)
-    return response
+    return followed(response)
 
 
 def body(response: func.HttpResponse) -> dict[str, Any]:
@@ -258,6 +261,72 @@ def test_an_unchanged_file_answers_304_to_its_etag(october: None) -> None:
     assert other.status_code == 200
 
 
+def unfollowed(params: dict[str, str]) -> func.HttpResponse:
+    """The registered GET /api/reports/2026-10 as the function answers it, before any redirect."""
+    req = func.HttpRequest("GET", "/api/reports/2026-10", params=params, route_params={"period": "2026-10"}, body=b"")
+    response: func.HttpResponse = registered("report").get_user_function()(req)
+    return response
+
+
+def test_a_file_is_served_as_a_redirect_to_a_read_only_link_that_expires_within_minutes(october: None) -> None:
+    generated("2026-10")
+    answer = unfollowed({"format": "xlsx"})
+    assert answer.status_code == 302
+    assert answer.get_body() == b""
+    assert answer.headers["Cache-Control"] == "private, no-store"
+    link = urllib.parse.urlsplit(answer.headers["Location"])
+    query = urllib.parse.parse_qs(link.query)
+    assert query["sp"] == ["r"]
+    assert link.path.endswith("/chargeback-2026-10.xlsx")
+    expiry = datetime.fromisoformat(query["se"][0].replace("Z", "+00:00"))
+    assert timedelta(0) < expiry - datetime.now(UTC) <= timedelta(minutes=10)
+    with urllib.request.urlopen(answer.headers["Location"]) as fetched:  # noqa: S310 - Azurite on loopback
+        assert fetched.headers["Content-Disposition"] == 'attachment; filename="chargeback-2026-10.xlsx"'
+        assert fetched.read()[:2] == b"PK"
+
+
+def test_a_link_reads_its_one_file_and_nothing_else(october: None) -> None:
+    generated("2026-10")
+    link = urllib.parse.urlsplit(unfollowed({"format": "csv"}).headers["Location"])
+    elsewhere = link._replace(path=link.path.replace("chargeback-2026-10.csv", "report-bundle.zip")).geturl()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(elsewhere)  # noqa: S310 - Azurite on loopback
+    assert refused.value.code == 403
+
+
+def test_a_narrowed_file_is_kept_once_and_linked_like_the_whole_one(october: None) -> None:
+    generated("2026-10")
+    params = {"format": "csv", "subscription": "aoai-product-subscription-two"}
+    first, again = unfollowed(params), unfollowed(params)
+    assert first.status_code == again.status_code == 302
+    assert (
+        urllib.parse.urlsplit(first.headers["Location"]).path == urllib.parse.urlsplit(again.headers["Location"]).path
+    )
+    assert first.headers["ETag"] == again.headers["ETag"]
+    rows = csv_rows(followed(first))
+    assert {row["subscription_id"] for row in rows} == {"aoai-product-subscription-two"}
+
+
+def test_the_page_is_always_served_by_the_app_with_its_security_headers(october: None) -> None:
+    generated("2026-10")
+    page = unfollowed({"format": "html"})
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_with_inline_downloads_the_app_serves_the_bytes_itself(
+    october: None, monkeypatch: pytest.MonkeyPatch, clock: Callable[[datetime], None]
+) -> None:
+    generated("2026-10")
+    monkeypatch.setenv("CHARGEBACK_DOWNLOADS", "inline")
+    runtime.reset()
+    clock(DURING_OCTOBER)
+    answer = unfollowed({"format": "csv"})
+    assert answer.status_code == 200
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert csv_rows(answer)
+
+
 @pytest.mark.parametrize(
     ("route", "params", "status", "field"),
     [
@@ -319,6 +388,31 @@ def test_late_usage_for_a_final_month_is_billed_once_as_adjustments_next_month(
     generated("2026-11")
     december = generated("2026-12")
     assert december["adjusted_periods"] == []
+
+
+def test_late_usage_of_a_final_month_is_found_without_reading_that_month_row_by_row(
+    october: None, clock: Callable[[datetime], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    generated("2026-10")
+    late_time = datetime(2026, 10, 20, 23, 0, tzinfo=UTC)
+    send([event("aoai-product-subscription-two", 250_000, 0, late_time)], late_time, partition="3")
+
+    def refuse(period: str) -> None:
+        raise AssertionError(f"{period} was read row by row")
+
+    monkeypatch.setattr(runtime.services().ledger, "period_rows", refuse)
+    clock(DURING_NOVEMBER)
+    november = generated("2026-11")
+    assert november["adjusted_periods"] == ["2026-10"]
+    lines = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-11", {"format": "parquet"}).get_body()))
+    adjustments = lines[lines["charge_category"] == "adjustment"]
+    assert adjustments[["subscription_id", "total_tokens"]].values.tolist() == [
+        ["aoai-product-subscription-two", 250_000]
+    ]
+    clock(datetime(2026, 12, 8, 2, tzinfo=UTC))
+    generated("2026-11")
+    assert generated("2026-12")["adjusted_periods"] == []
 
 
 def test_the_timer_reconciles_against_a_monitor_export_and_finds_the_loss(

@@ -5,13 +5,17 @@ Layout of one period::
     <period>/generations/<generation>/<file>   written once (If-None-Match: *), never changed
     <period>/draft.json                        the latest draft's manifest, moved with If-Match
     <period>/final.json                        the final manifest, created once with If-None-Match: *
+
+and, beside them, the compact month view's settled days (chargeback.reports.month_view)::
+
+    ledger-days/<YYYY-MM>/<YYYY-MM-DD>.parquet   created once with If-None-Match: *, never changed
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 import orjson
@@ -19,6 +23,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
+from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.storage import translated
 from chargeback.domain.errors import ConflictError, NotFoundError, StorageError
 from chargeback.domain.periods import parse_month
@@ -56,21 +61,39 @@ def _lost_race(period: str, kind: str) -> Iterator[None]:
 
 
 class BlobReportStore:
-    """``ReportStore`` on one container."""
+    """``ReportStore`` on one container; with ``links``, files can be handed out as short-lived links."""
 
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(self, container: ContainerClient, links: BlobLinks | None = None) -> None:
         self._container = container
+        self._links = links
 
     @property
     def container(self) -> ContainerClient:
         return self._container
 
-    def put_file(self, period: str, generation: str, name: str, data: bytes, content_type: str) -> None:
-        """Write one file of a generation; a generation's files are never overwritten."""
+    def put_file(
+        self, period: str, generation: str, name: str, data: bytes, content_type: str, *, if_absent: bool = False
+    ) -> None:
+        """Write one file of a generation; a generation's files are never overwritten.
+
+        With ``if_absent`` a file that exists already is left as it is (a view another request
+        rendered first); otherwise that is a ``StorageError``.
+        """
         blob = _file(period, generation, name)
         settings = ContentSettings(content_type=content_type, content_disposition=f'attachment; filename="{name}"')
         with translated("write a report file"):
-            self._container.upload_blob(blob, data, overwrite=False, content_settings=settings)
+            try:
+                self._container.upload_blob(blob, data, overwrite=False, content_settings=settings)
+            except ResourceExistsError:
+                if not if_absent:
+                    raise
+
+    def link(self, period: str, generation: str, name: str, filename: str, content_type: str) -> str | None:
+        """A short-lived read-only URL of the file, or None when this store hands out no links."""
+        if self._links is None:
+            return None
+        blob = _file(period, generation, name)
+        return self._links.url(self._container.container_name, blob, filename=filename, content_type=content_type)
 
     def get_file(self, period: str, generation: str, name: str) -> bytes:
         blob = _file(period, generation, name)
@@ -137,6 +160,36 @@ class BlobReportStore:
                     self._container.delete_blob(blob.name)
                 except ResourceNotFoundError:
                     continue
+
+
+COMPACT_DAYS = "ledger-days"
+
+
+class BlobCompactDays:
+    """``CompactDays``: each settled day of the ledger as one immutable Parquet blob."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    @staticmethod
+    def _name(day: date) -> str:
+        return f"{COMPACT_DAYS}/{day:%Y-%m}/{day.isoformat()}.parquet"
+
+    def get(self, day: date) -> bytes | None:
+        with translated("read a compacted ledger day"):
+            try:
+                return self._container.download_blob(self._name(day)).readall()
+            except ResourceNotFoundError:
+                return None
+
+    def create(self, day: date, data: bytes) -> bool:
+        settings = ContentSettings(content_type="application/vnd.apache.parquet")
+        with translated("write a compacted ledger day"):
+            try:
+                self._container.upload_blob(self._name(day), data, overwrite=False, content_settings=settings)
+            except ResourceExistsError:
+                return False
+        return True
 
 
 class BlobJobStore:

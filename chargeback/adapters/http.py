@@ -78,6 +78,15 @@ def _failure(exc: BaseException, status: int, code: str) -> func.HttpResponse:
     return error_response(status, code, "the request could not be completed", incident=incident)
 
 
+def redirect_response(url: str, *, etag: str, if_none_match: str | None) -> func.HttpResponse:
+    """Send the caller to a short-lived link of the file (304 when the caller has it already)."""
+    headers = {"ETag": etag, "Cache-Control": "private, no-store"}
+    offered = {tag.strip() for tag in (if_none_match or "").split(",")}
+    if etag in offered or "*" in offered:
+        return func.HttpResponse(status_code=304, headers=headers)
+    return func.HttpResponse(status_code=302, headers={**headers, "Location": url})
+
+
 def file_response(
     data: bytes, *, content_type: str, filename: str, etag: str, if_none_match: str | None
 ) -> func.HttpResponse:

@@ -115,11 +115,14 @@ class StorageAccount:
         return self._tables.get_table_client(name)
 
     def container(self, name: str) -> ContainerClient:
+        ensure_container(self.blobs(), name)
+        return self.blobs().get_container_client(name)
+
+    def blobs(self) -> BlobServiceClient:
         with self._lock:
             if self._blobs is None:
                 self._blobs = blob_service(self._settings)
-        ensure_container(self._blobs, name)
-        return self._blobs.get_container_client(name)
+            return self._blobs
 
     def report_queue(self) -> QueueClient:
         """The report job queue, created if missing."""

@@ -17,9 +17,11 @@ from chargeback.adapters.table_batch import Operation, Value
 from chargeback.domain import keys
 from chargeback.domain.usage import COUNTER_FIELDS, Counters, UsageKey
 from chargeback.ingestion.ledger import NO_WATERMARK, DeadLetter, RowWrite, SliceSnapshot
+from chargeback.reports.month_view import LedgerEntry, SliceState
 
 _IDENTITY_FIELDS = ("subscription_id", "model", "deployment", "operation")
 _ROW_SELECT = ["RowKey", "day", *_IDENTITY_FIELDS, *COUNTER_FIELDS]
+_ENTRY_SELECT = ["PartitionKey", *_ROW_SELECT]
 
 PROGRESS_FIELD = "last_sequence"
 """An aggregate row's progress: the last sequence number of its slice applied to it."""
@@ -160,6 +162,64 @@ class TableLedgerStore:
                     *(str(entity[name]) for name in _IDENTITY_FIELDS),
                 )
                 yield key, _counters(entity)
+
+    def slice_states(self, month: str) -> dict[str, SliceState]:
+        """``LedgerDays``: each event slice of the month with its watermark, its ETag and its redrive count."""
+        low, high = keys.period_range(month)
+        bounds = {"low": low, "high": high}
+        states: dict[str, SliceState] = {}
+        with translated(f"read the watermarks of {month}"):
+            for entity in self._table.query_entities(
+                "PartitionKey ge @low and PartitionKey lt @high and RowKey eq @rk",
+                parameters={**bounds, "rk": keys.WATERMARK_ROW},
+                select=["PartitionKey", "sequence_number"],
+            ):
+                states[entity["PartitionKey"]] = SliceState(
+                    _as_int(entity["sequence_number"]), str(entity.metadata["etag"]), 0
+                )
+            for entity in self._table.query_entities(
+                "PartitionKey ge @low and PartitionKey lt @high and RowKey ge @rlow and RowKey lt @rhigh",
+                parameters={**bounds, "rlow": REDRIVEN_ROW_PREFIX, "rhigh": REDRIVEN_ROW_PREFIX[:-1] + "}"},
+                select=["PartitionKey"],
+            ):
+                state = states.get(entity["PartitionKey"])
+                if state is not None:
+                    states[entity["PartitionKey"]] = state._replace(redriven=state.redriven + 1)
+        return states
+
+    def day_entries(
+        self, day: date, *, slice_key: str | None = None, after: int | None = None
+    ) -> Iterator[LedgerEntry]:
+        """``LedgerDays``: one day's aggregates in the month's slices (or one), those with progress above ``after``."""
+        text = day.isoformat()
+        rlow, rhigh = keys.day_range(text)
+        parameters: dict[str, Any] = {"rlow": rlow, "rhigh": rhigh}
+        if slice_key is None:
+            query = "PartitionKey ge @low and PartitionKey lt @high"
+            parameters["low"], parameters["high"] = keys.period_range(text[:7])
+        else:
+            query = "PartitionKey eq @pk"
+            parameters["pk"] = slice_key
+        query += " and RowKey ge @rlow and RowKey lt @rhigh"
+        if after is not None:
+            # Progress is an Edm.Int64, so the literal must be one too (the L suffix).
+            query += f" and {PROGRESS_FIELD} gt {int(after)}L"
+        with translated(f"read ledger rows of {text}"):
+            for entity in self._table.query_entities(query, parameters=parameters, select=_ENTRY_SELECT):
+                key = UsageKey(date.fromisoformat(entity["day"]), *(str(entity[name]) for name in _IDENTITY_FIELDS))
+                yield LedgerEntry(entity["PartitionKey"], entity["RowKey"], key, _counters(entity))
+
+    def llm_marker(self, day: date) -> str | None:
+        """``LedgerDays``: the ETag of the day's LLM-log marker, None when it has none."""
+        text = day.isoformat()
+        with translated(f"read the LLM-log marker of {text}"):
+            found = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey eq @rk",
+                parameters={"pk": keys.llm_slice_key(text[:7]), "rk": keys.day_marker_row(text)},
+                select=["RowKey"],
+            )
+            marker = next(iter(found), None)
+        return None if marker is None else str(marker.metadata["etag"])
 
 
 class TableDeadLetterStore:

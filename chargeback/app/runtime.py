@@ -14,7 +14,8 @@ from pathlib import Path
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobJobStore, BlobReportStore
+from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
 from chargeback.adapters.monitor import monitor_source
@@ -32,6 +33,7 @@ from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+from chargeback.reports.month_view import MonthView
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,17 @@ class Services:
 
     @cached_property
     def _report_store(self) -> BlobReportStore:
-        return BlobReportStore(self.storage.container(self.settings.storage.reports_container))
+        container = self.storage.container(self.settings.storage.reports_container)
+        return BlobReportStore(container, BlobLinks(self.storage.blobs()))
+
+    @cached_property
+    def month_view(self) -> MonthView:
+        """The ledger read through compacted days, kept beside the reports."""
+        return MonthView(
+            TableLedgerStore(self.storage.table(self.settings.storage.ledger_table)),
+            BlobCompactDays(self._report_store.container),
+            self.settings.lag_hours,
+        )
 
     @cached_property
     def _reconciliation_store(self) -> TableReconciliationStore:
@@ -112,6 +124,7 @@ class Services:
         settings = self.settings
         return report_service.ReportContext(
             usage=self.ledger,
+            view=self.month_view,
             reports=self._report_store,
             reconciliations=self._reconciliation_store,
             monitor=self.monitor,
@@ -122,6 +135,7 @@ class Services:
             grace_days=settings.final_grace_days,
             clock=self.clock,
             provider_name=settings.provider_name,
+            links=settings.downloads == "redirect",
         )
 
     @cached_property

@@ -41,6 +41,8 @@ LOCAL_PRINCIPAL = LOCAL_PRINCIPAL_SETTING
 PROVIDER_NAME = "CHARGEBACK_PROVIDER_NAME"
 LLM_LOG_SCOPE = "CHARGEBACK_LLM_LOG_SCOPE"
 LLM_LOG_EXPORT = "CHARGEBACK_LLM_LOG_EXPORT"
+DOWNLOADS = "CHARGEBACK_DOWNLOADS"
+DOWNLOAD_CHOICES = ("redirect", "inline")
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -60,6 +62,7 @@ DEFAULTS: Mapping[str, str] = {
     COST_CENTERS: "config/cost-centers.csv",
     PROVIDER_NAME: "AI gateway platform",
     LLM_LOG_SCOPE: llm_log_rows.SCOPE_STREAMED,
+    DOWNLOADS: "redirect",
 }
 
 
@@ -107,6 +110,9 @@ class Settings:
     """Which calls the LLM logs bill (``llm_log_rows.SCOPES``); the usage events bill the others."""
     llm_log_export: str | None = None
     """Bill LLM logs from this CSV export of the joined query's rows instead of querying."""
+    downloads: str = "redirect"
+    """``redirect``: report files are served as short-lived storage links; ``inline``: through the app
+    (for a storage account callers cannot reach)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +168,7 @@ class Settings:
             provider_name=need(PROVIDER_NAME),
             llm_log_scope=_choice(LLM_LOG_SCOPE, need(LLM_LOG_SCOPE), llm_log_rows.SCOPES),
             llm_log_export=get(LLM_LOG_EXPORT),
+            downloads=_choice(DOWNLOADS, need(DOWNLOADS), DOWNLOAD_CHOICES),
         )
 
 

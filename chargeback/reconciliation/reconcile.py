@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
@@ -155,10 +155,12 @@ def reconcile_period(
     *,
     lag_hours: int,
     tolerance_percent: Decimal,
-    ledger_rows: Iterable[UsageRow],
+    ledger_rows: Iterable[UsageRow] | Callable[[tuple[datetime, datetime]], Mapping[str, int]],
     source: MonitorSource,
 ) -> list[ReconciliationLine]:
     """Reconcile ``period`` as of ``now``: read both sides for the judged window and judge them.
+
+    ``ledger_rows`` is the ledger's side: its rows, or a function giving the window's totals per subscription.
 
     The monitor is not asked when there is no window yet. A ``MonitorError`` (a partial
     result included) propagates: an incomplete answer is never judged as if it were data.
@@ -172,7 +174,7 @@ def reconcile_period(
         now,
         lag_hours=lag_hours,
         tolerance_percent=tolerance_percent,
-        ledger=ledger_totals(ledger_rows, window),
+        ledger=ledger_rows(window) if callable(ledger_rows) else ledger_totals(ledger_rows, window),
         monitor=monitor,
     )
 

@@ -10,6 +10,8 @@ from typing import Any, NotRequired, TypedDict
 
 import pandas as pd
 
+from chargeback.reports.month_view import DayRecord
+
 DEFAULT_INVOICE_ISSUER = "AI gateway platform"
 """The platform team running the gateway: provider and invoice issuer of the chargeback."""
 
@@ -79,6 +81,10 @@ class ReconciliationSummary(TypedDict, total=False):
     findings: dict[str, int]
 
 
+class LedgerView(TypedDict):
+    days: list[DayRecord]
+
+
 class Manifest(TypedDict):
     """What one generation of a period's report holds; the pointer blobs store it as JSON."""
 
@@ -95,5 +101,7 @@ class Manifest(TypedDict):
     adjusted_periods: list[str]
     unallocated_subscriptions: list[str]
     files: list[FileEntry]
+    ledger_view: NotRequired[LedgerView]
+    """How the generation read the ledger: which days from compacted files (as of when), which live."""
     view: NotRequired[dict[str, Any]]
     """Only on a file rebuilt for a narrower audience: the subscription and cost centers it shows."""

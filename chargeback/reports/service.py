@@ -16,7 +16,7 @@ import hashlib
 import io
 import logging
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -57,10 +57,28 @@ from chargeback.reports.model import (
     ReconciliationSummary,
     Report,
 )
+from chargeback.reports.month_view import (
+    ENTRY_KEYS,
+    LedgerEntry,
+    MonthRead,
+    MonthView,
+    add_deltas,
+    concat_entries,
+    difference,
+    entries_bytes,
+    entries_frame,
+    entries_from,
+    overlay,
+    usage_rows,
+    window_totals,
+)
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT = "ledger-snapshot.parquet"
+"""Before the compact month view: every ledger row a generation billed (read for old finals only)."""
+LEDGER_VIEW = "ledger-view.parquet"
+"""The ledger rows a generation read from the table beside the compacted days (see month_view)."""
 BUNDLE = "report-bundle.zip"
 ADJUSTMENTS = "adjustments.parquet"
 PARQUET = "application/vnd.apache.parquet"
@@ -78,7 +96,13 @@ class ReportStore(Protocol):
     ``commit`` raises ``ConflictError`` when another generation moved it first.
     """
 
-    def put_file(self, period: str, generation: str, name: str, data: bytes, content_type: str) -> None: ...
+    def put_file(
+        self, period: str, generation: str, name: str, data: bytes, content_type: str, *, if_absent: bool = False
+    ) -> None: ...
+
+    def link(self, period: str, generation: str, name: str, filename: str, content_type: str) -> str | None:
+        """A short-lived URL that reads the file without the app, or None when the store gives none."""
+        ...
 
     def get_file(self, period: str, generation: str, name: str) -> bytes:
         """The file's bytes; ``NotFoundError`` when it does not exist."""
@@ -116,6 +140,8 @@ class ReportContext:
     """Everything report generation reads and writes, wired by the runtime or by tests."""
 
     usage: UsageSource
+    """The ledger row by row: only for finals written before the compact month view."""
+    view: MonthView
     reports: ReportStore
     reconciliations: ReconciliationStore
     monitor: Callable[[], MonitorSource]
@@ -131,14 +157,19 @@ class ReportContext:
     """How long a generation no pointer names is kept: longer than any generation takes to write."""
     provider_name: str = DEFAULT_INVOICE_ISSUER
     """The platform that provides the service and issues the chargeback (FOCUS ProviderName)."""
+    links: bool = False
+    """Serve files as redirects to short-lived storage links, so no function holds a whole file."""
 
 
 @dataclass(frozen=True, slots=True)
 class Download:
+    """A file to serve: its bytes, or (``url``) a short-lived link the caller is sent to instead."""
+
     data: bytes
     content_type: str
     filename: str
     etag: str
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +177,9 @@ class Priced:
     """A period priced from the ledger: the report and what its generation stores beside it."""
 
     report: Report
-    rows: list[UsageRow]
-    adjustments: dict[str, list[UsageRow]]
+    read: MonthRead
+    adjustments: dict[str, pd.DataFrame]
+    """Per earlier final month, its late usage as ledger rows (deltas), in month_view's entry columns."""
     reconciliation: ReconciliationSummary
 
 
@@ -219,27 +251,27 @@ def _write_generation(context: ReportContext, period: str, generation: str, now:
         context.reports.put_file(period, generation, name, data, spec.content_type)
         manifest["files"].append(_entry(spec.name, name, spec.content_type, data))
     context.reports.put_file(period, generation, BUNDLE, to_bundle(priced.report), "application/zip")
-    context.reports.put_file(period, generation, SNAPSHOT, _frame_bytes(_usage_frame(priced.rows)), PARQUET)
-    adjustments = _frame_bytes(_adjustment_frame(priced.adjustments))
+    context.reports.put_file(period, generation, LEDGER_VIEW, entries_bytes(priced.read.changes), PARQUET)
+    adjustments = entries_bytes(_adjustment_frame(priced.adjustments))
     context.reports.put_file(period, generation, ADJUSTMENTS, adjustments, PARQUET)
     return manifest
 
 
 def _price(context: ReportContext, period: str, now: datetime) -> Priced:
-    rows = context.usage.period_rows(period)
-    reconciliation, summary = _reconcile(context, period, now, rows)
-    adjustments = _late_usage(context, period)
+    read = context.view.read(period, now)
+    reconciliation, summary = _reconcile(context, period, now, read.usage)
+    adjustments = _late_usage(context, period, now)
     report = build_report(
         period,
-        rows,
+        read.usage,
         context.price_sheet(),
         context.cost_centers(),
         reconciliation=reconciliation,
-        adjustments=[(original, row) for original, late in adjustments.items() for row in late],
+        adjustments=[(original, row) for original, late in adjustments.items() for row in usage_rows(late)],
         generated_at=now,
         invoice_issuer=context.provider_name,
     )
-    return Priced(report, rows, adjustments, summary)
+    return Priced(report, read, adjustments, summary)
 
 
 def _manifest(context: ReportContext, priced: Priced, generation: str, status: str) -> Manifest:
@@ -258,6 +290,7 @@ def _manifest(context: ReportContext, priced: Priced, generation: str, status: s
         adjusted_periods=sorted(priced.adjustments),
         unallocated_subscriptions=sorted(report.unallocated["subscription_id"].astype(str)),
         files=[],
+        ledger_view={"days": priced.read.records},
     )
 
 
@@ -381,8 +414,7 @@ def download(
     entry = files[fmt]
     generation = manifest["generation"]
     if subscription is None and cost_center is None and cost_centers is None:
-        data = context.reports.get_file(period, generation, entry["name"])
-        return Download(data, entry["content_type"], entry["name"], f'"{entry["sha256"]}"')
+        return _served(context, period, generation, stored=entry["name"], entry=entry, tag=f'"{entry["sha256"]}"')
     report = filtered(
         from_bundle(context.reports.get_file(period, generation, BUNDLE)),
         subscription=subscription,
@@ -392,8 +424,34 @@ def download(
     view = _view(manifest, subscription, cost_center, cost_centers)
     data = FORMATS[fmt].render(report, view)
     view_of = view.get("view", {})
-    name, tag = _view_name(entry["name"], view_of), _view_tag(entry, view_of)
-    return Download(data, entry["content_type"], name, tag)
+    tag = _view_tag(entry, view_of)
+    served = {**entry, "name": _view_name(entry["name"], view_of)}
+    stored = f"view-{tag.strip(chr(34))[:32]}-{entry['name']}"
+    return _served(context, period, generation, stored=stored, entry=served, tag=tag, data=data)
+
+
+def _served(
+    context: ReportContext,
+    period: str,
+    generation: str,
+    *,
+    stored: str,
+    entry: Mapping[str, Any],
+    tag: str,
+    data: bytes | None = None,
+) -> Download:
+    """The file ``stored`` (or ``data``, kept under that name first) as a link when the store gives one,
+    else as bytes. Pages are always served by the app: they need its security headers."""
+    content_type, filename = str(entry["content_type"]), str(entry["name"])
+    if context.links and not content_type.startswith("text/html"):
+        if data is not None:
+            context.reports.put_file(period, generation, stored, data, content_type, if_absent=True)
+        url = context.reports.link(period, generation, stored, filename, content_type)
+        if url is not None:
+            return Download(b"", content_type, filename, tag, url)
+    if data is None:
+        data = context.reports.get_file(period, generation, stored)
+    return Download(data, content_type, filename, tag)
 
 
 def _view(
@@ -443,7 +501,7 @@ def parse_format(value: str | None) -> str:
 
 
 def _reconcile(
-    context: ReportContext, period: str, now: datetime, rows: Iterable[UsageRow]
+    context: ReportContext, period: str, now: datetime, usage: pd.DataFrame
 ) -> tuple[list[ReconciliationLine], ReconciliationSummary]:
     window = judged_window(period, now, context.lag_hours)
     summary = ReconciliationSummary(window=[_iso(moment) for moment in window] if window else None)
@@ -458,7 +516,7 @@ def _reconcile(
             now,
             lag_hours=context.lag_hours,
             tolerance_percent=context.tolerance_percent,
-            ledger_rows=rows,
+            ledger_rows=lambda window: window_totals(usage, window),
             source=source,
         )
     except MonitorError as exc:
@@ -473,20 +531,81 @@ def _reconcile(
     return lines, summary
 
 
-def _late_usage(context: ReportContext, period: str) -> dict[str, list[UsageRow]]:
-    """Per closed month, what the ledger holds beyond what final reports have billed."""
+def _late_usage(context: ReportContext, period: str, now: datetime) -> dict[str, pd.DataFrame]:
+    """Per closed month, what the ledger holds beyond what final reports have billed, as ledger rows."""
     finals = _recent_finals(context, period)
-    late: dict[str, list[UsageRow]] = {}
+    late: dict[str, pd.DataFrame] = {}
     for original, manifest in finals.items():
-        billed = _billed(context, original, manifest, finals)
-        rows = []
-        for row in context.usage.period_rows(original):
-            difference = _minus(row.counters, billed.get(row.key, ZERO))
-            if difference != ZERO:
-                rows.append(UsageRow(row.key, difference))
-        if rows:
+        adjusted = _adjusted(context, original, finals)
+        if "ledger_view" in manifest:
+            rows = _late_since(context, original, manifest, adjusted, now)
+        else:
+            rows = _late_since_snapshot(context, original, manifest, adjusted)
+        if len(rows):
             late[original] = rows
     return late
+
+
+def _adjusted(context: ReportContext, original: str, finals: Mapping[str, Manifest]) -> pd.DataFrame:
+    """The late usage of ``original`` that finals after it have billed already, as ledger rows."""
+    parts = []
+    for later, manifest in finals.items():
+        if later > original:
+            frame = entries_from(context.reports.get_file(later, manifest["generation"], ADJUSTMENTS))
+            parts.append(frame[frame["original_period"] == original])
+    return concat_entries(parts)
+
+
+def _late_since(
+    context: ReportContext, original: str, manifest: Manifest, adjusted: pd.DataFrame, now: datetime
+) -> pd.DataFrame:
+    """Late usage of a final read through the month view: only days whose rows moved are compared."""
+    view = context.view
+    stored = context.reports.get_file(original, manifest["generation"], LEDGER_VIEW)
+    billed_changes = concat_entries([entries_from(stored)])
+    states = view.ledger.slice_states(original)
+    parts = []
+    for record in manifest["ledger_view"]["days"]:
+        day = date.fromisoformat(record["day"])
+        read_then = billed_changes[billed_changes["day"] == record["day"]].reset_index(drop=True)
+        adjusted_day = adjusted[adjusted["day"] == record["day"]]
+        if record["as_of"] is None:
+            current, billed = view.day(day, now, states).entries, read_then
+        else:
+            base, fence = view.compacted(day)
+            if _iso(fence.as_of) != record["as_of"]:
+                raise StorageError(f"the compacted ledger of {day} is not the one the final report of {original} read")
+            changes, llm = view.changes_since(day, fence, states)
+            if llm == record["llm_reread"] and not len(adjusted_day) and _same_rows(changes, read_then):
+                continue
+            current = overlay(base, changes, drop_llm=llm)
+            billed = overlay(base, read_then, drop_llm=record["llm_reread"])
+        parts.append(difference(current, add_deltas(billed, adjusted_day)))
+    return concat_entries(parts)
+
+
+def _same_rows(one: pd.DataFrame, other: pd.DataFrame) -> bool:
+    if len(one) != len(other):
+        return False
+    order = list(ENTRY_KEYS)
+    left = one.sort_values(order, ignore_index=True)
+    right = other.sort_values(order, ignore_index=True)
+    return bool(left.equals(right))
+
+
+def _late_since_snapshot(
+    context: ReportContext, original: str, manifest: Manifest, adjusted: pd.DataFrame
+) -> pd.DataFrame:
+    """Late usage of a final written before the month view: the whole month re-read, row by row."""
+    billed = _counters_by_key(_frame(context.reports.get_file(original, manifest["generation"], SNAPSHOT)))
+    for key, counters in _counters_by_key(adjusted).items():
+        billed[key] = billed.get(key, ZERO) + counters
+    late = []
+    for row in context.usage.period_rows(original):
+        difference_ = _minus(row.counters, billed.get(row.key, ZERO))
+        if difference_ != ZERO:
+            late.append(LedgerEntry("", "", row.key, difference_))
+    return entries_frame(late)
 
 
 def _recent_finals(context: ReportContext, period: str) -> dict[str, Manifest]:
@@ -501,43 +620,14 @@ def _recent_finals(context: ReportContext, period: str) -> dict[str, Manifest]:
     return finals
 
 
-def _billed(
-    context: ReportContext, original: str, manifest: Manifest, finals: Mapping[str, Manifest]
-) -> dict[UsageKey, Counters]:
-    """What final reports have billed for ``original``: its snapshot plus later finals' adjustments."""
-    billed = _counters_by_key(_frame(context.reports.get_file(original, manifest["generation"], SNAPSHOT)))
-    for later, later_manifest in finals.items():
-        if later > original:
-            adjustments = _frame(context.reports.get_file(later, later_manifest["generation"], ADJUSTMENTS))
-            for key, counters in _counters_by_key(adjustments[adjustments["original_period"] == original]).items():
-                billed[key] = billed.get(key, ZERO) + counters
-    return billed
-
-
 def _minus(now: Counters, billed: Counters) -> Counters:
     return Counters(*(getattr(now, name) - getattr(billed, name) for name in COUNTER_FIELDS))
 
 
-def _usage_frame(rows: Iterable[UsageRow]) -> pd.DataFrame:
-    records = [
-        (
-            row.key.day.isoformat(),
-            row.key.subscription_id,
-            row.key.model,
-            row.key.deployment,
-            row.key.operation,
-            *(getattr(row.counters, name) for name in COUNTER_FIELDS),
-        )
-        for row in rows
-    ]
-    frame = pd.DataFrame.from_records(records, columns=[*_KEY_COLUMNS, *COUNTER_FIELDS])
-    return frame.astype({name: "int64" for name in COUNTER_FIELDS})
-
-
-def _adjustment_frame(adjustments: Mapping[str, list[UsageRow]]) -> pd.DataFrame:
-    parts = [_usage_frame(rows).assign(original_period=original) for original, rows in adjustments.items()]
+def _adjustment_frame(adjustments: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    parts = [rows.assign(original_period=original) for original, rows in adjustments.items()]
     if not parts:
-        return _usage_frame([]).assign(original_period=pd.Series(dtype=str))
+        return entries_frame(()).assign(original_period=pd.Series(dtype=str))
     return pd.concat(parts, ignore_index=True)
 
 

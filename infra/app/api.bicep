@@ -70,6 +70,10 @@ param costCentersPath string
 @allowed(['streamed', 'all', 'off'])
 param llmLogScope string = 'streamed'
 
+@description('How report files are served: redirect (a short-lived link to the blob) or inline (through the app, when callers cannot reach the storage account).')
+@allowed(['redirect', 'inline'])
+param downloads string = 'redirect'
+
 var managedIdentity = 'managedidentity'
 
 var appSettings = {
@@ -123,6 +127,9 @@ var appSettings = {
 
   // Streamed calls are billed from API Management's LLM logs in the same workspace.
   CHARGEBACK_LLM_LOG_SCOPE: llmLogScope
+
+  // Report files are links to the reports container unless callers cannot reach storage.
+  CHARGEBACK_DOWNLOADS: downloads
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

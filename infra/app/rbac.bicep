@@ -50,6 +50,7 @@ var storageBlobDataContributorRole = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageTableDataContributorRole = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var storageQueueDataContributorRole = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var monitoringMetricsPublisherRole = '3913510d-42f4-4e42-8a64-420c390055eb'
+var storageBlobDelegatorRole = 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
 
 var grantUser = !empty(userPrincipalId)
 
@@ -209,6 +210,19 @@ resource appReportsContributor 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// Report downloads redirect to short-lived links signed with a user delegation key. Asking for
+// the key is an action on the blob service, so this role sits there; it reads no data: a link
+// reads only what the signer may read (the reports container, above).
+resource appBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService.id, appPrincipalId, storageBlobDelegatorRole)
+  scope: storage::blobService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDelegatorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 resource appDeadLetterBlobContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage::blobService::deadLetterContainer.id, appPrincipalId, storageBlobDataContributorRole)
   scope: storage::blobService::deadLetterContainer
@@ -252,6 +266,16 @@ resource userHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   scope: eventHubNamespace::hub
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', eventHubsDataReceiverRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::blobService.id, userPrincipalId, storageBlobDelegatorRole)
+  scope: storage::blobService
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDelegatorRole)
     principalId: userPrincipalId
     principalType: userPrincipalType
   }

@@ -22,6 +22,7 @@ ROLE_IDS = {
     "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Log Analytics Data Reader": "3b03c2da-16b3-4a49-8834-0f8130efdd3b",
+    "Storage Blob Delegator": "db58b8e5-c6ad-4a2a-8342-4190687cbf4a",
 }
 
 RBAC_FILES = [
@@ -132,6 +133,7 @@ LEDGER, DEAD_LETTER_TABLE, RECONCILIATION = (
 REPORTS, DEAD_LETTER_CONTAINER, PACKAGE = (
     Scope(CONTAINER, name) for name in ("reportsContainerName", "deadLetterContainerName", "deploymentContainerName")
 )
+BLOB_SERVICE = Scope("Microsoft.Storage/storageAccounts/blobServices", "'default'")
 REPORT_QUEUES = Scope("Microsoft.Storage/storageAccounts/queueServices", "'default'")
 INSIGHTS = Scope("Microsoft.Insights/components", "applicationInsightsName")
 WORKSPACE = Scope("Microsoft.OperationalInsights/workspaces", "workspaceName")
@@ -148,6 +150,8 @@ RUNTIME = [
     ("Storage Blob Data Contributor", REPORTS),
     ("Storage Blob Data Contributor", DEAD_LETTER_CONTAINER),
     ("Storage Queue Data Contributor", REPORT_QUEUES),
+    # Signs the download links (a user delegation key); reads no data itself.
+    ("Storage Blob Delegator", BLOB_SERVICE),
 ]
 
 EXPECTED = [

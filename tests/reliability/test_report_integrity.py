@@ -25,7 +25,7 @@ from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 from devtools.emulator import Azurite
 from devtools.hostshape import HostEvent, take_queue_messages
-from tests.functions import deliver, job, post_report, registered, run_queue
+from tests.functions import deliver, followed, job, post_report, registered, run_queue
 from tests.reliability import report_workers
 from tests.reliability.proxy import Action, FaultProxy, Rule
 
@@ -71,7 +71,7 @@ def get(params: dict[str, str], period: str = OCTOBER) -> func.HttpResponse:
         "GET", f"/api/reports/{period}", params=params, route_params={"period": period}, body=b""
     )
     response: func.HttpResponse = registered("report").get_user_function()(request)
-    return response
+    return followed(response)
 
 
 def run_timer() -> None:
