@@ -149,11 +149,11 @@ class MonthView:
         usage, changes, records = [], [], []
         states = self.ledger.slice_states(period)
         for day in month_days(period, now):
-            read = self.day(day, now, states)
-            usage.append(usage_of(read.entries))
-            changes.append(read.changes)
-            records.append(read.record)
-        return MonthRead(join_usage(usage), concat_entries(changes), records)
+            day_usage, day_changes, record = self.day_usage(day, now, states)
+            usage.append(day_usage)
+            changes.append(day_changes)
+            records.append(record)
+        return MonthRead(join_usage(usage), concat_entries(changes), records)  # join_usage empties `usage`
 
     def day(self, day: date, now: datetime, states: Mapping[str, SliceState]) -> DayRead:
         """One day now: its compacted rows plus what moved past the fence, or read live if unsettled."""
@@ -165,8 +165,27 @@ class MonthView:
         record = DayRecord(day=day.isoformat(), as_of=_iso(fence.as_of), llm_reread=llm)
         return DayRead(overlay(base, changes, drop_llm=llm), changes, record)
 
+    def day_usage(
+        self, day: date, now: datetime, states: Mapping[str, SliceState]
+    ) -> tuple[pd.DataFrame, pd.DataFrame, DayRecord]:
+        """One day as a usage frame, with what was read from the table and how. A compacted day
+        nothing moved in is folded straight from its Arrow table: no row becomes a Python object."""
+        if not settled(day, now, self.lag_hours):
+            read = self.day(day, now, states)
+            return usage_of(read.entries), read.changes, read.record
+        table, fence = decode_table(self._compacted_bytes(day))
+        changes, llm = self.changes_since(day, fence, states)
+        record = DayRecord(day=day.isoformat(), as_of=_iso(fence.as_of), llm_reread=llm)
+        if not len(changes) and not llm:
+            return usage_of_table(table), changes, record
+        entries = overlay(_typed(table.to_pandas()), changes, drop_llm=llm)
+        return usage_of(entries), changes, record
+
     def compacted(self, day: date) -> tuple[pd.DataFrame, Fence]:
         """The day's compacted rows and their fence; compacts the day when no file exists."""
+        return decode(self._compacted_bytes(day))
+
+    def _compacted_bytes(self, day: date) -> bytes:
         data = self.compact.get(day)
         if data is None:
             fence = Fence(self.wall(), self.ledger.slice_states(periods.month_of(day)), self.ledger.llm_marker(day))
@@ -175,7 +194,7 @@ class MonthView:
                 data = self.compact.get(day)
                 if data is None:
                     raise RuntimeError(f"the compacted file of {day} vanished after another reader wrote it")
-        return decode(data)
+        return data
 
     def changes_since(self, day: date, fence: Fence, states: Mapping[str, SliceState]) -> tuple[pd.DataFrame, bool]:
         """The day's rows written past ``fence`` (slices now as ``states``), and whether its
@@ -296,19 +315,48 @@ def usage_of(entries: pd.DataFrame) -> pd.DataFrame:
     return normalise_usage_frame(folded)
 
 
-def join_usage(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Days' usage frames as one month, without copying keys into strings: categories are unioned."""
+def join_usage(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Days' usage frames as one month, emptying ``frames`` as it goes.
+
+    A month at 10,000 subscriptions is 6.2 million rows; concatenating would hold it twice. The
+    month's columns are allocated first (their pages become resident only as they are filled),
+    each day is copied in and let go at once, and keys are recoded to the month's categories.
+    """
     parts = [frame for frame in frames if len(frame)]
+    frames.clear()
     if not parts:
         return usage_of(entries_frame(()))
     if len(parts) == 1:
         return parts[0]
-    columns: dict[str, Any] = {"day": np.concatenate([part["day"].to_numpy() for part in parts])}
+    total = sum(len(part) for part in parts)
+    categories = {name: _union([part[name].cat.categories for part in parts]) for name in LINE_KEYS}
+    days = np.empty(total, dtype="datetime64[s]")
+    codes = {name: np.empty(total, dtype=np.int32) for name in LINE_KEYS}
+    counters = {name: np.empty(total, dtype=np.int64) for name in LEDGER_COUNTERS}
+    start = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()  # the list lets go of the day; `part` does at the next one
+        stop = start + len(part)
+        days[start:stop] = part["day"].to_numpy()
+        for name in LINE_KEYS:
+            codes[name][start:stop] = part[name].cat.set_categories(categories[name]).cat.codes.to_numpy()
+        for name in LEDGER_COUNTERS:
+            counters[name][start:stop] = part[name].to_numpy()
+        start = stop
+    del part
+    columns: dict[str, Any] = {"day": days}
     for name in LINE_KEYS:
-        columns[name] = pd.api.types.union_categoricals([part[name] for part in parts])
-    for name in LEDGER_COUNTERS:
-        columns[name] = np.concatenate([part[name].to_numpy() for part in parts])
-    return normalise_usage_frame(pd.DataFrame(columns))
+        columns[name] = pd.Categorical.from_codes(codes.pop(name), categories=categories[name])
+    columns.update(counters)
+    return normalise_usage_frame(pd.DataFrame(columns, copy=False))
+
+
+def _union(indexes: list[pd.Index]) -> pd.Index:
+    union = indexes[0]
+    for index in indexes[1:]:
+        union = union.union(index)
+    return union
 
 
 def usage_rows(entries: pd.DataFrame) -> list[UsageRow]:
@@ -345,6 +393,12 @@ def encode(entries: pd.DataFrame, fence: Fence) -> bytes:
 
 
 def decode(data: bytes) -> tuple[pd.DataFrame, Fence]:
+    table, fence = decode_table(data)
+    return _typed(table.to_pandas()), fence
+
+
+def decode_table(data: bytes) -> tuple[pa.Table, Fence]:
+    """A compacted day as an Arrow table, and its fence."""
     table = pq.read_table(io.BytesIO(data))
     document = json.loads((table.schema.metadata or {})[_FENCE])
     fence = Fence(
@@ -352,7 +406,18 @@ def decode(data: bytes) -> tuple[pd.DataFrame, Fence]:
         {name: SliceState(int(w), str(etag), int(n)) for name, (w, etag, n) in document["slices"].items()},
         document["llm_marker"],
     )
-    return _typed(table.to_pandas()), fence
+    return table, fence
+
+
+def usage_of_table(table: pa.Table) -> pd.DataFrame:
+    """:func:`usage_of` done in Arrow: summed over slices and operations before anything reaches pandas."""
+    if table.num_rows == 0:
+        return usage_of(entries_frame(()))
+    grouped = table.group_by(list(LEDGER_KEYS)).aggregate([(name, "sum") for name in LEDGER_COUNTERS])
+    grouped = grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
+    folded = grouped.to_pandas(strings_to_categorical=True)
+    folded["day"] = pd.to_datetime(folded["day"].astype(str)).astype("datetime64[s]")
+    return normalise_usage_frame(folded.loc[:, [*LEDGER_KEYS, *LEDGER_COUNTERS]])
 
 
 def entries_bytes(entries: pd.DataFrame) -> bytes:

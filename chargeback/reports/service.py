@@ -59,8 +59,8 @@ from chargeback.reports.model import (
 )
 from chargeback.reports.month_view import (
     ENTRY_KEYS,
+    DayRecord,
     LedgerEntry,
-    MonthRead,
     MonthView,
     add_deltas,
     concat_entries,
@@ -177,7 +177,9 @@ class Priced:
     """A period priced from the ledger: the report and what its generation stores beside it."""
 
     report: Report
-    read: MonthRead
+    changes: pd.DataFrame
+    """The ledger rows read from the table beside the compacted days (see month_view)."""
+    records: list[DayRecord]
     adjustments: dict[str, pd.DataFrame]
     """Per earlier final month, its late usage as ledger rows (deltas), in month_view's entry columns."""
     reconciliation: ReconciliationSummary
@@ -251,7 +253,7 @@ def _write_generation(context: ReportContext, period: str, generation: str, now:
         context.reports.put_file(period, generation, name, data, spec.content_type)
         manifest["files"].append(_entry(spec.name, name, spec.content_type, data))
     context.reports.put_file(period, generation, BUNDLE, to_bundle(priced.report), "application/zip")
-    context.reports.put_file(period, generation, LEDGER_VIEW, entries_bytes(priced.read.changes), PARQUET)
+    context.reports.put_file(period, generation, LEDGER_VIEW, entries_bytes(priced.changes), PARQUET)
     adjustments = entries_bytes(_adjustment_frame(priced.adjustments))
     context.reports.put_file(period, generation, ADJUSTMENTS, adjustments, PARQUET)
     return manifest
@@ -271,7 +273,8 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
         generated_at=now,
         invoice_issuer=context.provider_name,
     )
-    return Priced(report, read, adjustments, summary)
+    # The month's usage frame is dropped here, before any file is rendered: it is the largest thing held.
+    return Priced(report, read.changes, read.records, adjustments, summary)
 
 
 def _manifest(context: ReportContext, priced: Priced, generation: str, status: str) -> Manifest:
@@ -290,7 +293,7 @@ def _manifest(context: ReportContext, priced: Priced, generation: str, status: s
         adjusted_periods=sorted(priced.adjustments),
         unallocated_subscriptions=sorted(report.unallocated["subscription_id"].astype(str)),
         files=[],
-        ledger_view={"days": priced.read.records},
+        ledger_view={"days": priced.records},
     )
 
 
