@@ -141,8 +141,8 @@ class MonthView:
     compact: CompactDays
     lag_hours: int
     wall: Callable[[], datetime] = wall_clock
-    """The real time, which the storage service's row Timestamps are compared with (the report's
-    clock may be a test's or the demo's)."""
+    """When a day was compacted, recorded in its fence to name the file (the report's clock may be
+    a test's or the demo's); nothing is compared with it."""
 
     def read(self, period: str, now: datetime) -> MonthRead:
         """``period``'s usage up to ``now``; settled days are compacted first when they are not yet."""

@@ -70,6 +70,7 @@ from chargeback.reports.month_view import (
     entries_from,
     overlay,
     usage_rows,
+    wall_clock,
     window_totals,
 )
 
@@ -131,8 +132,8 @@ class UsageSource(Protocol):
     def period_rows(self, period: str) -> list[UsageRow]: ...
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+utc_now = wall_clock
+"""The reports' clock unless the runtime or a test sets another: the real time, in UTC."""
 
 
 @dataclass(frozen=True)
