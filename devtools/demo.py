@@ -193,7 +193,11 @@ def _stay_up(console: Console, azurite: Azurite, host: LocalHost, month: str) ->
         console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
         console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{month}")
         console.line("They stay up for exploring. Press Ctrl-C to stop.")
-        threading.Event().wait()
+        # Wake up twice a second: Ctrl-C may be delivered to another thread (pyarrow's pool, used
+        # by the report), and Python runs its handler only when the main thread runs again.
+        stop = threading.Event()
+        while not stop.wait(0.5):
+            pass
 
 
 @dataclass(frozen=True, slots=True)
