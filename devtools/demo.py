@@ -72,7 +72,14 @@ def run(args: argparse.Namespace) -> int:
     except ChargebackError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
-    return 0 if summary["checks"]["all_passed"] else 1
+    code = 0 if summary["checks"]["all_passed"] else 1
+    if options.keep_running:
+        # Everything is stopped and written by now; leave without waiting on native threads
+        # (pyarrow's pool) that can hold up the interpreter's shutdown after a Ctrl-C.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 @dataclass(frozen=True, slots=True)
