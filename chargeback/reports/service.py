@@ -646,11 +646,5 @@ def _counters_by_key(frame: pd.DataFrame) -> dict[UsageKey, Counters]:
     return out
 
 
-def _frame_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
-
-
 def _frame(data: bytes) -> pd.DataFrame:
     return pd.read_parquet(io.BytesIO(data))
