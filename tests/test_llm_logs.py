@@ -22,7 +22,8 @@ from chargeback.domain.errors import TransientStorageError
 from chargeback.domain.usage import UsageRow
 from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
-from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS, CsvLlmLogExport
+from chargeback.ingestion.llm_log_export import CsvLlmLogExport
+from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
 from tests.functions import get, registered, run_queue
 from tests.test_report_api import AFTER_OCTOBER_GRACE, DURING_NOVEMBER, body, event, request, send
 
