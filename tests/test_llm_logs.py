@@ -279,3 +279,72 @@ def test_the_report_page_shows_the_streamed_tokens_of_each_subscription(
     assert "Streamed tokens (LLM logs)" in page
     assert "streamed (LLM logs)" in page
     assert "5,234" in page
+
+
+NOVEMBER_2 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+LATER_ON_NOVEMBER_2 = datetime(2026, 11, 2, 11, tzinfo=UTC)
+
+
+def switch_scope(monkeypatch: pytest.MonkeyPatch, clock: Callable[[datetime], None], scope: str, now: datetime) -> None:
+    """Change CHARGEBACK_LLM_LOG_SCOPE as a deployment does: the app restarts with it."""
+    monkeypatch.setenv("CHARGEBACK_LLM_LOG_SCOPE", scope)
+    runtime.reset()
+    clock(now)
+
+
+def redrive_everything() -> None:
+    from chargeback.ops import cli
+
+    cli.main(["redrive"])
+
+
+def billed(period: str = "2026-11") -> tuple[int, int, int]:
+    """Tokens billed to ONE in ``period`` from events and from the LLM logs, and the dead letters left."""
+    document = usage(period)
+    return (*by_source(document).get(ONE, (0, 0)), document["dead_letters"])
+
+
+def test_switching_from_all_to_streamed_bills_each_buffered_call_once_after_a_redrive(
+    write_export: Writer, clock: Callable[[datetime], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled_day, open_day = datetime(2026, 10, 20, 12, tzinfo=UTC), NOVEMBER_2
+    switch_scope(monkeypatch, clock, "all", open_day)
+    send([event(ONE, 300, 100, settled_day)], settled_day)
+    send([event(ONE, 30, 10, open_day)], open_day, first=1)
+    write_export(
+        [
+            call("b-1", ONE, 300, 100, IsStreamCompletion="false"),
+            call("b-2", ONE, 30, 10, IsStreamCompletion="false", TimeGenerated="2026-11-02T08:00:00Z"),
+            call("s-1", ONE, 1_000, 4_000, TimeGenerated="2026-11-02T08:00:00Z"),
+        ]
+    )
+    run_timer()
+    assert billed("2026-10") == (0, 400, 1) and billed() == (0, 5_040, 1)
+    redrive_everything()  # under `all` the LLM logs bill both: nothing is applied
+    assert billed("2026-10") == (0, 400, 1) and billed() == (0, 5_040, 1)
+    switch_scope(monkeypatch, clock, "streamed", LATER_ON_NOVEMBER_2)
+    run_timer()  # the open day is collected again as streamed; the settled day keeps `all`
+    redrive_everything()
+    assert billed("2026-10") == (0, 400, 1)  # still billed by the LLM logs, its event kept aside
+    assert billed() == (40, 5_000, 0)  # the buffered call moved to its event, counted once
+
+
+def test_switching_from_streamed_to_all_bills_each_buffered_call_once_after_a_redrive(
+    write_export: Writer, clock: Callable[[datetime], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch_scope(monkeypatch, clock, "streamed", NOVEMBER_2)
+    send([event(ONE, 300, 100, NOVEMBER_2)], NOVEMBER_2)
+    rows = [
+        call("b-1", ONE, 300, 100, IsStreamCompletion="false", TimeGenerated="2026-11-02T08:00:00Z"),
+        call("s-1", ONE, 1_000, 4_000, TimeGenerated="2026-11-02T08:00:00Z"),
+    ]
+    write_export(rows)
+    run_timer()
+    assert billed() == (400, 5_000, 0)
+    switch_scope(monkeypatch, clock, "all", LATER_ON_NOVEMBER_2)
+    send([event(ONE, 30, 10, LATER_ON_NOVEMBER_2)], LATER_ON_NOVEMBER_2, first=1)
+    write_export([*rows, call("b-2", ONE, 30, 10, IsStreamCompletion="false", TimeGenerated="2026-11-02T10:30:00Z")])
+    run_timer()  # the day was billed as streamed: it stays so, its applied event is not billed again
+    assert billed() == (400, 5_000, 1)
+    redrive_everything()
+    assert billed() == (440, 5_000, 0)
