@@ -441,6 +441,7 @@ class _Response:
     status_code: int
     reason: str = "error"
     headers: dict[str, str] = field(default_factory=dict)
+    request: None = None
 
     def text(self) -> str:
         return ""
