@@ -260,3 +260,15 @@ def test_a_job_found_running_past_its_lease_is_failed_when_read(
     ended = job(job_id)
     assert ended["status"] == "failed"
     assert "stopped without finishing" in ended["reason"]
+
+
+def test_the_job_lease_and_deliveries_match_what_host_json_tells_the_host() -> None:
+    from datetime import timedelta
+
+    from tests.support import ROOT
+
+    host = json.loads((ROOT / "host.json").read_text())
+    hours, minutes, seconds = (int(part) for part in host["functionTimeout"].split(":"))
+    timeout = timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    assert timeout < report_jobs.JOB_LEASE <= timeout + timedelta(minutes=5)
+    assert host["extensions"]["queues"]["maxDequeueCount"] == report_jobs.MAX_DELIVERIES

@@ -196,9 +196,9 @@ class Services:
     def cost_centers(self) -> CostCenterMap:
         return load_cost_centers(app_path(self.settings.cost_centers))
 
-    def caller(self, headers: Mapping[str, str], *, master_key: bool = False) -> Scope:
+    def caller(self, headers: Mapping[str, str]) -> Scope:
         """Who sent a request with ``headers``, as a scope; see :mod:`chargeback.access.gate`."""
-        return gate.caller_scope(self.settings.access, headers, self.cost_centers(), master_key=master_key)
+        return gate.caller_scope(self.settings.access, headers, self.cost_centers())
 
 
 _lock = threading.Lock()
