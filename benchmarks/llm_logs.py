@@ -28,7 +28,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import peak_rss_mib, process_tree_cpu_seconds, rss_mib
+from benchmarks.measure import cpu_seconds, peak_rss_mib, process_tree_cpu_seconds, rss_mib
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import LogAnalyticsLlmLogSource, LogsRetryPolicy
 from chargeback.adapters.storage import StorageAccount
@@ -93,12 +93,16 @@ def _collect(endpoint: str) -> dict[str, Any]:
         store = TableLlmLogStore(storage.table(settings.storage.ledger_table))
         client = bearer_client(endpoint, retry_policy=LogsRetryPolicy())
         source = LogAnalyticsLlmLogSource(client, "00000000-0000-0000-0000-000000000001")
-        before = rss_mib()
+        azurite_pid = azurite._process.pid if azurite._process else 0
+        before, cpu_before, azurite_before = rss_mib(), cpu_seconds(), process_tree_cpu_seconds(azurite_pid)
         started = time.perf_counter()
         outcome = llm_logs.collect(source, store, scope="streamed", now=NOW, lag_hours=6, months=["2026-10"])
         seconds = time.perf_counter() - started
+        app_cpu, azurite_cpu = cpu_seconds() - cpu_before, process_tree_cpu_seconds(azurite_pid) - azurite_before
     return {
         "seconds": round(seconds, 1),
+        "app_cpu_s": round(app_cpu, 1),
+        "azurite_cpu_s": round(azurite_cpu, 1),
         "queries": source.queries,
         "calls_billed": outcome.calls,
         "tokens_billed": outcome.tokens,

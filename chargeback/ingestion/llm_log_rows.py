@@ -191,8 +191,7 @@ def llm_log_usage_query(start: datetime, end: datetime, *, scope: str, spread: t
     """
     if scope not in (SCOPE_STREAMED, SCOPE_ALL):
         raise ValueError(f"no query for the scope {scope!r}")
-    streamed = ["    | where IsStreamCompletion == true"] if scope == SCOPE_STREAMED else []
-    slack, spread_text = _timespan(GATEWAY_LOG_SLACK), _timespan(spread)
+    spread_text = _timespan(spread)
     lines = [
         f"let WindowStart = {kql_datetime(start)};",
         f"let WindowEnd = {kql_datetime(end)};",
@@ -200,6 +199,19 @@ def llm_log_usage_query(start: datetime, end: datetime, *, scope: str, spread: t
         f"let RowsEnd = WindowEnd + {spread_text};",
         f"let MaxName = {MAX_IDENTIFIER_CHARS};",
         f"let MaxCount = {MAX_TOKENS};",
+        *_checked_rows(scope),
+        *_calls(),
+        *_usage(),
+        "union Usage, Rejected, Read",
+        f"| project {', '.join(USAGE_COLUMNS)}",
+    ]
+    return "\n".join(lines)
+
+
+def _checked_rows(scope: str) -> list[str]:
+    """``Rows``: the LLM-log rows read (in scope), each with why it cannot be billed, if it cannot."""
+    streamed = ["    | where IsStreamCompletion == true"] if scope == SCOPE_STREAMED else []
+    return [
         f"let Rows = {LLM_LOG_TABLE}",
         "    | where TimeGenerated >= RowsStart and TimeGenerated < RowsEnd",
         *streamed,
@@ -214,6 +226,13 @@ def llm_log_usage_query(start: datetime, end: datetime, *, scope: str, spread: t
         ' or strlen(OperationName) > MaxName, "invalid_field",',
         '        "")',
         "    | extend InWindow = TimeGenerated >= WindowStart and TimeGenerated < WindowEnd;",
+    ]
+
+
+def _calls() -> list[str]:
+    """``Calls``: one row per call whose first row is in the window, with its subscription's key."""
+    slack = _timespan(GATEWAY_LOG_SLACK)
+    return [
         "let Calls = materialize(Rows",
         '    | where Reason == ""',
         "    | extend RowTotal = iff(Total == 0, Prompt + Completion, Total),",
@@ -226,6 +245,12 @@ def llm_log_usage_query(start: datetime, end: datetime, *, scope: str, spread: t
         "    | where isnotempty(CorrelationId) and isnotempty(ApimSubscriptionId)",
         "    | join kind=leftsemi (Calls | project CorrelationId) on CorrelationId",
         "    | summarize ApimSubscriptionId = take_any(ApimSubscriptionId) by CorrelationId;",
+    ]
+
+
+def _usage() -> list[str]:
+    """``Usage``, ``Rejected`` and ``Read``: the answer's three kinds of row."""
+    return [
         "let Usage = Calls",
         "    | join kind=leftouter Subscriptions on CorrelationId",
         "    | summarize Calls = count(), PromptTokens = sum(Prompt), CompletionTokens = sum(Completion),",
@@ -239,10 +264,7 @@ def llm_log_usage_query(start: datetime, end: datetime, *, scope: str, spread: t
         "    | where InWindow",
         "    | summarize Rows = count()",
         f'    | extend Kind = "{KIND_READ}";',
-        "union Usage, Rejected, Read",
-        f"| project {', '.join(USAGE_COLUMNS)}",
     ]
-    return "\n".join(lines)
 
 
 def _timespan(span: timedelta) -> str:
