@@ -112,6 +112,9 @@ var deadLetterTableName = 'usagedeadletters'
 var reconciliationTableName = 'usagereconciliation'
 var reportsContainerName = 'reports'
 var reportQueueName = 'report-jobs'
+// The Functions host moves a job that failed its last attempt to <queue>-poison; Bicep creates it
+// so that the app's role can be granted on that queue alone.
+var reportPoisonQueueName = '${reportQueueName}-poison'
 var deadLetterContainerName = 'deadletters'
 var captureContainerName = 'capture'
 
@@ -181,7 +184,7 @@ module storage 'app/storage.bicep' = {
       enableCapture ? [captureContainerName] : []
     )
     tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
-    queueNames: [reportQueueName]
+    queueNames: [reportQueueName, reportPoisonQueueName]
     denyPublicNetworks: privateNetworking
     allowTrustedServices: enableCapture
   }
@@ -256,6 +259,7 @@ module rbac 'app/rbac.bicep' = {
     deadLetterContainerName: deadLetterContainerName
     deploymentContainerName: deploymentContainerName
     reportQueueName: reportQueueName
+    reportPoisonQueueName: reportPoisonQueueName
     appPrincipalId: identity.outputs.principalId
     deployPrincipalId: deployIdentity.outputs.principalId
     userPrincipalId: principalId
