@@ -132,6 +132,9 @@ var workspaceResourceGroupName = useExistingWorkspace ? existingWorkspaceParts[4
 
 var wireApim = !empty(apimServiceName)
 
+// With storage off public networks, callers could not follow a link to it.
+var downloads = privateNetworking ? 'inline' : 'redirect'
+
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
   location: location
@@ -326,8 +329,7 @@ module api 'app/api.bicep' = {
     hostQueueEndpoint: hostStorage.outputs.queueEndpoint
     hostTableEndpoint: hostStorage.outputs.tableEndpoint
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
-    // With storage off public networks, callers could not follow a link to it.
-    downloads: privateNetworking ? 'inline' : 'redirect'
+    downloads: downloads
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
@@ -417,4 +419,12 @@ output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceCustomerI
 output LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = monitoring.outputs.workspaceResourceId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output RECONCILE_SCHEDULE string = reconcileSchedule
+// The app settings that come from parameters, so that the hook writes what the app got.
+output CHARGEBACK_METRIC_NAMESPACE string = metricNamespace
+output CHARGEBACK_RECONCILE_TOLERANCE_PERCENT string = reconcileTolerancePercent
+output CHARGEBACK_RECONCILE_LAG_HOURS string = string(reconcileLagHours)
+output CHARGEBACK_FINAL_GRACE_DAYS string = string(finalGraceDays)
+output CHARGEBACK_PRICE_SHEET string = priceSheetPath
+output CHARGEBACK_COST_CENTERS string = costCentersPath
+output CHARGEBACK_DOWNLOADS string = downloads
 output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''
