@@ -99,6 +99,12 @@ param apimApiName string = ''
 @description('Also log prompt and completion messages in the LLM logs (off: privacy and cost).')
 param logLlmMessages bool = false
 
+@description('Create the APIM diagnostic setting that sends GatewayLogs and GatewayLlmLogs to the workspace. Set false when a setting of the instance already sends both there as resource-specific tables: Azure Monitor refuses a second one ("Data sink ... is already used").')
+param createApimDiagnosticSetting bool = true
+
+@description('With privateNetworking and apimServiceName: confirm that API Management reaches the Event Hubs namespace\'s private endpoint (injected into a peered network, or a private endpoint of its own). Without it the deployment refuses that combination.')
+param apimReachesPrivateNetwork bool = false
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -130,7 +136,18 @@ var useExistingWorkspace = !empty(existingLogAnalyticsWorkspaceId)
 var workspaceSubscriptionId = useExistingWorkspace ? existingWorkspaceParts[2] : subscription().subscriptionId
 var workspaceResourceGroupName = useExistingWorkspace ? existingWorkspaceParts[4] : resourceGroupName
 
-var wireApim = !empty(apimServiceName)
+// Combinations that would deploy and then fail late, or lose usage without an error, are
+// refused before anything is deployed: fail() in a value computed from parameters alone stops
+// the deployment when Azure Resource Manager validates the template (Bicep's flow control
+// functions). Without a network path, API Management's log-to-eventhub drops every event and
+// never fails the call; without an API name, the module fails only after the rest is deployed.
+var wireApim = empty(apimServiceName)
+  ? false
+  : empty(apimApiName)
+      ? fail('apimServiceName is set but apimApiName is empty: name the Azure OpenAI API whose calls are billed.')
+      : privateNetworking && !apimReachesPrivateNetwork
+          ? fail('privateNetworking turns public access to the Event Hubs namespace off, and an API Management instance without a path to its private endpoint would drop every usage event without an error. Give the instance that path, then set apimReachesPrivateNetwork=true.')
+          : true
 
 // With storage off public networks, callers could not follow a link to it.
 var downloads = privateNetworking ? 'inline' : 'redirect'
@@ -390,6 +407,7 @@ module apim 'apim/apim.bicep' = if (wireApim) {
     applicationInsightsResourceGroupName: resourceGroupName
     workspaceResourceId: monitoring.outputs.workspaceResourceId
     logLlmMessages: logLlmMessages
+    createDiagnosticSetting: createApimDiagnosticSetting
   }
 }
 
