@@ -62,9 +62,10 @@ def fixture_azure_yaml() -> dict[str, Any]:
     return document
 
 
-def main_outputs() -> set[str]:
+def main_outputs() -> dict[str, str]:
+    """main.bicep's outputs: name to the source of the value."""
     return {
-        text(node.named_children[0])
+        text(node.named_children[0]): text(node.named_children[-1])
         for node in root(INFRA / "main.bicep").named_children
         if node.type == "output_declaration"
     }
@@ -108,7 +109,7 @@ def test_the_postprovision_hook_of_each_platform_exists(azure_yaml: dict[str, An
 
 def test_every_value_the_hook_needs_is_a_main_bicep_output() -> None:
     needed = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", SH_HOOK.read_text())) - {"AZURE_RESOURCE_GROUP"}
-    assert needed <= main_outputs()
+    assert needed <= set(main_outputs())
 
 
 def test_the_hook_writes_identity_based_settings_the_app_reads(tmp_path: Path) -> None:
@@ -258,26 +259,30 @@ def deployed_source(setting: str) -> str:
     return re.sub(r"'[^']*'|\b[A-Za-z_]\w*\b", resolve, api_app_settings()[setting])
 
 
-def main_outputs_source() -> dict[str, str]:
-    return {
-        text(node.named_children[0]): text(node.named_children[-1])
-        for node in root(INFRA / "main.bicep").named_children
-        if node.type == "output_declaration"
-    }
-
-
+OUTPUT_SOURCE = re.compile(r'\$\(json "\$\{?([A-Z][A-Z0-9_]*)(?::-)?\}?"\)')
 HOOK_VALUES = [(name, source) for name, source in hook_values().items() if name not in NOT_IN_AZURE]
+FROM_OUTPUTS = [(name, match[1]) for name, source in HOOK_VALUES if (match := OUTPUT_SOURCE.fullmatch(source))]
+FIXED = [(name, source) for name, source in HOOK_VALUES if not OUTPUT_SOURCE.fullmatch(source)]
 
 
-@pytest.mark.parametrize(("name", "source"), HOOK_VALUES, ids=[name for name, _ in HOOK_VALUES])
-def test_the_hook_writes_the_value_the_deployed_app_got(name: str, source: str) -> None:
+@pytest.mark.parametrize(("name", "output"), FROM_OUTPUTS, ids=[name for name, _ in FROM_OUTPUTS])
+def test_the_hook_writes_the_output_that_carries_the_deployed_value(name: str, output: str) -> None:
+    assert main_outputs()[output] == deployed_source(name)
+
+
+@pytest.mark.parametrize(("name", "value"), FIXED, ids=[name for name, _ in FIXED])
+def test_the_hook_writes_the_fixed_value_bicep_gives_the_app(name: str, value: str) -> None:
     deployed = deployed_source(name)
-    output = re.fullmatch(r'\$\(json "\$\{?([A-Z][A-Z0-9_]*)(?::-)?\}?"\)', source)
-    if output is not None:
-        assert main_outputs_source()[output[1]] == deployed
-    else:
-        fixed = literal(variables(INFRA / "main.bicep")[deployed]) if deployed.isidentifier() else deployed.strip("'")
-        assert fixed == source
+    bicep_value = (
+        literal(variables(INFRA / "main.bicep")[deployed]) if deployed.isidentifier() else literal_text(deployed)
+    )
+    assert bicep_value == value
+
+
+def literal_text(source: str) -> str:
+    """The text of a single-quoted Bicep string without interpolation."""
+    assert re.fullmatch(r"'[^'$]*'", source), f"not a plain string literal: {source}"
+    return source[1:-1]
 
 
 def test_the_hook_writes_values_as_json_strings_whatever_they_hold(tmp_path: Path) -> None:
