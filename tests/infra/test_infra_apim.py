@@ -12,6 +12,7 @@ from tests.infra.bicep_tree import (
     Declaration,
     literal,
     modules,
+    outputs,
     param_decorators,
     params,
     properties,
@@ -162,23 +163,15 @@ def test_the_gateway_log_setting_is_created_unless_asked_not_to(path: Path, para
     assert text(default) == "true"
 
 
-def _outputs(path: Path) -> dict[str, str]:
-    return {
-        text(node.named_children[0]): text(node.named_children[-1])
-        for node in root(path).named_children
-        if node.type == "output_declaration"
-    }
-
-
-@pytest.mark.parametrize("name", [name for name in _outputs(APIM) if name.endswith("Id")])
+@pytest.mark.parametrize("name", [name for name in outputs(APIM) if name.endswith("Id")])
 def test_every_id_output_of_the_apim_module_is_a_resource_id(name: str) -> None:
     # An output named ...Id returns the resource's id (its ARM resource id), not its name.
-    assert _outputs(APIM)[name].endswith(".id")
+    assert outputs(APIM)[name].endswith(".id")
 
 
 def test_main_outputs_the_event_hub_loggers_resource_id() -> None:
-    assert _outputs(MAIN)["APIM_LOGGER_ID"] == "wireApim ? apim.outputs.loggerId : ''"
-    assert _outputs(APIM)["loggerId"] == "usageLogger.id"
+    assert outputs(MAIN)["APIM_LOGGER_ID"] == "wireApim ? apim.outputs.loggerId : ''"
+    assert outputs(APIM)["loggerId"] == "usageLogger.id"
 
 
 def ternary_branches(node: tree_sitter.Node) -> list[tuple[str, str]]:

@@ -18,11 +18,11 @@ from tests.infra.bicep_tree import (
     INFRA,
     literal,
     modules,
+    outputs,
     param_decorators,
     params,
     properties,
     resources,
-    root,
     text,
     variables,
 )
@@ -60,15 +60,6 @@ OUTPUTS = {
 def fixture_azure_yaml() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load((ROOT / "azure.yaml").read_text())
     return document
-
-
-def main_outputs() -> dict[str, str]:
-    """main.bicep's outputs: name to the source of the value."""
-    return {
-        text(node.named_children[0]): text(node.named_children[-1])
-        for node in root(INFRA / "main.bicep").named_children
-        if node.type == "output_declaration"
-    }
 
 
 def run_hook(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -109,7 +100,7 @@ def test_the_postprovision_hook_of_each_platform_exists(azure_yaml: dict[str, An
 
 def test_every_value_the_hook_needs_is_a_main_bicep_output() -> None:
     needed = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", SH_HOOK.read_text())) - {"AZURE_RESOURCE_GROUP"}
-    assert needed <= set(main_outputs())
+    assert needed <= set(outputs(INFRA / "main.bicep"))
 
 
 def test_the_hook_writes_identity_based_settings_the_app_reads(tmp_path: Path) -> None:
@@ -267,7 +258,7 @@ FIXED = [(name, source) for name, source in HOOK_VALUES if not OUTPUT_SOURCE.ful
 
 @pytest.mark.parametrize(("name", "output"), FROM_OUTPUTS, ids=[name for name, _ in FROM_OUTPUTS])
 def test_the_hook_writes_the_output_that_carries_the_deployed_value(name: str, output: str) -> None:
-    assert main_outputs()[output] == deployed_source(name)
+    assert outputs(INFRA / "main.bicep")[output] == deployed_source(name)
 
 
 @pytest.mark.parametrize(("name", "value"), FIXED, ids=[name for name, _ in FIXED])
