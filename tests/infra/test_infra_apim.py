@@ -197,9 +197,9 @@ def test_apim_is_wired_only_through_the_checked_value() -> None:
 
 
 def test_an_apim_name_without_an_api_name_stops_the_deployment_in_main() -> None:
-    # Bicep "Flow control functions": fail() ends evaluation with the message given; in a value
-    # computed from parameters alone, Azure Resource Manager evaluates it when it validates the
-    # template, before the APIM module (which also requires the name) would fail late.
+    # Bicep "Flow control functions": fail() ends evaluation with the message given. The check
+    # depends on parameters alone and decides whether the APIM module runs, so it stops the
+    # deployment before that module (which also requires the name) would fail late.
     assert ("empty(apimApiName)", "fail") in _wiring_checks()
 
 
