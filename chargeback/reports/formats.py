@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -551,10 +551,16 @@ def render_focus_parquet(report: Report) -> bytes:
     counters int64. The schema's metadata names the FOCUS version and the applicability
     criteria the export supports (:data:`FOCUS_APPLICABILITY_CRITERIA`).
     """
-    frame = focus_frame(report)
-    for name in _FOCUS_TIMES:
-        frame[name] = pd.to_datetime(frame[name], utc=True)
-    table = pa.Table.from_pandas(frame, schema=_focus_schema(report.minor_units), preserve_index=False)
+    return focus_parquet(report, focus_frame(report))
+
+
+def focus_parquet(report: Report, frame: pd.DataFrame) -> bytes:
+    """FOCUS rows of ``report`` as Parquet, typed as :func:`render_focus_parquet` types the export's
+    columns; ``frame`` may leave some out or add others (text), as a delivery to a FinOps hub does."""
+    times = {name: pd.to_datetime(frame[name], utc=True) for name in _FOCUS_TIMES if name in frame.columns}
+    frame = frame.assign(**times)
+    schema = _focus_schema(report.minor_units, [str(name) for name in frame.columns])
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     metadata = {
         b"focus_version": FOCUS_VERSION.encode(),
         b"focus_applicability_criteria": ",".join(FOCUS_APPLICABILITY_CRITERIA).encode(),
@@ -566,7 +572,7 @@ def render_focus_parquet(report: Report) -> bytes:
     return buffer.getvalue()
 
 
-def _focus_schema(minor_units: int) -> pa.Schema:
+def _focus_schema(minor_units: int, columns: Sequence[str] = FOCUS_COLUMNS) -> pa.Schema:
     kinds: dict[str, pa.DataType] = {
         **dict.fromkeys(_FOCUS_MONEY, pa.decimal128(18, minor_units)),
         **dict.fromkeys(_FOCUS_PRICES, pa.decimal128(18, MAX_PRICE_PLACES)),
@@ -575,7 +581,7 @@ def _focus_schema(minor_units: int) -> pa.Schema:
         **dict.fromkeys(_FOCUS_TIMES, pa.timestamp("s", tz="UTC")),
         **dict.fromkeys(_FOCUS_COUNTERS, pa.int64()),
     }
-    return pa.schema([pa.field(name, kinds.get(name, pa.string()), nullable=True) for name in FOCUS_COLUMNS])
+    return pa.schema([pa.field(name, kinds.get(name, pa.string()), nullable=True) for name in columns])
 
 
 def focus_frame(report: Report) -> pd.DataFrame:
