@@ -99,6 +99,12 @@ param apimApiName string = ''
 @description('Also log prompt and completion messages in the LLM logs (off: privacy and cost).')
 param logLlmMessages bool = false
 
+@description('Resource id of a FinOps hub\'s storage account to deliver each final month\'s FOCUS costs to; empty delivers nowhere.')
+param finopsHubStorageAccountId string = ''
+
+@description('Folder of this source under each month in the hub (CHARGEBACK_FINOPS_HUB_SCOPE); empty: chargeback/<provider, slugged>.')
+param finopsHubScope string = ''
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -128,6 +134,10 @@ var workspaceSubscriptionId = useExistingWorkspace ? existingWorkspaceParts[2] :
 var workspaceResourceGroupName = useExistingWorkspace ? existingWorkspaceParts[4] : resourceGroupName
 
 var wireApim = !empty(apimServiceName)
+
+// Where the FinOps hub's storage account lives: usually the hub's own resource group.
+var useFinopsHub = !empty(finopsHubStorageAccountId)
+var finopsHubParts = split(finopsHubStorageAccountId, '/')
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -283,6 +293,15 @@ module workspaceAccess 'app/workspace-access.bicep' = {
   }
 }
 
+module finopsHubAccess 'app/finops-hub-access.bicep' = if (useFinopsHub) {
+  name: 'finops-hub-access-${resourceToken}'
+  scope: resourceGroup(useFinopsHub ? finopsHubParts[2] : subscription().subscriptionId, useFinopsHub ? finopsHubParts[4] : resourceGroupName)
+  params: {
+    storageAccountName: useFinopsHub ? finopsHubParts[8] : ''
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
 module eventHub 'app/eventhub.bicep' = {
   name: 'eventhub'
   scope: rg
@@ -343,6 +362,8 @@ module api 'app/api.bicep' = {
     finalGraceDays: finalGraceDays
     priceSheetPath: priceSheetPath
     costCentersPath: costCentersPath
+    finopsHubBlobEndpoint: useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
+    finopsHubScope: finopsHubScope
   }
   dependsOn: [rbac, workspaceAccess]
 }
