@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -27,7 +28,9 @@ from chargeback.reports import finops_hub
 from chargeback.reports.finops_hub import Found, Stamp
 from devtools.emulator import Azurite
 from devtools.hostshape import take_queue_messages
+from tests import focus_validator
 from tests.functions import registered, run_queue
+from tests.test_focus import UNSATISFIABLE, column_and_dataset_rules, declared_criteria, make_report
 from tests.test_report_api import (
     AFTER_OCTOBER_GRACE,
     DURING_NOVEMBER,
@@ -407,3 +410,39 @@ def test_the_ingestion_id_is_the_months_own_and_the_file_name_separates_it_with_
     )
     assert finops_hub.manifest_name("2026-10", "chargeback/x") == "Costs/2026/10/chargeback/x/manifest.json"
     assert "__" not in finops_hub.ingestion_id("2026-10")
+
+
+# --------------------------------------------------------------------------------------------
+# The file itself, for a report with every kind of line (per-token, blended, PTU shares, late usage)
+
+
+def test_the_hub_file_of_a_report_with_every_kind_of_line_bills_its_grand_total() -> None:
+    report = make_report()
+    data, rows, cost = finops_hub.hub_file(report, whole=True)
+    table = pq.read_table(io.BytesIO(data))
+    assert cost == sum(table.column("BilledCost").to_pylist(), Decimal(0)) == report.grand_total
+    assert rows == table.num_rows == len(report.lines)
+
+
+def test_a_drafts_hub_file_holds_its_corrections_only() -> None:
+    report = make_report()
+    data, rows, cost = finops_hub.hub_file(report, whole=False)
+    table = pq.read_table(io.BytesIO(data)).to_pylist()
+    adjustments = report.lines[report.lines["charge_category"] == "adjustment"]
+    assert {row["ChargeClass"] for row in table} == {"Correction"}
+    assert rows == len(table) == len(adjustments) > 0
+    assert cost == sum(adjustments["cost"], Decimal(0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("criteria", ["default", "declared"])
+def test_the_focus_validator_fails_no_rule_of_the_hub_file_that_it_fails_of_the_export(
+    criteria: str, tmp_path: Path
+) -> None:
+    report = make_report()
+    data = tmp_path / finops_hub.FILE_NAME
+    data.write_bytes(finops_hub.hub_file(report, whole=True)[0])
+    chosen = declared_criteria(report) if criteria == "declared" else ()
+    verdict = focus_validator.validate(data, tmp_path, chosen)
+    assert set(verdict.failed) == UNSATISFIABLE, verdict.failed
+    assert column_and_dataset_rules() <= verdict.passed | verdict.skipped | set(verdict.failed)
