@@ -414,20 +414,8 @@ def test_a_new_entry_takes_effect_from_azures_date_but_never_in_a_past_month(
 
 
 def test_a_model_left_out_of_the_sheet_needs_its_input_and_output_meters() -> None:
-    meter_map = parse_meter_map(
-        {
-            "region": "eastus2",
-            "models": [
-                {
-                    "model": "gpt-4o",
-                    "version": "2024-11-20",
-                    "deployment_type": "global",
-                    "product": "Azure OpenAI",
-                    "meters": {"input": "gpt 4o 1120 Inp glbl Tokens"},
-                }
-            ],
-        }
-    )
+    input_only = {**METER_MAP["models"][0], "meters": {"input": "gpt 4o 1120 Inp glbl Tokens"}}
+    meter_map = parse_meter_map({**METER_MAP, "models": [input_only], "provisioned": []})
     sheet = {**SHEET, "models": SHEET["models"][1:]}
     meters = price_sync.select_meters(meter_map, [price_sync.retail_meter(entry) for entry in catalogue()], "USD")
     with pytest.raises(ConfigurationError, match="model gpt-4o is not in the price sheet"):

@@ -31,7 +31,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-import numpy as np
 import orjson
 import pandas as pd
 
@@ -40,7 +39,7 @@ from chargeback.domain.errors import ConflictError, InvalidRequestError
 from chargeback.domain.logs import FINOPS_HUB, log_event
 from chargeback.reports import service
 from chargeback.reports.build import from_bundle
-from chargeback.reports.formats import FOCUS_VERSION, focus_frame, focus_parquet
+from chargeback.reports.formats import FOCUS_VERSION, focus_frame, focus_parquet, json_value
 from chargeback.reports.model import DRAFT, FINAL, Manifest, Report
 
 logger = logging.getLogger(__name__)
@@ -295,30 +294,15 @@ def hub_frame(frame: pd.DataFrame, provider: str) -> pd.DataFrame:
 
 def _details(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     """Per row, the carried columns as one JSON object: prices as exact decimal strings, counts as numbers."""
-    values = [frame[name].to_numpy(dtype=object) for name in columns]
+    if not columns:
+        return ["{}"] * len(frame)
     keys = [name.removeprefix("x_") for name in columns]
-    return (
-        [
-            json.dumps({key: _plain(value) for key, value in zip(keys, row, strict=True) if _present(value)})
-            for row in zip(*values, strict=True)
-        ]
-        if columns
-        else ["{}"] * len(frame)
-    )
+    rows = zip(*(frame[name].to_numpy(dtype=object) for name in columns), strict=True)
+    return [json.dumps(_present(keys, row)) for row in rows]
 
 
-def _present(value: Any) -> bool:
-    return value is not None and value is not pd.NA and not (isinstance(value, float) and np.isnan(value))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+def _present(keys: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    return {key: plain for key, value in zip(keys, row, strict=True) if (plain := json_value(value)) is not None}
 
 
 def _logged(period: str, outcome: str, manifest: Mapping[str, Any] | None = None, **facts: object) -> str:

@@ -83,7 +83,8 @@ def render_csv(report: Report) -> bytes:
     return text.encode("utf-8-sig")
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A cell as plain JSON: Decimals as exact strings, numpy numbers as Python ones, missing as None."""
     if value is None or value is pd.NA:
         return None
     if isinstance(value, Decimal):
@@ -102,7 +103,7 @@ def _json_value(value: Any) -> Any:
 def _json_column(column: pd.Series[Any]) -> list[Any]:
     if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
         return list(column.tolist())
-    return [_json_value(v) for v in column.to_numpy(dtype=object)]
+    return [json_value(v) for v in column.to_numpy(dtype=object)]
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -118,7 +119,7 @@ def render_json(report: Report) -> bytes:
         "currency": report.currency,
         "minor_unit_digits": report.minor_units,
         "generated_at": _utc(report.generated_at),
-        "totals": {name: _json_value(value) for name, value in report.totals.items()},
+        "totals": {name: json_value(value) for name, value in report.totals.items()},
         "lines": _records(report.lines),
         "by_cost_center": _records(report.by_cost_center),
         "by_subscription": _records(report.by_subscription),
