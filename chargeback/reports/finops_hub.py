@@ -23,7 +23,6 @@ so a delivery repeated after it completed writes nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -294,15 +294,23 @@ def hub_frame(frame: pd.DataFrame, provider: str) -> pd.DataFrame:
 
 def _details(frame: pd.DataFrame, columns: list[str]) -> list[str]:
     """Per row, the carried columns as one JSON object: prices as exact decimal strings, counts as numbers."""
-    if not columns:
-        return ["{}"] * len(frame)
     keys = [name.removeprefix("x_") for name in columns]
-    rows = zip(*(frame[name].to_numpy(dtype=object) for name in columns), strict=True)
-    return [json.dumps(_present(keys, row)) for row in rows]
+    cells = [_plain_column(frame[name]) for name in columns]
+    return (
+        [
+            orjson.dumps({key: value for key, value in zip(keys, row, strict=True) if value is not None}).decode()
+            for row in zip(*cells, strict=True)
+        ]
+        if columns
+        else ["{}"] * len(frame)
+    )
 
 
-def _present(keys: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
-    return {key: plain for key, value in zip(keys, row, strict=True) if (plain := json_value(value)) is not None}
+def _plain_column(column: pd.Series[Any]) -> list[Any]:
+    """A column's cells as plain JSON values, whole integer columns at once."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iu":
+        return list(column.tolist())
+    return [json_value(value) for value in column.to_numpy(dtype=object)]
 
 
 def _logged(period: str, outcome: str, manifest: Mapping[str, Any] | None = None, **facts: object) -> str:
