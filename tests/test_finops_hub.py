@@ -26,6 +26,7 @@ from chargeback.app.settings import FINOPS_HUB_SCOPE, FINOPS_HUB_STORAGE, PROVID
 from chargeback.domain.errors import ChargebackError, TransientStorageError
 from chargeback.reports import finops_hub
 from chargeback.reports.finops_hub import Found, Stamp
+from chargeback.reports.formats import FOCUS_COLUMNS
 from devtools.emulator import Azurite
 from devtools.hostshape import take_queue_messages
 from tests import focus_validator
@@ -422,6 +423,8 @@ def test_the_hub_file_of_a_report_with_every_kind_of_line_bills_its_grand_total(
     table = pq.read_table(io.BytesIO(data))
     assert cost == sum(table.column("BilledCost").to_pylist(), Decimal(0)) == report.grand_total
     assert rows == table.num_rows == len(report.lines)
+    standard = {name for name in FOCUS_COLUMNS if not name.startswith("x_")}
+    assert standard | {"x_CostCenter"} <= set(table.column_names) <= finops_hub.HUB_COLUMNS
 
 
 def test_a_drafts_hub_file_holds_its_corrections_only() -> None:
