@@ -9,6 +9,7 @@ from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
+from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
@@ -72,17 +73,27 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 def reconcile_and_report(timer: func.TimerRequest) -> None:
     services = runtime.services()
     services.collect_llm_logs(services.clock())
-    report_jobs.schedule(services.report_jobs)
+    try:
+        report_jobs.schedule(services.report_jobs)
+    finally:
+        # Deliveries a commit could not queue are queued here, even when a month's report was not.
+        hub = services.finops_hub
+        if hub is not None:
+            finops_hub.schedule(hub, services.clock())
 
 
 @app.function_name("generate_report")
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%", connection="ChargebackStorage")
 def generate_report(message: func.QueueMessage) -> None:
     services = runtime.services()
+    body = message.get_body().decode("utf-8")
+    if finops_hub.is_delivery(body):
+        finops_hub.run(services.finops_hub, body)
+        return
     # The timer collected the whole window before queueing; a job brings only its own month up to date.
     report_jobs.run(
         services.report_jobs,
-        message.get_body().decode("utf-8"),
+        body,
         prepare=lambda period: services.collect_llm_logs(services.clock(), [period]),
     )
 

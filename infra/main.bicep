@@ -104,6 +104,11 @@ param createApimDiagnosticSetting bool = true
 
 @description('With privateNetworking and apimServiceName: confirm that API Management reaches the Event Hubs namespace\'s private endpoint (injected into a peered network, or a private endpoint of its own). Without it the deployment refuses that combination.')
 param apimReachesPrivateNetwork bool = false
+@description('Resource id of a FinOps hub\'s storage account to deliver each final month\'s FOCUS costs to; empty delivers nowhere.')
+param finopsHubStorageAccountId string = ''
+
+@description('Folder of this source under each month in the hub (CHARGEBACK_FINOPS_HUB_SCOPE); empty: chargeback/<provider, slugged>.')
+param finopsHubScope string = ''
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -151,6 +156,10 @@ var wireApim = empty(apimServiceName)
 
 // With storage off public networks, callers could not follow a link to it.
 var downloads = privateNetworking ? 'inline' : 'redirect'
+
+// Where the FinOps hub's storage account lives: usually the hub's own resource group.
+var useFinopsHub = !empty(finopsHubStorageAccountId)
+var finopsHubParts = split(finopsHubStorageAccountId, '/')
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -307,6 +316,15 @@ module workspaceAccess 'app/workspace-access.bicep' = {
   }
 }
 
+module finopsHubAccess 'app/finops-hub-access.bicep' = if (useFinopsHub) {
+  name: 'finops-hub-access-${resourceToken}'
+  scope: resourceGroup(useFinopsHub ? finopsHubParts[2] : subscription().subscriptionId, useFinopsHub ? finopsHubParts[4] : resourceGroupName)
+  params: {
+    storageAccountName: useFinopsHub ? finopsHubParts[8] : ''
+    appPrincipalId: identity.outputs.principalId
+  }
+}
+
 module eventHub 'app/eventhub.bicep' = {
   name: 'eventhub'
   scope: rg
@@ -366,6 +384,8 @@ module api 'app/api.bicep' = {
     finalGraceDays: finalGraceDays
     priceSheetPath: priceSheetPath
     costCentersPath: costCentersPath
+    finopsHubBlobEndpoint: useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
+    finopsHubScope: finopsHubScope
   }
   dependsOn: [rbac, workspaceAccess]
 }
@@ -445,4 +465,6 @@ output CHARGEBACK_FINAL_GRACE_DAYS string = string(finalGraceDays)
 output CHARGEBACK_PRICE_SHEET string = priceSheetPath
 output CHARGEBACK_COST_CENTERS string = costCentersPath
 output CHARGEBACK_DOWNLOADS string = downloads
+output CHARGEBACK_FINOPS_HUB_STORAGE string = useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
+output CHARGEBACK_FINOPS_HUB_SCOPE string = finopsHubScope
 output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''

@@ -20,7 +20,7 @@ from chargeback.domain.errors import (
     ReportScheduleError,
     TransientStorageError,
 )
-from chargeback.domain.logs import REPORT_JOB, log_event
+from chargeback.domain.logs import REPORT_FOLLOW_UP_FAILED, REPORT_JOB, log_event
 from chargeback.reports import service
 from chargeback.reports.model import FINAL, Manifest
 
@@ -68,6 +68,9 @@ class JobContext:
     reports: service.ReportContext
     store: JobStore
     queue: JobQueue
+    after_commit: Callable[[Manifest], object] | None = None
+    """Runs once a job's generation is committed and recorded (the app queues its FinOps hub
+    delivery there); what it raises is logged and never fails the job, which is done."""
 
 
 def status_url(job: ReportJob) -> str:
@@ -145,7 +148,28 @@ def run(context: JobContext, message: str, prepare: Callable[[str], object] | No
     except ChargebackError as exc:
         log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
         return _record(context, job, FAILED, reason=service.public_reason(exc))
-    return _record(context, job, DONE, report=manifest)
+    done = _record(context, job, DONE, report=manifest)
+    _follow_up(context, manifest)
+    return done
+
+
+def _follow_up(context: JobContext, manifest: Manifest) -> None:
+    """Run the context's ``after_commit``. The report is committed already, so a failure here is
+    only logged: the timer's daily pass does what it did not (see ``finops_hub.schedule``)."""
+    if context.after_commit is None:
+        return
+    try:
+        context.after_commit(manifest)
+    except ChargebackError as exc:
+        log_event(
+            logger,
+            REPORT_FOLLOW_UP_FAILED,
+            logging.WARNING,
+            period=manifest["period"],
+            generation=manifest["generation"],
+            kind=type(exc).__name__,
+            exc_info=exc,
+        )
 
 
 def job_status(context: JobContext, job_id: str) -> ReportJob:

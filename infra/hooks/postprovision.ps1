@@ -51,6 +51,8 @@ $values = [ordered]@{
     'CHARGEBACK_PROVIDER_NAME'                    = 'AI gateway platform'
     'CHARGEBACK_LLM_LOG_SCOPE'                    = 'streamed'
     'CHARGEBACK_DOWNLOADS'                        = $env:CHARGEBACK_DOWNLOADS
+    'CHARGEBACK_FINOPS_HUB_STORAGE'               = "$env:CHARGEBACK_FINOPS_HUB_STORAGE"  # '' when no hub
+    'CHARGEBACK_FINOPS_HUB_SCOPE'                 = "$env:CHARGEBACK_FINOPS_HUB_SCOPE"
 }
 
 $target = 'local.settings.json'

@@ -29,6 +29,7 @@ RBAC_FILES = [
     INFRA / "app" / "rbac.bicep",
     INFRA / "app" / "capture-access.bicep",
     INFRA / "app" / "workspace-access.bicep",
+    INFRA / "app" / "finops-hub-access.bicep",
     INFRA / "apim" / "eventhub-sender.bicep",
     INFRA / "apim" / "insights-publisher.bicep",
 ]
@@ -137,6 +138,8 @@ QUEUE = "Microsoft.Storage/storageAccounts/queueServices/queues"
 REPORT_QUEUE, REPORT_POISON_QUEUE = (Scope(QUEUE, name) for name in ("reportQueueName", "reportPoisonQueueName"))
 INSIGHTS = Scope("Microsoft.Insights/components", "applicationInsightsName")
 WORKSPACE = Scope("Microsoft.OperationalInsights/workspaces", "workspaceName")
+HUB_INGESTION = Scope(CONTAINER, "'ingestion'")
+"""A FinOps hub's ingestion container, in the hub's storage account: the one thing of the hub the app writes."""
 
 # What the running code touches: the same list for the app and (to run it locally) the user.
 RUNTIME = [
@@ -163,6 +166,7 @@ EXPECTED = [
     (RBAC, USER, "Azure Event Hubs Data Sender", HUB, True),
     ("infra/app/workspace-access.bicep", APP, "Log Analytics Data Reader", WORKSPACE, False),
     ("infra/app/workspace-access.bicep", USER, "Log Analytics Data Reader", WORKSPACE, True),
+    ("infra/app/finops-hub-access.bicep", APP, "Storage Blob Data Contributor", HUB_INGESTION, False),
     # Event Hubs documents Capture's role on the storage account, not on a container.
     ("infra/app/capture-access.bicep", "capturePrincipalId", "Storage Blob Data Contributor", DATA, False),
     ("infra/apim/eventhub-sender.bicep", "apimPrincipalId", "Azure Event Hubs Data Sender", HUB, False),
@@ -256,6 +260,14 @@ def test_workspace_reads_are_limited_to_the_three_tables_by_a_condition(symbol: 
     assert "@Resource[Microsoft.OperationalInsights/workspaces/tables:name] StringEquals" in condition
 
 
+def test_the_hubs_container_is_granted_only_when_a_hub_is_named_and_in_the_hubs_resource_group() -> None:
+    main = INFRA / "main.bicep"
+    access = {m.symbol: m for m in modules(main)}["finopsHubAccess"]
+    assert "module finopsHubAccess 'app/finops-hub-access.bicep' = if (useFinopsHub) {" in text(root(main))
+    assert text(variables(main)["useFinopsHub"]) == "!empty(finopsHubStorageAccountId)"
+    assert "finopsHubParts[4]" in text(access.props["scope"])
+
+
 def test_the_readable_tables_are_exactly_the_ones_the_queries_read() -> None:
     default = params(INFRA / "app" / "workspace-access.bicep")["readableTables"].default
     assert default is not None
@@ -275,6 +287,7 @@ def test_the_readable_tables_are_exactly_the_ones_the_queries_read() -> None:
         ("infra/main.bicep", "captureAccess", "capturePrincipalId", "eventHubs.outputs.principalId"),
         ("infra/main.bicep", "workspaceAccess", "appPrincipalId", "identity.outputs.principalId"),
         ("infra/main.bicep", "workspaceAccess", "userPrincipalId", "grantPrincipalWorkspaceAccess ? principalId : ''"),
+        ("infra/main.bicep", "finopsHubAccess", "appPrincipalId", "identity.outputs.principalId"),
         ("infra/apim/apim.bicep", "sender", "apimPrincipalId", "apimService.identity.principalId"),
         ("infra/apim/apim.bicep", "insightsPublisher", "apimPrincipalId", "apimService.identity.principalId"),
     ],
