@@ -9,6 +9,7 @@ from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
+from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
@@ -77,10 +78,14 @@ def reconcile_and_report(timer: func.TimerRequest) -> None:
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%", connection="ChargebackStorage")
 def generate_report(message: func.QueueMessage) -> None:
     services = runtime.services()
+    body = message.get_body().decode("utf-8")
+    if finops_hub.is_delivery(body):
+        finops_hub.run(services.finops_hub, body)
+        return
     # A job brings its own month's LLM-log usage up to date first; the timer collects the others.
     report_jobs.run(
         services.report_jobs,
-        message.get_body().decode("utf-8"),
+        body,
         prepare=lambda period: services.collect_llm_logs(services.clock(), [period]),
         delivery=message.dequeue_count or 1,
     )
@@ -89,8 +94,11 @@ def generate_report(message: func.QueueMessage) -> None:
 @app.function_name("report_job_gave_up")
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%-poison", connection="ChargebackStorage")
 def report_job_gave_up(message: func.QueueMessage) -> None:
-    # The host moved a job's message here after its last delivery: the job is failed, if it has not ended.
-    report_jobs.give_up(runtime.services().report_jobs, message.get_body().decode("utf-8"))
+    # The host moved a message here after its last delivery: a job is failed, if it has not ended;
+    # a hub delivery is left to the timer, which queues again what a hub is missing.
+    body = message.get_body().decode("utf-8")
+    if not finops_hub.is_delivery(body):
+        report_jobs.give_up(runtime.services().report_jobs, body)
 
 
 @app.function_name("list_reports")

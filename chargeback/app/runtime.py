@@ -16,6 +16,7 @@ from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.finops_hub import BlobHubStore, hub_store
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
@@ -33,6 +34,7 @@ from chargeback.ingestion.ledger import Ledger
 from chargeback.ingestion.llm_log_calls import LlmLogSource
 from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF
 from chargeback.reconciliation.monitor import MonitorSource
+from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 from chargeback.reports.month_view import MonthView
@@ -114,10 +116,11 @@ class Services:
         return llm_logs.month_status(self.llm_log_store, period, now, settings.lag_hours).as_dict()
 
     def run_schedule(self) -> list[report_jobs.ReportJob]:
-        """The timer's work: queue every due month's report, then bring the LLM logs of the other
-        months of the window up to date (each queued job brings its own month).
+        """The timer's work: queue every due month's report, bring the LLM logs of the other months
+        of the window up to date (each queued job brings its own month), and queue the FinOps hub
+        deliveries a commit could not.
 
-        Neither stops the other; what failed is raised once both are done.
+        None of these stops another; what failed is raised once all are done.
         """
         now = self.clock()
         failure: ChargebackError | None = None
@@ -130,6 +133,12 @@ class Services:
         outcome = self.collect_llm_logs(now, others)
         if failure is None and outcome is not None and outcome.failed:
             failure = CollectionError(outcome.failed)
+        hub = self.finops_hub
+        if hub is not None:
+            try:
+                finops_hub.schedule(hub, now)
+            except ChargebackError as exc:
+                failure = failure or exc
         if failure is not None:
             raise failure
         return jobs
@@ -178,10 +187,32 @@ class Services:
 
     @property
     def report_jobs(self) -> report_jobs.JobContext:
-        """Report generation jobs: kept beside the reports, queued on the report queue."""
+        """Report generation jobs: kept beside the reports, queued on the report queue.
+
+        With a FinOps hub named, each committed generation that wants a delivery queues one.
+        """
+        hub = self.finops_hub
         return report_jobs.JobContext(
-            reports=self.reports, store=BlobJobStore(self._report_store.container), queue=self._job_queue
+            reports=self.reports,
+            store=BlobJobStore(self._report_store.container),
+            queue=self._job_queue,
+            after_commit=None if hub is None else lambda manifest: finops_hub.request(hub, manifest),
         )
+
+    @cached_property
+    def _hub_store(self) -> BlobHubStore | None:
+        hub = self.settings.finops_hub
+        if hub is None:
+            return None
+        return hub_store(hub, self.settings.storage.client_id)
+
+    @property
+    def finops_hub(self) -> finops_hub.HubContext | None:
+        """Deliveries to the FinOps hub ``CHARGEBACK_FINOPS_HUB_STORAGE`` names, queued on the report queue."""
+        hub, store = self.settings.finops_hub, self._hub_store
+        if hub is None or store is None:
+            return None
+        return finops_hub.HubContext(reports=self.reports, hub=store, queue=self._job_queue, scope=hub.scope)
 
     def monitor(self) -> MonitorSource:
         export = self.settings.monitor_export

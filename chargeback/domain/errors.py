@@ -12,6 +12,7 @@
     │   └── ConcurrencyError        another writer moved a slice's watermark first
     ├── MonitorError              Azure Monitor could not give a complete answer
     │   └── PartialResultError      Log Analytics returned a partial result
+    ├── PriceListError            Azure's price list could not be read, or disagrees with the meter map
     ├── ReportScheduleError       some months' reports failed; the others were generated
     └── CollectionError           some days' LLM logs could not be collected; the others were
 
@@ -73,6 +74,10 @@ class MonitorError(ChargebackError):
 
 class PartialResultError(MonitorError):
     """Log Analytics returned a partial result, which must not be taken as data."""
+
+
+class PriceListError(ChargebackError):
+    """Azure's retail price list could not be read, or its meters do not match the meter map."""
 
 
 class ReportScheduleError(ChargebackError):

@@ -30,7 +30,7 @@ from chargeback.domain.errors import (
     ReportScheduleError,
     TransientStorageError,
 )
-from chargeback.domain.logs import REPORT_JOB, log_event
+from chargeback.domain.logs import REPORT_FOLLOW_UP_FAILED, REPORT_JOB, log_event
 from chargeback.reports import service
 from chargeback.reports.model import FINAL, Manifest
 
@@ -98,6 +98,9 @@ class JobContext:
     reports: service.ReportContext
     store: JobStore
     queue: JobQueue
+    after_commit: Callable[[Manifest], object] | None = None
+    """Runs once a job's generation is committed and recorded (the app queues its FinOps hub
+    delivery there); what it raises is logged and never fails the job, which is done."""
 
 
 def status_url(job: ReportJob) -> str:
@@ -191,7 +194,9 @@ def run(
         return _record(
             context, job, etag, FAILED, reason=f"the generation failed ({type(exc).__name__}); see the logs"
         )[0]
-    return _record(context, job, etag, DONE, report=manifest)[0]
+    done = _record(context, job, etag, DONE, report=manifest)[0]
+    _follow_up(context, manifest)
+    return done
 
 
 def _prepare(prepare: Callable[[str], object], job: ReportJob) -> None:
@@ -217,6 +222,25 @@ def give_up(context: JobContext, message: str) -> ReportJob:
         return job
     reason = f"the generation did not finish in {MAX_DELIVERIES} tries (the host ended it: a timeout or memory)"
     return _record(context, job, etag, FAILED, reason=reason)[0]
+
+
+def _follow_up(context: JobContext, manifest: Manifest) -> None:
+    """Run the context's ``after_commit``. The report is committed already, so a failure here is
+    only logged: the timer's daily pass does what it did not (see ``finops_hub.schedule``)."""
+    if context.after_commit is None:
+        return
+    try:
+        context.after_commit(manifest)
+    except ChargebackError as exc:
+        log_event(
+            logger,
+            REPORT_FOLLOW_UP_FAILED,
+            logging.WARNING,
+            period=manifest["period"],
+            generation=manifest["generation"],
+            kind=type(exc).__name__,
+            exc_info=exc,
+        )
 
 
 def job_status(context: JobContext, job_id: str) -> ReportJob:
