@@ -71,15 +71,7 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("reconcile_and_report")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_and_report(timer: func.TimerRequest) -> None:
-    services = runtime.services()
-    services.collect_llm_logs(services.clock())
-    try:
-        report_jobs.schedule(services.report_jobs)
-    finally:
-        # Deliveries a commit could not queue are queued here, even when a month's report was not.
-        hub = services.finops_hub
-        if hub is not None:
-            finops_hub.schedule(hub, services.clock())
+    runtime.services().run_schedule()
 
 
 @app.function_name("generate_report")
@@ -90,12 +82,23 @@ def generate_report(message: func.QueueMessage) -> None:
     if finops_hub.is_delivery(body):
         finops_hub.run(services.finops_hub, body)
         return
-    # The timer collected the whole window before queueing; a job brings only its own month up to date.
+    # A job brings its own month's LLM-log usage up to date first; the timer collects the others.
     report_jobs.run(
         services.report_jobs,
         body,
         prepare=lambda period: services.collect_llm_logs(services.clock(), [period]),
+        delivery=message.dequeue_count or 1,
     )
+
+
+@app.function_name("report_job_gave_up")
+@app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%-poison", connection="ChargebackStorage")
+def report_job_gave_up(message: func.QueueMessage) -> None:
+    # The host moved a message here after its last delivery: a job is failed, if it has not ended;
+    # a hub delivery is left to the timer, which queues again what a hub is missing.
+    body = message.get_body().decode("utf-8")
+    if not finops_hub.is_delivery(body):
+        report_jobs.give_up(runtime.services().report_jobs, body)
 
 
 @app.function_name("list_reports")

@@ -21,6 +21,7 @@ import logging
 INGEST = "chargeback.ingest"
 LLM_LOGS = "chargeback.llm_logs"
 LLM_LOG_ROW_REJECTED = "chargeback.llm_logs.rejected"
+LLM_LOG_DAY_FAILED = "chargeback.llm_logs.failed"
 REPORT = "chargeback.report"
 REPORT_JOB = "chargeback.report.job"
 REPORT_DISCARD_FAILED = "chargeback.report.discard_failed"

@@ -17,7 +17,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol, TextIO
 
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
@@ -27,6 +27,8 @@ from chargeback.domain import keys, periods
 from chargeback.domain.errors import ConcurrencyError, InvalidRequestError
 from chargeback.domain.events import REASONS, Rejection, parse_event
 from chargeback.domain.usage import ZERO
+from chargeback.ingestion import llm_logs
+from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
 from chargeback.ingestion.ledger import MAX_CONFLICT_RETRIES, DeadLetter, LedgerStore, RowWrite, usage_delta, usage_key
 
 APPLIED = "applied"
@@ -84,10 +86,19 @@ class RedriveOutcome:
 class Redriver:
     """Re-applies dead letters through the parser into the ledger's slices, each exactly once."""
 
-    def __init__(self, store: RedriveLedgerStore, dead_letters: RedriveDeadLetters, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        store: RedriveLedgerStore,
+        dead_letters: RedriveDeadLetters,
+        *,
+        dry_run: bool = False,
+        billed_by_llm_logs: Callable[[date], bool] = lambda _day: False,
+    ) -> None:
         self._store = store
         self._dead_letters = dead_letters
         self._dry_run = dry_run
+        self._billed_by_llm_logs = billed_by_llm_logs
+        """Whether the LLM logs bill the buffered calls of a day: its events set aside stay set aside."""
 
     def run(
         self,
@@ -116,6 +127,8 @@ class Redriver:
                 self._dead_letters.put([dataclasses.replace(letter, reason=parsed.reason, detail=parsed.detail)])
             return STILL_DEAD_LETTERED, parsed.reason
         key = usage_key(parsed)
+        if letter.reason == BILLED_BY_LLM_LOGS and self._billed_by_llm_logs(key.day):
+            return STILL_DEAD_LETTERED, BILLED_BY_LLM_LOGS
         slice_key = keys.slice_key(key.day.strftime("%Y-%m"), letter.hub, letter.partition_id)
         row_key = keys.aggregate_row_key(key)
         for _attempt in range(MAX_CONFLICT_RETRIES):
@@ -140,6 +153,21 @@ class Redriver:
         if not self._dry_run:
             self._dead_letters.remove([letter])
         return result, None
+
+
+class LlmLogBilling:
+    """Whether the LLM logs bill a day's buffered calls, from its marker, each month's markers read once."""
+
+    def __init__(self, store: llm_logs.LlmLogStore, setting: str) -> None:
+        self._store = store
+        self._setting = setting
+        self._markers: dict[str, dict[date, llm_logs.DayMarker]] = {}
+
+    def __call__(self, day: date) -> bool:
+        month = periods.month_of(day)
+        if month not in self._markers:
+            self._markers[month] = self._store.markers(month)
+        return llm_logs.bills_buffered_calls(self._markers[month].get(day), self._setting)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -174,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
             services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
         ),
         dry_run=args.dry_run,
+        billed_by_llm_logs=LlmLogBilling(services.llm_log_store, services.settings.llm_log_scope),
     )
     outcome = redriver.run(period=args.period, reason=args.reason, progress=_Progress(sys.stderr))
     report(outcome, sys.stdout, dry_run=args.dry_run)
