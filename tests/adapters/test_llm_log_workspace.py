@@ -15,6 +15,7 @@ from chargeback.ingestion.llm_log_export import CsvLlmLogExport
 from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS, SCOPE_ALL, SCOPE_STREAMED
 from devtools.logs_query import LogsQueryStandIn, bearer_client, workspace_of
 from tests.test_llm_log_rows import MemoryLlmLogStore
+from tests.test_llm_logs import call
 
 DAY = date(2026, 10, 20)
 
@@ -22,21 +23,10 @@ DAY = date(2026, 10, 20)
 def joined_row(
     correlation: str, subscription: str, minute: int, prompt: int, completion: int, **values: object
 ) -> dict[str, object]:
+    """A joined LLM-log row ``minute`` minutes into 2026-10-20 (negative: the day before)."""
     moment = datetime(2026, 10, 20, tzinfo=UTC) + timedelta(minutes=minute)
-    row: dict[str, object] = {
-        "TimeGenerated": moment.isoformat().replace("+00:00", "Z"),
-        "CorrelationId": correlation,
-        "ApimSubscriptionId": subscription,
-        "ModelName": "gpt-4o",
-        "DeploymentName": "chat",
-        "OperationName": "ChatCompletions_Create",
-        "PromptTokens": prompt,
-        "CompletionTokens": completion,
-        "TotalTokens": prompt + completion,
-        "IsStreamCompletion": "true",
-        "SequenceNumber": 0,
-    }
-    return row | values
+    when = moment.isoformat().replace("+00:00", "Z")
+    return call(correlation, subscription, prompt, completion, TimeGenerated=when, DeploymentName="chat") | values
 
 
 def a_gateway_day(calls: int = 600, subscriptions: int = 150) -> list[dict[str, object]]:
