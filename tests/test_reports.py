@@ -13,6 +13,7 @@ import openpyxl
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from openpyxl.utils import get_column_letter
 
 from benchmarks.reports import ledger_frame
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
@@ -22,7 +23,7 @@ from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MONITOR_SHORT, ReconciliationLine
 from chargeback.reports import build as reports
 from chargeback.reports import formats as report_formats
-from chargeback.reports.build import ADJUSTMENT, LINE_VIEW_COLUMNS, USAGE, build_report
+from chargeback.reports.build import ADJUSTMENT, CORRECTION, LINE_VIEW_COLUMNS, USAGE, build_report
 from chargeback.reports.formats import FORMATS, neutralise, render
 from chargeback.reports.model import Report
 
@@ -85,6 +86,25 @@ RECONCILIATION = [
     ReconciliationLine(PERIOD, ONE, 1_100_100, 1_100_600, 500, Decimal("0.05"), LEDGER_SHORT),
     ReconciliationLine(PERIOD, HR, 2_000_100, 1_999_600, -500, Decimal("-0.03"), MONITOR_SHORT),
 ]
+# a correction of September that moved 400,000 tokens (1.00) of three from unallocated to CC-1003
+CORRECTED = (
+    "2026-09",
+    pd.DataFrame(
+        {
+            "subscription_id": [THREE, THREE],
+            "model": ["gpt-4o", "gpt-4o"],
+            "deployment": ["chat", "chat"],
+            "cost_center": [UNALLOCATED, "CC-1003"],
+            "business_unit": [UNALLOCATED, "Digital Products"],
+            "owner": ["", "three@contoso.com"],
+            "pricing": ["per_token", "per_token"],
+            **{name: [0, 0] for name in ("requests", "completion_tokens", "cached_tokens", "unsplit_tokens")},
+            **{name: [-400_000, 400_000] for name in ("prompt_tokens", "total_tokens")},
+            "llm_log_tokens": [0, 0],
+            "cost_minor": [-100, 100],
+        }
+    ),
+)
 GRAND_TOTAL = Decimal("115.52")  # 3.00 + 33.34 + 33.33 + 33.33 + 10.00 + 0.02 + 2.50
 
 
@@ -163,8 +183,83 @@ def test_late_usage_becomes_an_adjustment_line_for_its_original_period(report: R
     assert report.totals["adjustment_cost"] == Decimal("2.50")
 
 
-def test_reconciliation_columns_follow_the_subscription(report: Report) -> None:
-    one = line(report, ONE, deployment="chat")
+@pytest.fixture(name="corrected")
+def fixture_corrected(sheet: PriceSheet, centers: CostCenterMap) -> Report:
+    return build_report(PERIOD, ROWS, sheet, centers, adjustments=ADJUSTMENTS, corrections=[CORRECTED])
+
+
+def test_a_correction_becomes_lines_with_the_cost_centers_it_carries(corrected: Report) -> None:
+    fixes = corrected.lines[corrected.lines["charge_category"] == CORRECTION]
+    assert fixes[["adjusted_period", "cost_center", "total_tokens", "cost"]].values.tolist() == [
+        ["2026-09", "CC-1003", 400_000, Decimal("1.00")],
+        ["2026-09", UNALLOCATED, -400_000, Decimal("-1.00")],
+    ]
+    assert list(corrected.lines["charge_category"].drop_duplicates()) == [USAGE, ADJUSTMENT, CORRECTION]
+    assert fixes["input_price_per_1m"].isna().all()
+
+
+def test_corrections_are_totalled_apart_and_in_the_grand_total(corrected: Report) -> None:
+    assert corrected.totals["correction_cost"] == Decimal("0.00")
+    assert corrected.grand_total == GRAND_TOTAL
+    three = corrected.by_subscription.set_index("subscription_id").loc[THREE]
+    assert (three["correction_cost"], three["cost"]) == (Decimal("0.00"), Decimal("33.33"))
+
+
+def test_a_correction_moving_cost_out_of_unallocated_shows_there_as_negative(corrected: Report) -> None:
+    unallocated = corrected.unallocated.set_index("subscription_id")
+    assert unallocated.loc[THREE, "cost"] == Decimal("33.33") - Decimal("1.00")
+    assert corrected.totals["unallocated_cost"] == Decimal("32.35")
+    centers = corrected.by_cost_center.set_index("cost_center")
+    assert centers.loc["CC-1003", "cost"] == Decimal("1.00")
+
+
+@pytest.mark.parametrize(
+    ("generated_at", "hours", "cost"),
+    [
+        (datetime(2026, 11, 7, 0, 0, tzinfo=UTC), 144, Decimal("20.00")),  # 144 of 720 hours of 100.00
+        (datetime(2026, 11, 7, 0, 59, tzinfo=UTC), 144, Decimal("20.00")),  # an hour counts once it has ended
+        (datetime(2026, 11, 16, 0, 0, tzinfo=UTC), 360, Decimal("50.00")),
+        (datetime(2026, 12, 2, 0, 0, tzinfo=UTC), 720, Decimal("100.00")),  # the month has ended: all of it
+    ],
+)
+def test_provisioned_capacity_accrues_hour_by_hour_until_the_month_ends(
+    sheet: PriceSheet, centers: CostCenterMap, generated_at: datetime, hours: int, cost: Decimal
+) -> None:
+    rows = [usage(date(2026, 11, 3), ONE, deployment="gpt-4o-ptu", prompt=60)]
+    report = build_report(PERIOD, rows, sheet, centers, generated_at=generated_at)
+    assert line(report, ONE, deployment="gpt-4o-ptu")["cost"] == cost
+    [capacity] = report.provisioned.to_dict("records")
+    assert (capacity["cost"], capacity["hours"], capacity["provisioned_hours"]) == (cost, hours, 720)
+
+
+def test_an_idle_deployment_accrues_to_unallocated_only_what_has_elapsed(
+    sheet: PriceSheet, centers: CostCenterMap
+) -> None:
+    report = build_report(PERIOD, [], sheet, centers, generated_at=datetime(2026, 11, 7, tzinfo=UTC))
+    assert line(report, "unallocated", deployment="gpt-4o-ptu")["cost"] == Decimal("20.00")
+    [capacity] = report.provisioned.to_dict("records")
+    assert (capacity["idle"], capacity["shared"], capacity["hours"]) == (Decimal("20.00"), Decimal("0.00"), 144)
+
+
+def test_the_provisioned_view_says_what_the_capacity_cost_and_how_it_was_shared(report: Report) -> None:
+    [capacity] = report.provisioned.to_dict("records")
+    assert capacity["deployment"] == "gpt-4o-ptu"
+    assert (capacity["monthly_cost"], capacity["hours"], capacity["provisioned_hours"]) == (Decimal("100.00"), 720, 720)
+    assert (capacity["cost"], capacity["shared"], capacity["idle"]) == (
+        Decimal("100.00"),
+        Decimal("100.00"),
+        Decimal("0.00"),
+    )
+    assert (capacity["subscriptions"], capacity["requests"], capacity["total_tokens"]) == (3, 3, 300)
+
+
+def test_a_usage_line_carries_its_subscriptions_reconciliation_status(report: Report) -> None:
+    assert line(report, ONE, deployment="chat")["reconciliation_status"] == LEDGER_SHORT
+
+
+def test_subscription_level_reconciliation_figures_are_not_repeated_on_lines(report: Report) -> None:
+    assert not {"monitor_total_tokens", "delta_tokens", "ledger_tokens"} & set(report.lines.columns)
+    one = report.by_subscription.set_index("subscription_id").loc[ONE]
     assert (one["monitor_total_tokens"], one["delta_tokens"], one["reconciliation_status"]) == (
         1_100_600,
         500,
@@ -172,10 +267,8 @@ def test_reconciliation_columns_follow_the_subscription(report: Report) -> None:
     )
 
 
-def test_reconciliation_columns_are_empty_without_a_reconciliation_line(report: Report) -> None:
-    three = line(report, THREE)
-    assert pd.isna(three["monitor_total_tokens"])
-    assert three["reconciliation_status"] is None
+def test_the_reconciliation_status_is_empty_without_a_reconciliation_line(report: Report) -> None:
+    assert line(report, THREE)["reconciliation_status"] is None
 
 
 def test_the_reconciliation_view_has_the_reconciliation_line_fields(report: Report) -> None:
@@ -207,6 +300,7 @@ def test_row_counts_cover_every_view(report: Report) -> None:
         "daily": 6,
         "reconciliation": 2,
         "unallocated": 2,
+        "provisioned": 1,
     }
 
 
@@ -283,11 +377,11 @@ def test_text_that_starts_like_a_formula_is_neutralised(text: str, safe: str) ->
 
 
 def test_the_csv_neutralises_formula_text_but_not_negative_numbers(sheet: PriceSheet, centers: CostCenterMap) -> None:
-    report = build_report(PERIOD, ROWS, sheet, centers, reconciliation=RECONCILIATION)
+    report = build_report(PERIOD, ROWS, sheet, centers, reconciliation=RECONCILIATION, corrections=[CORRECTED])
     frame = pd.read_csv(io.BytesIO(render(report, "csv")), encoding="utf-8-sig", dtype=str, keep_default_na=False)
     assert "'" + FORMULA in set(frame["subscription_id"])
     assert FORMULA not in set(frame["subscription_id"])
-    assert "-500" in set(frame["delta_tokens"])
+    assert {"-1.00", "-400000"} <= set(frame["cost"]) | set(frame["total_tokens"])
 
 
 def test_the_json_is_structured_with_decimals_as_strings(report: Report) -> None:
@@ -440,15 +534,17 @@ def test_a_month_of_ten_thousand_subscriptions_and_twenty_models_prices_and_rend
     assert report.grand_total == sum(report.lines["cost"], Decimal(0))
     workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")), read_only=True)
     assert len(report.daily) == subscriptions * days
-    assert workbook["lines"].calculate_dimension() == f"A1:AA{len(report.lines) + 1}"
+    last_column = get_column_letter(len(LINE_VIEW_COLUMNS))
+    assert workbook["lines"].calculate_dimension() == f"A1:{last_column}{len(report.lines) + 1}"
     assert workbook["daily"].calculate_dimension() == f"A1:J{len(report.daily) + 1}"
     last = next(workbook["daily"].iter_rows(min_row=len(report.daily) + 1, values_only=True))
     assert last[:2] == (datetime(2026, 12, 31), report.daily["subscription_id"].iloc[-1])
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json", "focus"])
-def test_a_report_reloaded_from_its_bundle_renders_the_same_file(report: Report, fmt: str) -> None:
-    assert render(reports.from_bundle(reports.to_bundle(report)), fmt) == render(report, fmt)
+@pytest.mark.parametrize("fmt", ["csv", "json", "focus", "xlsx", "html"])
+def test_a_report_reloaded_from_its_bundle_renders_the_same_file(report: Report, corrected: Report, fmt: str) -> None:
+    for original in (report, corrected):
+        assert render(reports.from_bundle(reports.to_bundle(original)), fmt) == render(original, fmt)
 
 
 def test_filtering_by_subscription_keeps_its_lines_and_recomputes_every_total(report: Report) -> None:
