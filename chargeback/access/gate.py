@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chargeback.access.principal import ENTRA_ID, HEADER, Principal, decode_client_principal
 from chargeback.access.scope import ADMIN_ROLE, EVERYTHING, FINANCE_READER_ROLE, Scope, scope_for
@@ -60,7 +60,7 @@ def caller_scope(
     if header is not None and not policy.sign_in:
         raise ForbiddenError("a client principal is accepted only from App Service Authentication")
     if master_key:
-        return EVERYTHING
+        return replace(EVERYTHING, who="master key")
     if policy.sign_in:
         if header is None:
             raise UnauthenticatedError("sign in with Microsoft Entra ID, or send a bearer token")
@@ -69,7 +69,7 @@ def caller_scope(
         raise ForbiddenError("sign-in is required here, and App Service Authentication is off")
     if policy.local_principal:
         return scope_for(parse_local_principal(policy.local_principal), cost_centers)
-    return EVERYTHING
+    return replace(EVERYTHING, who="local")
 
 
 def check_policy(policy: AccessPolicy) -> None:

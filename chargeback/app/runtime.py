@@ -14,7 +14,7 @@ from pathlib import Path
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.blobs import BlobCompactDays, BlobCorrectionStore, BlobJobStore, BlobReportStore
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
@@ -136,6 +136,7 @@ class Services:
             clock=self.clock,
             provider_name=settings.provider_name,
             links=settings.downloads == "redirect",
+            corrections=BlobCorrectionStore(self._report_store.container),
         )
 
     @cached_property

@@ -1,4 +1,4 @@
-"""``python -m chargeback``: the operator commands that repair the ledger (redrive, replay).
+"""``python -m chargeback``: the operator commands that repair the ledger (redrive, replay) and correct finals.
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their command runs, so one command's dependencies never slow
@@ -17,6 +17,7 @@ Commands = Mapping[str, tuple[str, str]]
 COMMANDS: Commands = {
     "redrive": ("chargeback.ops.redrive", "re-apply dead-lettered events after their cause is fixed"),
     "replay": ("chargeback.ops.replay", "apply Event Hubs Capture files through the ledger, counting nothing twice"),
+    "correct": ("chargeback.ops.correct", "re-price and re-map a final month; bill the difference in the next report"),
 }
 
 

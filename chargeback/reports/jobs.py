@@ -1,4 +1,8 @@
-"""Report generation off the request path: jobs requested by POST or the timer, run from a queue."""
+"""Report work off the request path: jobs requested by POST or the timer, run from a queue.
+
+A job generates a month's report, or (``kind`` correction) records the correction a final month
+needs and then generates the report that bills it (chargeback.reports.corrections).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import orjson
 
@@ -21,7 +25,7 @@ from chargeback.domain.errors import (
     TransientStorageError,
 )
 from chargeback.domain.logs import REPORT_JOB, log_event
-from chargeback.reports import service
+from chargeback.reports import corrections, service
 from chargeback.reports.model import FINAL, Manifest
 
 logger = logging.getLogger(__name__)
@@ -30,6 +34,8 @@ QUEUED = "queued"
 RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
+GENERATE = "generate"
+CORRECT = "correct"
 _JOB_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 
 
@@ -47,6 +53,10 @@ class ReportJob(TypedDict):
     report_status: str | None
     report: Manifest | None
     """When done, the manifest of the generation this job committed."""
+    kind: NotRequired[str]
+    """``generate`` (the default, and every job written before corrections) or ``correct``."""
+    correction: NotRequired[dict[str, Any]]
+    """A correction job's audit trail: why it was asked, and what it recorded (see corrections)."""
 
 
 class JobStore(Protocol):
@@ -79,8 +89,34 @@ def request(context: JobContext, period: str, requested_by: str) -> ReportJob:
     periods.parse_month(period)
     if context.reports.reports.pointer(period, FINAL) is not None:
         raise ConflictError(f"the report for {period} is final and is never regenerated")
+    return _queue(context, _new_job(context, period, requested_by, GENERATE))
+
+
+def request_correction(context: JobContext, period: str, requested_by: str, reason: str) -> ReportJob:
+    """Queue the correction of final month ``period``; ``ConflictError`` at once when it is not final."""
+    corrections.require_final(context.reports, period)
+    job = _new_job(context, period, requested_by, CORRECT)
+    job["correction"] = {"reason": corrections.parse_reason(reason), "dry_run": False}
+    return _queue(context, job)
+
+
+def correct_here(
+    context: JobContext, period: str, requested_by: str, reason: str, prepare: Callable[[str], object] | None = None
+) -> ReportJob:
+    """The correction job of :func:`request_correction`, run in this process instead of from the queue.
+
+    For an operator's shell, where nothing may play the queue; the job record is the same audit trail.
+    """
+    corrections.require_final(context.reports, period)
+    job = _new_job(context, period, requested_by, CORRECT)
+    job["correction"] = {"reason": corrections.parse_reason(reason), "dry_run": False}
+    context.store.save(job)
+    return _run_correction(context, job, prepare)
+
+
+def _new_job(context: JobContext, period: str, requested_by: str, kind: str) -> ReportJob:
     now = _now(context)
-    job = ReportJob(
+    return ReportJob(
         id=uuid.uuid4().hex,
         period=period,
         status=QUEUED,
@@ -91,10 +127,15 @@ def request(context: JobContext, period: str, requested_by: str) -> ReportJob:
         generation=None,
         report_status=None,
         report=None,
+        kind=kind,
     )
+
+
+def _queue(context: JobContext, job: ReportJob) -> ReportJob:
     context.store.save(job)
+    message = {"job": job["id"], "period": job["period"], "kind": job.get("kind", GENERATE)}
     try:
-        context.queue.send(orjson.dumps({"job": job["id"], "period": period}).decode())
+        context.queue.send(orjson.dumps(message).decode())
     except ChargebackError as exc:
         _record(context, job, FAILED, reason=service.public_reason(exc))
         raise
@@ -132,20 +173,90 @@ def run(context: JobContext, message: str, prepare: Callable[[str], object] | No
     message again; every other failure is final for this job and recorded with its reason.
     """
     queued = _job_of(context, message)
+    if queued.get("kind") == CORRECT:
+        return _run_correction(context, queued, prepare)
     if prepare is not None:
         prepare(queued["period"])
     job = _record(context, queued, RUNNING)
+    return _generate(context, job, job["period"])
+
+
+def _generate(context: JobContext, job: ReportJob, period: str) -> ReportJob:
+    """Generate ``period`` for ``job`` and record how it went (see :func:`run`)."""
     try:
-        manifest = service.generate(context.reports, job["period"])
+        manifest = service.generate(context.reports, period)
     except ConflictError as exc:
         return _record(context, job, FAILED, reason=str(exc))
     except TransientStorageError as exc:
         _record(context, job, FAILED, reason=service.public_reason(exc))
         raise
     except ChargebackError as exc:
-        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
+        log_event(logger, REPORT_JOB, logging.ERROR, period=period, job=job["id"], status=FAILED, exc_info=exc)
         return _record(context, job, FAILED, reason=service.public_reason(exc))
     return _record(context, job, DONE, report=manifest)
+
+
+def _run_correction(context: JobContext, queued: ReportJob, prepare: Callable[[str], object] | None) -> ReportJob:
+    """Record the correction the job asks for, then generate the report that bills it (brought up to date first)."""
+    job = _record(context, queued, RUNNING)
+    audit = dict(job.get("correction") or {})
+    try:
+        recorded = corrections.record(
+            context.reports,
+            job["period"],
+            requested_by=job["requested_by"],
+            reason=str(audit.get("reason")),
+            job=job["id"],
+        )
+    except TransientStorageError as exc:
+        _record(context, job, FAILED, reason=service.public_reason(exc))
+        raise
+    except ChargebackError as exc:
+        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
+        return _record(context, job, FAILED, reason=_correction_failure(exc))
+    job["correction"] = {**audit, **_outcome(recorded)}
+    if recorded.entry is None:
+        return _record(context, job, DONE)
+    target = recorded.entry["target"]
+    if prepare is not None:
+        prepare(target)
+    return _bill(context, job, target)
+
+
+def _outcome(recorded: corrections.Recorded) -> dict[str, Any]:
+    """What a correction job recorded, for its audit trail."""
+    entry, found = recorded.entry, recorded.difference
+    return {
+        "outcome": "nothing_to_correct" if entry is None else "recorded",
+        "id": None if entry is None else entry["id"],
+        "lines": 0 if entry is None else entry["lines"],
+        "cost": "0" if entry is None else entry["cost"],
+        "currency": found.currency,
+        "billed_in": found.target if entry is None else entry["target"],
+        "price_sheet": found.price_sheet,
+        "cost_centers": found.cost_centers,
+    }
+
+
+def _bill(context: JobContext, job: ReportJob, target: str) -> ReportJob:
+    """Generate the report that bills a recorded correction; the correction stays recorded whatever happens."""
+    try:
+        manifest = service.generate(context.reports, target)
+    except ConflictError:
+        job["correction"]["note"] = f"{target} was committed meanwhile; the next report that is not final bills it"
+        return _record(context, job, DONE)
+    except TransientStorageError as exc:
+        _record(context, job, FAILED, reason=service.public_reason(exc))
+        raise
+    except ChargebackError as exc:
+        log_event(logger, REPORT_JOB, logging.ERROR, period=target, job=job["id"], status=FAILED, exc_info=exc)
+        reason = f"the correction is recorded; generating {target} failed: {service.public_reason(exc)}"
+        return _record(context, job, FAILED, reason=reason)
+    return _record(context, job, DONE, report=manifest)
+
+
+def _correction_failure(exc: ChargebackError) -> str:
+    return str(exc) if isinstance(exc, ConflictError) else service.public_reason(exc)
 
 
 def job_status(context: JobContext, job_id: str) -> ReportJob:
@@ -159,11 +270,14 @@ def _job_of(context: JobContext, message: str) -> ReportJob:
     try:
         document = orjson.loads(message)
         job_id, period = str(document["job"]), str(document["period"])
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        kind = str(document.get("kind", GENERATE))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidRequestError("a report job message is not one this app writes") from exc
     job = job_status(context, job_id)
     if job["period"] != periods.parse_month(period):
         raise InvalidRequestError("a report job message names another period than its job")
+    if job.get("kind", GENERATE) != kind:
+        raise InvalidRequestError("a report job message names another kind of job than its job")
     return job
 
 
