@@ -558,6 +558,20 @@ def test_filtering_by_subscription_keeps_its_lines_and_recomputes_every_total(re
     assert int(narrowed.by_cost_center["total_tokens"].sum()) == int(mine["total_tokens"].sum())
 
 
+def test_usage_cost_is_metered_plus_provisioned_and_the_days_add_up_to_the_metered(report: Report) -> None:
+    totals = report.totals
+    assert totals["usage_cost"] == totals["metered_cost"] + totals["provisioned_cost"]
+    assert totals["provisioned_cost"] == Decimal("100.00")
+    assert sum(report.daily["metered_cost"], Decimal(0)) == totals["metered_cost"] == Decimal("13.02")
+
+
+def test_a_cost_center_that_a_correction_alone_reaches_sees_that_line_and_no_days(corrected: Report) -> None:
+    narrowed = reports.filtered(corrected, cost_center="CC-1003")
+    assert narrowed.lines[["charge_category", "cost"]].values.tolist() == [[CORRECTION, Decimal("1.00")]]
+    assert narrowed.daily.empty
+    assert (narrowed.totals["metered_cost"], narrowed.totals["provisioned_cost"]) == (Decimal(0), Decimal(0))
+
+
 def test_filtering_by_an_unknown_cost_center_leaves_an_empty_report(report: Report) -> None:
     narrowed = reports.filtered(report, cost_center="no-such-center")
     assert narrowed.lines.empty

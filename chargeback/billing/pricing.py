@@ -75,8 +75,9 @@ class PricedUsage:
     daily: pd.DataFrame
     """One row per (day, subscription), columns :data:`DAILY_COLUMNS`.
 
-    ``metered_cost`` excludes provisioned-capacity shares (those are monthly) and is rounded per
-    row, so it is a guide to the day's spend, not a part of the invoice.
+    ``metered_cost`` is the per-token and blended cost (provisioned capacity is billed per month,
+    apart): each subscription's, as its lines were rounded, spread over its days by their exact
+    cost, so the days add up to the subscription's metered cost exactly.
     """
     provisioned: pd.DataFrame = field(default_factory=lambda: _provisioned_frame([]))
     """One row per provisioned deployment of the sheet, columns :data:`PROVISIONED_COLUMNS`
@@ -134,11 +135,12 @@ def price_usage(
 
     grouped, daily = _priced_chunks(frame, tables, start)
     lines = _lines(grouped, sheet, tables, models)
+    metered = lines.groupby("subscription_id", observed=True, sort=False)["cost_minor"].sum()
     provisioned: list[dict[str, Any]] = []
     if allocate_provisioned:
         lines, provisioned = _allocate_provisioned(lines, sheet, period, accrue_until)
     lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
-    daily_frame = _daily(daily, sheet, tables)
+    daily_frame = _daily(daily, sheet, metered.rename(index=str))
     return PricedUsage(lines=lines, daily=daily_frame, provisioned=_provisioned_frame(provisioned))
 
 
@@ -448,15 +450,48 @@ def _finish_lines(lines: pd.DataFrame, sheet: PriceSheet) -> pd.DataFrame:
     return lines.loc[:, list(LINE_COLUMNS)]
 
 
-def _daily(daily: pd.DataFrame, sheet: PriceSheet, tables: _RateTables) -> pd.DataFrame:
+def _daily(daily: pd.DataFrame, sheet: PriceSheet, targets: pd.Series[Any]) -> pd.DataFrame:
+    """Per (day, subscription): its counters and its part of the subscription's metered cost.
+
+    ``targets`` is each subscription's metered cost in minor units as its lines were rounded;
+    it is spread over the subscription's days in proportion to their exact cost (largest
+    remainder, ties to the earlier day), so a subscription's days add up to its lines exactly.
+    """
     daily = (
         daily.groupby(["day", "subscription_id"], observed=True, sort=True)[[*LEDGER_COUNTERS, "metered"]]
         .sum()
         .reset_index()
     )
     daily["subscription_id"] = daily["subscription_id"].astype(str)
-    daily["metered_cost_minor"] = _round_scaled(daily["metered"].to_numpy(), tables.scale + 6, sheet.minor_units)
-    daily["metered_cost_minor"] = daily["metered_cost_minor"].astype(np.int64)
+    daily["metered_cost_minor"] = _spread(daily, targets)
     daily["metered_cost"] = money_column(daily["metered_cost_minor"], sheet.minor_units)
     daily["day"] = pd.to_datetime(daily["day"]).dt.date
     return daily.loc[:, list(DAILY_COLUMNS)]
+
+
+def _spread(daily: pd.DataFrame, targets: pd.Series[Any]) -> npt.NDArray[np.int64]:
+    """Each subscription's target split over its rows by their exact ``metered`` cost, summing exactly.
+
+    Exact costs are integers of 10^-(scale+6) units that may not fit a product in int64: Python
+    integers (object arrays) keep every step exact.
+    """
+    if daily.empty:
+        return np.zeros(0, dtype=np.int64)
+    subscriptions = daily["subscription_id"]
+    exact = daily["metered"].to_numpy().astype(object)
+    total = daily.groupby("subscription_id", sort=False)["metered"].transform("sum").to_numpy().astype(object)
+    target = subscriptions.map(targets).fillna(0).to_numpy().astype(object)
+    divisor = np.where(total == 0, 1, total).astype(object)
+    product = target * exact
+    share, remainder = product // divisor, product % divisor
+    work = pd.DataFrame({"subscription_id": subscriptions, "share": share, "remainder": remainder})
+    left = target - work.groupby("subscription_id", sort=False)["share"].transform("sum").to_numpy()
+    ranked = work.assign(_row=np.arange(len(work)), _left=left).sort_values(
+        ["subscription_id", "remainder", "_row"], ascending=[True, False, True], kind="stable"
+    )
+    extra = (ranked.groupby("subscription_id", sort=False).cumcount().to_numpy() < ranked["_left"].to_numpy()).astype(
+        np.int64
+    )
+    out = np.asarray(share, dtype=object)
+    out[ranked["_row"].to_numpy()] = ranked["share"].to_numpy() + extra
+    return np.asarray(out.astype(np.int64))

@@ -220,26 +220,34 @@ def _assemble(
         daily=daily,
         reconciliation=recon,
         unallocated=unallocated,
-        totals=_totals(detail, lines, len(unallocated), money),
+        totals=_totals(detail, daily, len(unallocated), money),
         line_details=detail.loc[:, ["rates_applied", "cost_minor", "mapped"]],
         invoice_issuer=invoice_issuer,
         provisioned=_provisioned_view(provisioned, money),
     )
 
 
-def _totals(detail: pd.DataFrame, lines: pd.DataFrame, unallocated: int, money: _Money) -> dict[str, Any]:
-    """Counts, tokens and cost of the report; cost apart per charge category and for unallocated lines."""
+def _totals(detail: pd.DataFrame, daily: pd.DataFrame, unallocated: int, money: _Money) -> dict[str, Any]:
+    """Counts, tokens and cost of the report; cost apart per charge category and for unallocated lines.
+
+    ``usage_cost`` = ``metered_cost`` (per-token and blended: the daily view's days add up to
+    it) + ``provisioned_cost`` (the shares of provisioned capacity, idle capacity included).
+    """
     minor = {
         category: int(detail.loc[detail["charge_category"] == category, "cost_minor"].sum())
         for category in CHARGE_CATEGORIES
     }
+    metered = sum((Decimal(value) for value in daily["metered_cost"]), Decimal(0)) if len(daily) else Decimal(0)
+    metered_minor = int(metered.scaleb(money.minor_units))
     return {
-        "lines": len(lines),
-        "subscriptions": int(lines["subscription_id"].nunique()),
+        "lines": len(detail),
+        "subscriptions": int(detail["subscription_id"].nunique()),
         "unallocated_subscriptions": unallocated,
-        "requests": int(lines["requests"].sum()),
-        **{name: int(lines[name].sum()) for name in TOKEN_COLUMNS},
+        "requests": int(detail["requests"].sum()),
+        **{name: int(detail[name].sum()) for name in TOKEN_COLUMNS},
         "usage_cost": money(minor[USAGE]),
+        "metered_cost": money(metered_minor),
+        "provisioned_cost": money(minor[USAGE] - metered_minor),
         "adjustment_cost": money(minor[ADJUSTMENT]),
         "correction_cost": money(minor[CORRECTION]),
         "unallocated_cost": money(int(detail.loc[~detail["mapped"].astype(bool), "cost_minor"].sum())),
@@ -286,7 +294,9 @@ def filtered(
     if cost_centers is not None:
         keep &= report.lines["cost_center"].isin(sorted(cost_centers))
     detail = pd.concat([report.lines[keep], report.line_details[keep]], axis=1).reset_index(drop=True)
-    subscriptions = set(detail["subscription_id"].astype(str))
+    # the days and reconciliation of the subscriptions whose usage is shown (a correction line alone
+    # may show a subscription whose usage another cost center pays now)
+    subscriptions = set(detail.loc[detail["charge_category"] == USAGE, "subscription_id"].astype(str))
     return _assemble(
         report.period,
         detail,
