@@ -185,7 +185,9 @@ def test_late_usage_becomes_an_adjustment_line_for_its_original_period(report: R
 
 @pytest.fixture(name="corrected")
 def fixture_corrected(sheet: PriceSheet, centers: CostCenterMap) -> Report:
-    return build_report(PERIOD, ROWS, sheet, centers, adjustments=ADJUSTMENTS, corrections=[CORRECTED])
+    return build_report(
+        PERIOD, ROWS, sheet, centers, reconciliation=RECONCILIATION, adjustments=ADJUSTMENTS, corrections=[CORRECTED]
+    )
 
 
 def test_a_correction_becomes_lines_with_the_cost_centers_it_carries(corrected: Report) -> None:
@@ -407,7 +409,7 @@ def test_the_json_is_structured_with_decimals_as_strings(report: Report) -> None
 
 def test_the_xlsx_has_a_sheet_per_view_with_numeric_money_in_currency_format(report: Report) -> None:
     workbook = openpyxl.load_workbook(io.BytesIO(render(report, "xlsx")))
-    assert workbook.sheetnames[:5] == ["lines", "by cost center", "by subscription", "daily", "reconciliation"]
+    assert workbook.sheetnames[:5] == ["lines", "by cost center", "by subscription", "provisioned", "daily"]
     sheet = workbook["lines"]
     header = [cell.value for cell in sheet[1]]
     assert tuple(header) == LINE_VIEW_COLUMNS
@@ -418,6 +420,69 @@ def test_the_xlsx_has_a_sheet_per_view_with_numeric_money_in_currency_format(rep
     assert isinstance(cost.value, int | float)
     assert "USD" in cost.number_format
     assert isinstance(sheet.cell(row=2, column=header.index("total_tokens") + 1).value, int)
+
+
+@pytest.fixture(name="workbook")
+def fixture_workbook(corrected: Report) -> openpyxl.Workbook:
+    return openpyxl.load_workbook(io.BytesIO(render(corrected, "xlsx")))
+
+
+def test_every_sheet_has_a_frozen_header_and_an_autofilter_over_its_rows(workbook: openpyxl.Workbook) -> None:
+    for sheet in workbook.worksheets:
+        assert sheet.freeze_panes == "A2", sheet.title
+        assert sheet.auto_filter.ref == f"A1:{get_column_letter(sheet.max_column)}{sheet.max_row}", sheet.title
+
+
+def test_counts_have_thousands_separators_and_money_its_currency(workbook: openpyxl.Workbook) -> None:
+    lines = workbook["lines"]
+    header = [cell.value for cell in lines[1]]
+    first = {name: lines.cell(row=2, column=index + 1) for index, name in enumerate(header)}
+    assert first["total_tokens"].number_format == first["requests"].number_format == "#,##0"
+    assert first["cost"].number_format == '#,##0.00 "USD"'
+    recon = workbook["reconciliation"]
+    percent = [cell.value for cell in recon[1]].index("delta_percent") + 1
+    assert recon.cell(row=2, column=percent).number_format == '0.00" %"'
+
+
+def test_subscription_level_reconciliation_figures_are_on_the_subscription_sheet_only(
+    workbook: openpyxl.Workbook,
+) -> None:
+    figures = {"ledger_tokens", "monitor_total_tokens", "delta_tokens"}
+    assert figures <= {cell.value for cell in workbook["by subscription"][1]}
+    assert not figures & {cell.value for cell in workbook["lines"][1]}
+
+
+def test_the_daily_sheet_adds_up_to_the_metered_cost_the_totals_state(workbook: openpyxl.Workbook) -> None:
+    daily = workbook["daily"]
+    column = [cell.value for cell in daily[1]].index("metered_cost") + 1
+    days = sum(Decimal(str(daily.cell(row=row, column=column).value)) for row in range(2, daily.max_row + 1))
+    totals = {row[0].value: row for row in workbook["totals"].iter_rows(min_row=2)}
+    assert days == Decimal(str(totals["metered_cost"][1].value))
+    assert "daily sheet" in totals["metered_cost"][2].value
+
+
+def test_the_provisioned_sheet_says_what_the_capacity_cost_and_who_shared_it(workbook: openpyxl.Workbook) -> None:
+    sheet = workbook["provisioned"]
+    header = [cell.value for cell in sheet[1]]
+    row = {name: sheet.cell(row=2, column=index + 1).value for index, name in enumerate(header)}
+    assert (row["deployment"], row["monthly_cost"], row["hours"], row["cost"], row["idle"]) == (
+        "gpt-4o-ptu",
+        100,
+        720,
+        100,
+        0,
+    )
+    assert not [name for name in header if name.endswith("_minor")]
+
+
+def test_the_about_sheet_explains_every_column_of_every_sheet(workbook: openpyxl.Workbook) -> None:
+    about = {(row[0].value, row[1].value): row[2].value for row in workbook["about"].iter_rows(min_row=2)}
+    for sheet in workbook.worksheets:
+        for cell in sheet[1]:
+            assert about.get((sheet.title, cell.value)), (sheet.title, cell.value)
+    jargon = ("unsplit_tokens", "event_tokens", "llm_log_tokens", "blended_price_per_1m")
+    assert all(about[("lines", name)] for name in jargon)
+    assert "ptu_allocation" in about[("lines", "pricing")]
 
 
 def test_the_xlsx_neutralises_formula_text(report: Report) -> None:
@@ -460,43 +525,45 @@ def test_the_xlsx_has_real_dates_formatted_totals_and_empty_missing_values(repor
         "lines",
         "by cost center",
         "by subscription",
+        "provisioned",
         "daily",
         "reconciliation",
         "unallocated",
         "totals",
+        "about",
     ]
     daily = workbook["daily"]
     assert daily["A1"].value == "day"
     assert daily["A2"].value == datetime.combine(report.daily["day"].iloc[0], datetime.min.time())
     assert daily["A2"].number_format == "yyyy-mm-dd"
-    totals = {measure.value: value for measure, value in workbook["totals"].iter_rows(min_row=2)}
+    totals = {row[0].value: row[1] for row in workbook["totals"].iter_rows(min_row=2)}
     assert totals["cost"].value == float(GRAND_TOTAL)
     assert totals["cost"].number_format == '#,##0.00 "USD"'
     assert totals["lines"].value == len(report.lines)
-    assert totals["lines"].number_format == "General"
+    assert totals["lines"].number_format == "#,##0"
     lines = workbook["lines"]
     header = [cell.value for cell in lines[1]]
     usage_row = list(report.lines["charge_category"]).index(USAGE) + 2
     assert lines.cell(row=usage_row, column=header.index("adjusted_period") + 1).value is None
     price = lines.cell(row=usage_row, column=header.index("input_price_per_1m") + 1)
-    assert (price.value, price.number_format) == (2.5, "0.00####")
+    assert (price.value, price.number_format) == (2.5, "#,##0.00####")
+
+
+def xlsx_cells(data: bytes) -> dict[str, list[list[tuple[Any, str, str]]]]:
+    """Every cell of every sheet: value, type and number format."""
+    workbook = openpyxl.load_workbook(io.BytesIO(data))
+    return {
+        sheet.title: [[(cell.value, cell.data_type, cell.number_format) for cell in row] for row in sheet.iter_rows()]
+        for sheet in workbook.worksheets
+    }
 
 
 def test_the_xlsx_is_the_same_whatever_block_of_rows_it_is_written_in(
     report: Report, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def cells(data: bytes) -> dict[str, list[list[tuple[Any, str, str]]]]:
-        workbook = openpyxl.load_workbook(io.BytesIO(data))
-        return {
-            sheet.title: [
-                [(cell.value, cell.data_type, cell.number_format) for cell in row] for row in sheet.iter_rows()
-            ]
-            for sheet in workbook.worksheets
-        }
-
-    whole = cells(render(report, "xlsx"))
+    whole = xlsx_cells(render(report, "xlsx"))
     monkeypatch.setattr(report_formats, "XLSX_ROWS_PER_BLOCK", 2)
-    assert cells(render(report, "xlsx")) == whole
+    assert xlsx_cells(render(report, "xlsx")) == whole
     assert len(whole["lines"]) == len(report.lines) + 1
 
 
@@ -541,10 +608,16 @@ def test_a_month_of_ten_thousand_subscriptions_and_twenty_models_prices_and_rend
     assert last[:2] == (datetime(2026, 12, 31), report.daily["subscription_id"].iloc[-1])
 
 
-@pytest.mark.parametrize("fmt", ["csv", "json", "focus", "xlsx", "html"])
+@pytest.mark.parametrize("fmt", ["csv", "json", "focus", "html"])
 def test_a_report_reloaded_from_its_bundle_renders_the_same_file(report: Report, corrected: Report, fmt: str) -> None:
     for original in (report, corrected):
         assert render(reports.from_bundle(reports.to_bundle(original)), fmt) == render(original, fmt)
+
+
+def test_a_report_reloaded_from_its_bundle_renders_the_same_workbook(report: Report, corrected: Report) -> None:
+    for original in (report, corrected):
+        reloaded = reports.from_bundle(reports.to_bundle(original))
+        assert xlsx_cells(render(reloaded, "xlsx")) == xlsx_cells(render(original, "xlsx"))
 
 
 def test_filtering_by_subscription_keeps_its_lines_and_recomputes_every_total(report: Report) -> None:

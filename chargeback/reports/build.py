@@ -24,7 +24,7 @@ from chargeback.billing.frames import (
     normalise_usage_frame,
     usage_frame,
 )
-from chargeback.billing.prices import PriceSheet
+from chargeback.billing.prices import TOKENS_PER_UNIT, PriceSheet
 from chargeback.billing.pricing import LINE_COLUMNS, PROVISIONED_COLUMNS, price_usage
 from chargeback.domain.periods import period_bounds
 from chargeback.domain.usage import UsageRow
@@ -271,6 +271,13 @@ def _provisioned_view(provisioned: pd.DataFrame, money: _Money) -> pd.DataFrame:
     view = provisioned.loc[:, list(PROVISIONED_COLUMNS)].reset_index(drop=True)
     for name in ("cost", "shared", "idle"):
         view[name] = money.column(view[f"{name}_minor"].astype(np.int64))
+    view["effective_price_per_1m"] = pd.Series(
+        [
+            (cost * TOKENS_PER_UNIT / tokens).quantize(Decimal("0.0001")) if tokens else None
+            for cost, tokens in zip(view["cost"], view["total_tokens"], strict=True)
+        ],
+        dtype=object,
+    )
     return view
 
 
