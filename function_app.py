@@ -151,12 +151,13 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = runtime.services()
         scope = services.caller(req.headers)
-        period = periods.parse_month(req.route_params.get("period", ""))
+        # a month (?format=…), or one of its files by name: the page links to them so
+        period, fmt = report_service.parse_target(req.route_params.get("period", ""), req.params.get("format"))
         context = services.reports
         found = report_service.download(
             context,
             period,
-            report_service.parse_format(req.params.get("format")),
+            fmt,
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
             cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
         )

@@ -196,6 +196,23 @@ def test_each_format_downloads_as_an_attachment_with_its_content_type(
     assert response.get_body()
 
 
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("chargeback-2026-10.csv", "csv"),
+        ("chargeback-2026-10.xlsx", "xlsx"),
+        ("chargeback-2026-10-focus.csv", "focus"),
+        ("chargeback-2026-10-focus.parquet", "focus-parquet"),
+    ],
+)
+def test_a_file_is_served_under_its_own_name_as_the_page_links_to_it(october: None, name: str, fmt: str) -> None:
+    generated("2026-10")
+    by_name = request("GET", f"reports/{name}")
+    assert by_name.status_code == 200
+    assert by_name.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert by_name.get_body() == request("GET", "reports/2026-10", {"format": fmt}).get_body()
+
+
 def test_csv_is_the_default_format(october: None) -> None:
     generated("2026-10")
     response = request("GET", "reports/2026-10")
@@ -341,6 +358,9 @@ def test_with_inline_downloads_the_app_serves_the_bytes_itself(
         ("reports/２０２６-１０", {}, 400, "period"),
         ("reports/9999-12", {}, 400, "period"),
         ("reports/1999-12", {}, 400, "period"),
+        ("reports/chargeback-2026-13.csv", {}, 400, "period"),
+        ("reports/chargeback-2026-10.csv", {"format": "json"}, 400, "format"),
+        ("reports/chargeback-2026-10.pdf", {}, 400, "period"),
         ("reports/2031-01", {}, 404, None),
         ("reports/9998-12", {}, 404, None),
     ],

@@ -518,6 +518,21 @@ def parse_filter(value: str | None, field: str) -> str | None:
     return value
 
 
+def parse_target(name: str, fmt: str | None) -> tuple[str, str]:
+    """What ``GET /api/reports/{name}`` asks for: a month (``?format=``, CSV by default), or a file of
+    it by its own name, ``chargeback-2026-11.xlsx``, as the page links to the files saved beside it."""
+    for spec in sorted(FORMATS.values(), key=lambda spec: -len(spec.suffix)):
+        stem = name.removesuffix(spec.suffix)
+        if stem != name and stem.startswith(FILE_PREFIX):
+            if fmt not in (None, "", spec.name):
+                raise InvalidRequestError(f"{name[:60]!r} is a {spec.name} file; leave format out", field="format")
+            return periods.parse_month(stem.removeprefix(FILE_PREFIX)), spec.name
+    return periods.parse_month(name), parse_format(fmt)
+
+
+FILE_PREFIX = "chargeback-"
+
+
 def parse_format(value: str | None) -> str:
     fmt = (value or "csv").lower()
     if fmt not in FORMATS:
