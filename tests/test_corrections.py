@@ -19,6 +19,8 @@ import pytest
 
 from chargeback.app import runtime
 from chargeback.domain.errors import ConflictError
+from chargeback.ops import cli
+from chargeback.ops import correct as correct_command
 from chargeback.reports import correction_book, corrections
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports.model import FINAL
@@ -502,3 +504,59 @@ def test_a_correction_that_kept_losing_says_so(racing: runtime.Services, monkeyp
     monkeypatch.setattr(type(store), "save", always_lose)
     with pytest.raises(ConflictError, match="kept changing"):
         corrections.record(racing.reports, "2026-10", requested_by="me", reason="x")
+
+
+# --------------------------------------------------------------------------------------------
+# The operator command
+
+
+@pytest.fixture(name="cli_clock")
+def fixture_cli_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command builds its own services; they believe it is 20 November 2026."""
+    monkeypatch.setattr(
+        correct_command, "Services", lambda settings: runtime.Services(settings, clock=lambda: DURING_NOVEMBER)
+    )
+
+
+def test_the_command_dry_run_prints_the_difference_and_records_nothing(
+    october_final: dict[str, Any], config: Config, cli_clock: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.prices(RIGHT_SHEET)
+    code = cli.main(["correct", "--period", "2026-10", "--reason", "input price", "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("2026-10: 3 lines differ, +1.70 USD in all (dry run: nothing recorded;")
+    assert f"  {TWO}  gpt-4o  gpt-4o  unallocated  +0 tokens  +1.00 USD" in out
+    assert correction_book.entries(runtime.services().reports.corrections, "2026-10") == []  # type: ignore[arg-type]
+
+
+def test_the_command_records_once_and_generates_the_report_that_bills_it(
+    october_final: dict[str, Any], config: Config, cli_clock: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.prices(RIGHT_SHEET)
+    argv = ["correct", "--period", "2026-10", "--reason", "input price", "--json"]
+    assert cli.main(argv) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert (done["status"], done["correction"]["outcome"], done["report"]["period"]) == ("done", "recorded", "2026-11")
+    assert done["requested_by"].startswith("cli:")
+    assert cli.main(argv[:-1]) == 0
+    assert capsys.readouterr().out.startswith("2026-10: nothing to correct; nothing recorded")
+    store = runtime.services().reports.corrections
+    assert store is not None
+    assert [entry["job"] for entry in correction_book.entries(store, "2026-10")] == [done["id"]]
+
+
+def test_the_command_refuses_a_month_that_is_not_final_in_one_line(
+    config: Config, cli_clock: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["correct", "--period", "2026-10", "--reason", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err == "correct: the report for 2026-10 is not final; only a final month is corrected\n"
+
+
+@pytest.mark.parametrize("argv", [["--period", "2026-13", "--reason", "x"], ["--period", "2026-10", "--reason", " "]])
+def test_the_command_refuses_a_bad_period_or_reason(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["correct", *argv])
+    assert refused.value.code == 2
+    assert "error: argument --" in capsys.readouterr().err

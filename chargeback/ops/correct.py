@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from chargeback.app.runtime import Services
 from chargeback.app.settings import Settings
 from chargeback.domain import periods
-from chargeback.domain.errors import InvalidRequestError
+from chargeback.domain.errors import ConflictError, InvalidRequestError
 from chargeback.reports import corrections
 from chargeback.reports import jobs as report_jobs
 
@@ -51,7 +51,15 @@ def _reason(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Correct (or, dry, price) ``--period``; exit 1 when the job failed."""
+    """Correct (or, dry, price) ``--period``; exit 1 when the job failed, 2 when the month is not final."""
+    try:
+        return _run(args)
+    except ConflictError as exc:
+        print(f"correct: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     services = Services(Settings.from_env())
     who = f"cli:{_user()}"
     if args.dry_run:
