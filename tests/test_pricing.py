@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -492,3 +493,20 @@ def test_a_provisioned_entrys_units_and_rate_are_its_terms() -> None:
     terms = sheet.provisioned_terms("ptu", PERIOD, until=datetime(2026, 11, 11, tzinfo=UTC))
     assert (terms.units, terms.monthly_cost, terms.hourly_cost) == (15, Decimal("3900.00"), None)
     assert (terms.hours, terms.provisioned_hours, terms.cost) == (240, 720, Decimal("1300.00"))
+
+
+@pytest.mark.parametrize("scale", [1, 10**6])
+def test_every_subscriptions_days_add_up_to_its_lines_whatever_the_sizes(scale: int) -> None:
+    sheet = sheet_with()
+    rng = random.Random(scale)
+    rows = [
+        usage(day, f"sub-{sub}", model, prompt=rng.randrange(0, 50_000) * scale, completion=rng.randrange(0, 9_000))
+        for sub in range(12)
+        for day in range(1, 31)
+        for model in ("gpt-4o", "gpt-4o-mini", "mystery")
+    ]
+    priced = price_rows(rows, sheet, PERIOD)
+    lines = priced.lines.groupby("subscription_id")["cost_minor"].sum()
+    days = priced.daily.groupby("subscription_id")["metered_cost_minor"].sum()
+    assert days.to_dict() == lines.to_dict()
+    assert (priced.daily["metered_cost_minor"] >= 0).all()

@@ -470,28 +470,43 @@ def _daily(daily: pd.DataFrame, sheet: PriceSheet, targets: pd.Series[Any]) -> p
 
 
 def _spread(daily: pd.DataFrame, targets: pd.Series[Any]) -> npt.NDArray[np.int64]:
-    """Each subscription's target split over its rows by their exact ``metered`` cost, summing exactly.
+    """Each subscription's target split over its rows in proportion to their ``metered`` cost,
+    largest remainder first (ties to the earlier row), summing to the target exactly.
 
-    Exact costs are integers of 10^-(scale+6) units that may not fit a product in int64: Python
-    integers (object arrays) keep every step exact.
+    Exact costs are integers of 10^-(scale+6) units, whose product with a target may not fit in
+    int64: the weights are those costs cut by the power of ten that keeps every product in range,
+    which changes at most which day gets a leftover cent, never the sum. A subscription whose
+    rows all weigh nothing at that cut is split evenly.
     """
     if daily.empty:
         return np.zeros(0, dtype=np.int64)
-    subscriptions = daily["subscription_id"]
-    exact = daily["metered"].to_numpy().astype(object)
-    total = daily.groupby("subscription_id", sort=False)["metered"].transform("sum").to_numpy().astype(object)
-    target = subscriptions.map(targets).fillna(0).to_numpy().astype(object)
-    divisor = np.where(total == 0, 1, total).astype(object)
-    product = target * exact
-    share, remainder = product // divisor, product % divisor
-    work = pd.DataFrame({"subscription_id": subscriptions, "share": share, "remainder": remainder})
-    left = target - work.groupby("subscription_id", sort=False)["share"].transform("sum").to_numpy()
-    ranked = work.assign(_row=np.arange(len(work)), _left=left).sort_values(
-        ["subscription_id", "remainder", "_row"], ascending=[True, False, True], kind="stable"
-    )
-    extra = (ranked.groupby("subscription_id", sort=False).cumcount().to_numpy() < ranked["_left"].to_numpy()).astype(
-        np.int64
-    )
-    out = np.asarray(share, dtype=object)
-    out[ranked["_row"].to_numpy()] = ranked["share"].to_numpy() + extra
-    return np.asarray(out.astype(np.int64))
+    codes, _ = pd.factorize(daily["subscription_id"])
+    target = daily["subscription_id"].map(targets).fillna(0).to_numpy().astype(np.int64)
+    weights = _cut(daily["metered"].to_numpy(), int(target.max(initial=0)))
+    totals = np.bincount(codes, minlength=codes.max() + 1).astype(np.int64)  # rows per subscription
+    weight_sums = pd.Series(weights).groupby(codes).transform("sum").to_numpy(dtype=np.int64)
+    even = weight_sums == 0
+    weights = np.where(even, 1, weights)
+    weight_sums = np.where(even, totals[codes], weight_sums)
+    product = target * weights
+    share, remainder = product // weight_sums, product % weight_sums
+    left = target - pd.Series(share).groupby(codes).transform("sum").to_numpy(dtype=np.int64)
+    rows = np.arange(len(codes))
+    order = np.lexsort((rows, -remainder, codes))
+    grouped = codes[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    rank = rows - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    extra = np.zeros(len(codes), dtype=np.int64)
+    extra[order] = (rank < left[order]).astype(np.int64)
+    return np.asarray(share + extra, dtype=np.int64)
+
+
+def _cut(exact: npt.NDArray[Any], most: int) -> npt.NDArray[np.int64]:
+    """``exact`` divided by the smallest power of ten that keeps ``most`` × any of them below 2^62."""
+    largest = max((int(value) for value in exact), default=0) if exact.dtype == object else int(exact.max(initial=0))
+    divisor = 1
+    while most * (largest // divisor) >= _INT64_HEADROOM:
+        divisor *= 10
+    if exact.dtype == object:
+        return np.array([int(value) // divisor for value in exact], dtype=np.int64)
+    return np.asarray(exact // divisor, dtype=np.int64)

@@ -155,7 +155,7 @@ def _header(report: Report, manifest: Mapping[str, Any]) -> str:
         ("Reconciliation", explain.short_card(report.reconciliation, recon)),
     ]
     for name, label in (("adjustment_cost", "Late usage of final months"), ("correction_cost", "Corrections")):
-        if any(report.lines["charge_category"] == name.removesuffix("_cost")):
+        if bool((report.lines["charge_category"] == name.removesuffix("_cost")).any()):
             cards.append((label, _money(totals.get(name, zero), report.currency)))
     card_html = "".join(f'<div class="card">{_text(label)}<b>{_text(value)}</b></div>' for label, value in cards)
     generated = manifest.get("generated_at") or report.generated_at.isoformat()
@@ -416,9 +416,11 @@ def _provisioned(report: Report, manifest: Mapping[str, Any]) -> str:
 
 def _shares(report: Report) -> str:
     """Who paid what share of each deployment."""
-    lines = report.lines[(report.lines["pricing"] == "ptu_allocation") & (report.lines["charge_category"] == "usage")]
-    if lines.empty:
+    mine = (report.lines["pricing"] == "ptu_allocation") & (report.lines["charge_category"] == "usage")
+    if not mine.any():
         return ""
+    lines = report.lines[mine].assign(_minor=report.line_details.loc[mine, "cost_minor"])
+    ranked = lines.sort_values(["_minor", "deployment"], ascending=[False, True], kind="stable")
     terms = _capacity_terms(report)
     rows = [
         (
@@ -429,9 +431,12 @@ def _shares(report: Report) -> str:
             _Cell(_money(r["cost"], report.currency), numeric=True),
             _Cell(explain.how_priced(r, terms, report.currency), css="how"),
         )
-        for r in _records(lines.sort_values(["deployment", "cost"], ascending=[True, False], kind="stable"))
+        for r in _records(ranked.head(MAX_SHOWN).drop(columns="_minor"))
     ]
-    return _table(("deployment", "subscription", "cost center", "tokens", "share", "how"), rows)
+    more = ""
+    if len(ranked) > MAX_SHOWN:
+        more = f'<p class="meta">The {MAX_SHOWN} largest of {len(ranked):,} shares; every one is in the files.</p>'
+    return _table(("deployment", "subscription", "cost center", "tokens", "share", "how"), rows) + more
 
 
 def _lines(report: Report) -> str:
@@ -439,11 +444,11 @@ def _lines(report: Report) -> str:
     lines = report.lines
     if lines.empty:
         return _empty("No line in this period.")
-    order = lines.assign(_rank=lines["charge_category"].map({"usage": 0, "adjustment": 1, "correction": 2}))
-    order = order.assign(_cost=[abs(_float(c)) for c in order["cost"]]).sort_values(
-        ["_rank", "_cost"], ascending=[True, False], kind="stable"
-    )
-    shown = order.head(MAX_LINES)
+    order = lines.assign(
+        _rank=lines["charge_category"].map({"usage": 0, "adjustment": 1, "correction": 2}),
+        _cost=report.line_details["cost_minor"].abs(),
+    ).sort_values(["_rank", "_cost"], ascending=[True, False], kind="stable")
+    shown = order.head(MAX_LINES).drop(columns=["_rank", "_cost"])
     terms = _capacity_terms(report)
     rows = [
         (
