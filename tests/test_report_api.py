@@ -166,6 +166,29 @@ def test_generating_a_report_answers_202_and_the_queued_job_commits_it(october: 
     assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus", "focus-parquet"}
 
 
+@pytest.fixture(name="reserved")
+def fixture_reserved(october: None, tmp_path: Path) -> None:
+    """October's usage priced with a deployment reserved at 744.00 a month: 1.00 for each of its hours.
+
+    The sheet is read on every use: rewriting it is enough."""
+    reserved = {"deployment": "gpt-4o-ptu", "units": 15, "monthly_cost": "744.00"}
+    (tmp_path / "price-sheet.json").write_text(json.dumps({**PRICE_SHEET, "provisioned": [reserved]}))
+
+
+def test_a_draft_of_the_month_to_date_bills_the_capacity_hours_that_have_ended(reserved: None) -> None:
+    manifest = generated("2026-10")  # 25 October 09:00: 24 days and 9 hours have ended
+    assert (manifest["status"], manifest["totals"]["provisioned_cost"]) == ("draft", "585.00")
+    lines = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-10", {"format": "parquet"}).get_body()))
+    idle = lines[lines["deployment"] == "gpt-4o-ptu"]
+    assert idle[["subscription_id", "cost"]].values.tolist() == [["unallocated", Decimal("585.00")]]
+
+
+def test_the_final_bills_the_capacity_of_the_whole_month(reserved: None, clock: Callable[[datetime], None]) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    manifest = generated("2026-10")
+    assert (manifest["status"], manifest["totals"]["provisioned_cost"]) == ("final", "744.00")
+
+
 def test_the_listing_shows_each_period_with_status_and_links(october: None) -> None:
     generated("2026-10")
     listing = body(request("GET", "reports"))["reports"]
