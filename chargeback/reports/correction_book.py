@@ -57,7 +57,7 @@ class CorrectionEntry(TypedDict):
     """A fingerprint of the price sheet the month was re-priced with."""
     cost_centers: str
     """A fingerprint of the cost-center map the month was re-mapped with."""
-    target: str
+    billed_in: str
     """The month whose reports were to bill it when it was recorded (the first without a final)."""
 
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import orjson
@@ -55,6 +55,15 @@ RECORD_ATTEMPTS = 5
 """How often a correction is computed again after losing a race for the record."""
 
 
+class Summary(TypedDict):
+    lines: int
+    cost: str
+    currency: str
+    billed_in: str
+    price_sheet: str
+    cost_centers: str
+
+
 @dataclass(frozen=True)
 class Difference:
     """What correcting ``period`` would record now, and against which version of its record."""
@@ -74,6 +83,17 @@ class Difference:
     @property
     def cost(self) -> Decimal:
         return Decimal(int(self.lines["cost_minor"].sum())).scaleb(-self.minor_units)
+
+    def summary(self) -> Summary:
+        """What the difference comes to, as its correction records and logs it."""
+        return Summary(
+            lines=len(self.lines),
+            cost=str(self.cost),
+            currency=self.currency,
+            billed_in=self.target,
+            price_sheet=self.price_sheet,
+            cost_centers=self.cost_centers,
+        )
 
     def document(self) -> dict[str, Any]:
         """The difference as the dry run answers it: per line, and in total."""
@@ -324,12 +344,7 @@ def _entry(
         requested_at=_iso(context.clock()),
         reason=reason,
         job=job,
-        lines=len(found.lines),
-        cost=str(found.cost),
-        currency=found.currency,
-        price_sheet=found.price_sheet,
-        cost_centers=found.cost_centers,
-        target=found.target,
+        **found.summary(),
     )
 
 
@@ -337,21 +352,17 @@ def _log(
     found: Difference, requested_by: str, reason: str, job: str | None, entry: CorrectionEntry | None, *, dry_run: bool
 ) -> None:
     outcome = "dry_run" if dry_run else "recorded" if entry is not None else "nothing_to_correct"
+    correction = None if entry is None else entry["id"]
     log_event(
         logger,
         REPORT_CORRECTION,
         period=found.period,
         outcome=outcome,
-        correction=None if entry is None else entry["id"],
+        correction=correction,
         job=job,
         requested_by=requested_by,
         reason=reason,
-        lines=len(found.lines),
-        cost=str(found.cost),
-        currency=found.currency,
-        billed_in=found.target,
-        price_sheet=found.price_sheet,
-        cost_centers=found.cost_centers,
+        **found.summary(),
     )
 
 

@@ -217,25 +217,26 @@ def _run_correction(context: JobContext, queued: ReportJob, prepare: Callable[[s
     job["correction"] = {**audit, **_outcome(recorded)}
     if recorded.entry is None:
         return _record(context, job, DONE)
-    target = recorded.entry["target"]
+    target = recorded.entry["billed_in"]
     if prepare is not None:
         prepare(target)
     return _bill(context, job, target)
 
 
 def _outcome(recorded: corrections.Recorded) -> dict[str, Any]:
-    """What a correction job recorded, for its audit trail."""
-    entry, found = recorded.entry, recorded.difference
-    return {
-        "outcome": "nothing_to_correct" if entry is None else "recorded",
-        "id": None if entry is None else entry["id"],
-        "lines": 0 if entry is None else entry["lines"],
-        "cost": "0" if entry is None else entry["cost"],
-        "currency": found.currency,
-        "billed_in": found.target if entry is None else entry["target"],
-        "price_sheet": found.price_sheet,
-        "cost_centers": found.cost_centers,
-    }
+    """What a correction job recorded, for its audit trail (a job delivered again finds its own entry)."""
+    entry = recorded.entry
+    if entry is None:
+        return {"outcome": "nothing_to_correct", "id": None, **recorded.difference.summary()}
+    facts = corrections.Summary(
+        lines=entry["lines"],
+        cost=entry["cost"],
+        currency=entry["currency"],
+        billed_in=entry["billed_in"],
+        price_sheet=entry["price_sheet"],
+        cost_centers=entry["cost_centers"],
+    )
+    return {"outcome": "recorded", "id": entry["id"], **facts}
 
 
 def _bill(context: JobContext, job: ReportJob, target: str) -> ReportJob:
