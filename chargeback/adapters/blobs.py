@@ -67,6 +67,23 @@ def _lost_race(period: str, kind: str) -> Iterator[None]:
         raise ConflictError(f"another {kind} report for {period} was committed first") from exc
 
 
+def _put_json(container: ContainerClient, name: str, document: object, etag: str | None) -> None:
+    """Create blob ``name`` (``etag`` None: only if absent) or replace it only if still at ``etag``."""
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+    settings = ContentSettings(content_type="application/json")
+    if etag is None:
+        container.upload_blob(name, data, overwrite=False, content_settings=settings)
+    else:
+        container.upload_blob(
+            name,
+            data,
+            overwrite=True,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+            content_settings=settings,
+        )
+
+
 class BlobReportStore:
     """``ReportStore`` on one container; with ``links``, files can be handed out as short-lived links."""
 
@@ -125,20 +142,8 @@ class BlobReportStore:
 
         ``ConflictError`` when another generation moved it first; nothing is overwritten then.
         """
-        data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
-        settings = ContentSettings(content_type="application/json")
         with translated("commit a report"), _lost_race(period, kind):
-            if etag is None:
-                self._container.upload_blob(_pointer(period, kind), data, overwrite=False, content_settings=settings)
-            else:
-                self._container.upload_blob(
-                    _pointer(period, kind),
-                    data,
-                    overwrite=True,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    content_settings=settings,
-                )
+            _put_json(self._container, _pointer(period, kind), manifest, etag)
 
     def periods(self) -> list[str]:
         """Every period with a committed pointer."""
@@ -252,20 +257,8 @@ class BlobCorrectionStore:
 
     def save(self, period: str, record: CorrectionRecord, etag: str | None) -> None:
         """Create the record (``etag`` None) or move it from ``etag``; ``ConflictError`` when it moved first."""
-        data = orjson.dumps(record, option=orjson.OPT_INDENT_2)
-        settings = ContentSettings(content_type="application/json")
         with translated("record a correction"), _lost_race(period, "correction"):
-            if etag is None:
-                self._container.upload_blob(self._record(period), data, overwrite=False, content_settings=settings)
-            else:
-                self._container.upload_blob(
-                    self._record(period),
-                    data,
-                    overwrite=True,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    content_settings=settings,
-                )
+            _put_json(self._container, self._record(period), record, etag)
 
     def put_lines(self, period: str, correction: str, data: bytes) -> None:
         settings = ContentSettings(content_type="application/vnd.apache.parquet")
