@@ -9,6 +9,7 @@ from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
+from chargeback.reports import corrections as report_corrections
 from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
@@ -126,6 +127,26 @@ def regenerate_report(req: func.HttpRequest) -> func.HttpResponse:
     return http.respond(handle)
 
 
+@app.function_name("correct_report")
+@app.route(route="reports/{period}/corrections", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.ADMIN)
+def correct_report(req: func.HttpRequest) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        services = runtime.services()
+        # Like regenerating: the host checked the master key; with sign-in on, the admin role too.
+        caller = services.caller(req.headers)
+        caller.require_admin()
+        period = periods.parse_month(req.route_params.get("period", ""))
+        reason, dry_run = report_corrections.parse_request(req.get_body())
+        if dry_run:
+            found = report_corrections.dry_run(services.reports, period, requested_by=caller.who, reason=reason)
+            return http.json_response({**found.document(), "dry_run": True, "reason": reason})
+        job = report_jobs.request_correction(services.report_jobs, period, caller.who, reason)
+        url = report_jobs.status_url(job)
+        return http.json_response({**job, "status_url": url}, 202, {"Location": url})
+
+    return http.respond(handle)
+
+
 @app.function_name("report_job")
 @app.route(route="report-jobs/{id}", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
 def report_job(req: func.HttpRequest) -> func.HttpResponse:
@@ -144,12 +165,13 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
     def handle() -> func.HttpResponse:
         services = runtime.services()
         scope = services.caller(req.headers)
-        period = periods.parse_month(req.route_params.get("period", ""))
+        # a month (?format=…), or one of its files by name: the page links to them so
+        period, fmt = report_service.parse_target(req.route_params.get("period", ""), req.params.get("format"))
         context = services.reports
         found = report_service.download(
             context,
             period,
-            report_service.parse_format(req.params.get("format")),
+            fmt,
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
             cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
         )

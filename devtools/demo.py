@@ -40,11 +40,19 @@ LOG_NAME = "demo.log"
 TIMER_HOUR = 2
 """The timer's schedule runs it at 02:00 UTC; the demo runs it on the 2nd of the next month."""
 HTTP_TIMEOUT_SECONDS = 60
+DEFAULT_REQUESTS = 20_000
+"""A month at this scale keeps the provisioned deployment in proportion: its reservation, at the
+published price, serves a few hundred million tokens, about what its cost buys per token."""
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--requests", type=_positive, default=2000, help="gateway requests to simulate (2000)")
+    parser.add_argument(
+        "--requests",
+        type=_positive,
+        default=DEFAULT_REQUESTS,
+        help=f"gateway requests to simulate ({DEFAULT_REQUESTS:,})",
+    )
     parser.add_argument("--days", type=_positive, default=30, help="days of the month the traffic spans (30)")
     parser.add_argument("--subscriptions", type=_positive, default=6, help="APIM subscriptions sending traffic (6)")
     parser.add_argument("--seed", type=int, default=20261127, help="random seed: same seed, same traffic")

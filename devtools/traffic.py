@@ -40,6 +40,11 @@ LOSSY_SUBSCRIPTION = "aoai-product-subscription-two"
 """Whose events the event path loses (by default): the export counts them, the hub never sees them."""
 
 PROVISIONED_DEPLOYMENT = "gpt-4o-ptu"
+PROVISIONED_TEAMS = ("hr-chatbot-prod", "finance-copilot")
+"""The teams whose long-document workload the provisioned deployment was bought for: they send most
+of their calls there, with prompts of tens of thousands of tokens; other teams reach it rarely."""
+PROVISIONED_TEAM_WEIGHT = 3.0
+"""How much busier the provisioned deployment's teams are than the others."""
 
 TOOLKIT_MAX_TOKENS = (5, 20)
 """The toolkit's load test asks for a random ``max_tokens`` in this range."""
@@ -83,10 +88,17 @@ _CATALOG = (
     _Model("gpt-4o-mini-2024-07-18", "gpt-4o-mini", CHAT, 30),
     _Model("text-embedding-3-large", "embeddings", EMBEDDINGS, 15),
     _Model("gpt-4.1-mini-2025-04-14", "gpt-4.1-mini", CHAT, 10),
-    _Model("gpt-4o-2024-08-06", PROVISIONED_DEPLOYMENT, CHAT, 15),
+    _Model("gpt-4o-2024-08-06", PROVISIONED_DEPLOYMENT, CHAT, 2),
 )
+_PROVISIONED_CATALOG = (*_CATALOG[:-1], dataclasses.replace(_CATALOG[-1], weight=200))
+"""What the provisioned deployment's teams call: mostly the deployment bought for them."""
+_LONG_PROMPT = (10.8, 0.5, 120_000)
+"""A provisioned call's prompt: log-normal around 49,000 tokens (long documents), at most 120,000."""
 _TOOLKIT_MODEL = _Model("gpt-4o-mini-2024-07-18", "gpt-4o-mini", CHAT, 1)
 _RICH_SHAPES = ((CANONICAL, 55), (AI_HUB, 25), (TOKEN_USAGE, 10), (TOOLKIT, 10))
+_PROVISIONED_SHAPES = ((CANONICAL, 70), (AI_HUB, 30))
+"""The provisioned deployment's calls go through policies that name the deployment, so its tokens
+are known to be its own (an event without a deployment is priced blended, as a deployment unknown)."""
 _TOOLKIT_SHAPES = ((TOOLKIT, 75), (TOKEN_USAGE, 25))
 
 
@@ -269,7 +281,9 @@ def simulate(scenario: Scenario) -> Traffic:
     rng = random.Random(scenario.seed)  # noqa: S311 - a reproducible simulation, not a secret
     subscriptions = scenario.subscription_ids
     toolkit = [s for s in subscriptions if s in TOOLKIT_SUBSCRIPTIONS]
-    weights = [rng.uniform(0.5, 3.0) for _ in subscriptions]
+    weights = [
+        rng.uniform(0.5, 3.0) * (PROVISIONED_TEAM_WEIGHT if s in PROVISIONED_TEAMS else 1) for s in subscriptions
+    ]
     toolkit_requests = round(scenario.requests * scenario.toolkit_share) if toolkit else 0
     requests = [_toolkit_request(rng, scenario, rng.choice(toolkit)) for _ in range(toolkit_requests)]
     for _ in range(scenario.requests - toolkit_requests):
@@ -357,14 +371,20 @@ def _toolkit_request(rng: random.Random, scenario: Scenario, subscription: str) 
 
 def _rich_request(rng: random.Random, scenario: Scenario, subscription: str) -> Request:
     moment = _moment(rng, scenario)
-    model = rng.choices(_CATALOG, [m.weight for m in _CATALOG])[0]
+    catalog = _PROVISIONED_CATALOG if subscription in PROVISIONED_TEAMS else _CATALOG
+    model = rng.choices(catalog, [m.weight for m in catalog])[0]
     if model.embeddings:
         prompt, completion, cached = rng.randint(50, 4000), 0, 0
+    elif model.deployment == PROVISIONED_DEPLOYMENT:
+        mu, sigma, most = _LONG_PROMPT
+        prompt = min(int(rng.lognormvariate(mu, sigma)), most)
+        completion = int(rng.lognormvariate(6.5, 0.5))
+        cached = (prompt * rng.randint(2, 6) // 10) // 128 * 128 if rng.random() < 0.5 else 0
     else:
         prompt = int(rng.lognormvariate(7.0, 0.8))
         completion = int(rng.lognormvariate(5.5, 0.7))
         cached = (prompt * rng.randint(2, 9) // 10) // 128 * 128 if rng.random() < 0.35 else 0
-    shape = _pick(rng, _RICH_SHAPES)
+    shape = _pick(rng, _PROVISIONED_SHAPES if model.deployment == PROVISIONED_DEPLOYMENT else _RICH_SHAPES)
     return _request(
         rng,
         subscription=subscription,

@@ -18,7 +18,7 @@ from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap, parse_cost_centers_csv
 from chargeback.billing.prices import PTU_ALLOCATION, PriceSheet, parse_price_sheet
 from chargeback.reports import build as reports
-from chargeback.reports.build import ADJUSTMENT, build_report
+from chargeback.reports.build import ADJUSTMENT, CORRECTION, USAGE, build_report
 from chargeback.reports.formats import (
     FOCUS_APPLICABILITY_CRITERIA,
     FOCUS_COLUMNS,
@@ -29,7 +29,18 @@ from chargeback.reports.formats import (
 )
 from chargeback.reports.model import DEFAULT_INVOICE_ISSUER, Report
 from tests import focus_validator
-from tests.test_reports import ADJUSTMENTS, CENTERS, FORMULA, GRAND_TOTAL, PERIOD, RECONCILIATION, ROWS, SHEET, usage
+from tests.test_reports import (
+    ADJUSTMENTS,
+    CENTERS,
+    CORRECTED,
+    FORMULA,
+    GRAND_TOTAL,
+    PERIOD,
+    RECONCILIATION,
+    ROWS,
+    SHEET,
+    usage,
+)
 
 PROVIDER = "Contoso AI Platform"
 PHI = usage(date(2026, 11, 8), "hr-chatbot-dev", "Phi-4-mini", "phi", prompt=300_000, completion=100_000)
@@ -51,7 +62,8 @@ def fixture_centers() -> CostCenterMap:
 
 
 def make_report() -> Report:
-    """Per-token, blended and PTU lines, late usage of October, an unmapped and a hostile subscription."""
+    """Per-token, blended and PTU lines, late usage of October, a correction of September that moves
+    cost out of unallocated, an unmapped and a hostile subscription."""
     return build_report(
         PERIOD,
         [*ROWS, PHI],
@@ -59,6 +71,7 @@ def make_report() -> Report:
         parse_cost_centers_csv(CENTERS),
         reconciliation=RECONCILIATION,
         adjustments=ADJUSTMENTS,
+        corrections=[CORRECTED],
         generated_at=datetime(2026, 12, 2, 3, 4, 5, tzinfo=UTC),
         invoice_issuer=PROVIDER,
     )
@@ -225,7 +238,7 @@ def test_the_billing_account_is_the_cost_center_and_the_sub_account_the_apim_sub
 def test_each_billing_account_has_one_invoice_per_period(focus: pd.DataFrame) -> None:
     invoices = focus.groupby("BillingAccountId")["InvoiceId"].agg(set).to_dict()
     assert invoices == {center: {f"CB-{PERIOD}-{center}"} for center in invoices}
-    assert focus["InvoiceId"].nunique() == focus["BillingAccountId"].nunique() == 3
+    assert focus["InvoiceId"].nunique() == focus["BillingAccountId"].nunique() == 4
 
 
 def test_an_invoice_bills_what_the_report_charges_its_cost_center(report: Report, focus: pd.DataFrame) -> None:
@@ -239,7 +252,15 @@ def test_an_invoice_bills_what_the_report_charges_its_cost_center(report: Report
 def test_the_invoice_ids_stay_the_same_when_the_report_is_generated_again_or_reloaded(
     report: Report, sheet: PriceSheet, centers: CostCenterMap, focus: pd.DataFrame
 ) -> None:
-    later = build_report(PERIOD, [*ROWS, PHI], sheet, centers, adjustments=ADJUSTMENTS, invoice_issuer=PROVIDER)
+    later = build_report(
+        PERIOD,
+        [*ROWS, PHI],
+        sheet,
+        centers,
+        adjustments=ADJUSTMENTS,
+        corrections=[CORRECTED],
+        invoice_issuer=PROVIDER,
+    )
     again = pd.read_csv(io.BytesIO(render(later, "focus")), dtype=str, keep_default_na=False)
     reloaded = reports.from_bundle(reports.to_bundle(report))
     assert list(again["InvoiceId"]) == list(focus["InvoiceId"])
@@ -272,7 +293,18 @@ def test_every_line_is_usage_and_late_usage_is_a_correction_charged_in_its_own_m
         "2026-11-01T00:00:00Z",
         "2026-11-01T00:00:00Z",
     ]
-    assert set(focus.loc[focus["x_ChargeCategory"] != ADJUSTMENT, "ChargeClass"]) == {""}
+    assert set(focus.loc[focus["x_ChargeCategory"] == USAGE, "ChargeClass"]) == {""}
+
+
+def test_a_correction_of_a_final_month_is_a_correction_charged_in_that_month(focus: pd.DataFrame) -> None:
+    fixes = focus[focus["x_ChargeCategory"] == CORRECTION]
+    assert set(fixes["ChargeClass"]) == {"Correction"}
+    assert set(zip(fixes["ChargePeriodStart"], fixes["x_AdjustedPeriod"], strict=True)) == {
+        ("2026-09-01T00:00:00Z", "2026-09")
+    }
+    assert sorted(fixes["BilledCost"]) == ["-1.00", "1.00"]
+    assert sorted(fixes["ConsumedQuantity"]) == ["-400000.0", "400000.0"]
+    assert all(text.startswith("correction of 2026-09: ") for text in fixes["ChargeDescription"])
 
 
 def test_periods_are_iso_8601_utc_with_exclusive_ends(focus: pd.DataFrame) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+import random
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -448,6 +449,9 @@ def test_cached_input_defaults_to_the_input_price() -> None:
             "not after",
         ),
         ({"models": {"gpt-4o": {}}}, "must be a list"),
+        ({"provisioned": [{"deployment": "ptu", "hourly_cost": "15", "units": 0}]}, "units must be a whole number"),
+        ({"provisioned": [{"deployment": "ptu", "hourly_cost": "15", "units": "15"}]}, "units must be a whole number"),
+        ({"provisioned": [{"deployment": "ptu", "hourly_cost": "15", "units": True}]}, "units must be a whole number"),
     ],
 )
 def test_a_malformed_price_sheet_is_a_configuration_error(changes: dict[str, Any], message: str) -> None:
@@ -472,3 +476,37 @@ def test_an_unreadable_price_sheet_file_is_a_configuration_error(tmp_path: Path)
     broken.write_text("{", encoding="utf-8")
     with pytest.raises(ConfigurationError, match="not valid JSON"):
         load_price_sheet(broken)
+
+
+def test_the_days_of_a_subscription_add_up_to_its_metered_cost_exactly() -> None:
+    sheet = sheet_with()
+    # 10,000 gpt-4o input tokens a day at 2.50 per 1M: 0.025 a day, 0.075 → 0.08 for the line;
+    # rounding each day alone would give 0.02 + 0.02 + 0.02 = 0.06
+    rows = [usage(day, "sub-a", prompt=10_000) for day in (3, 4, 5)]
+    priced = price_rows(rows, sheet, PERIOD)
+    assert line(priced.lines)["cost"] == Decimal("0.08")
+    assert list(priced.daily["metered_cost"]) == [Decimal("0.03"), Decimal("0.03"), Decimal("0.02")]
+
+
+def test_a_provisioned_entrys_units_and_rate_are_its_terms() -> None:
+    sheet = sheet_with(provisioned=[{"deployment": "ptu", "units": 15, "monthly_cost": "3900.00"}])
+    terms = sheet.provisioned_terms("ptu", PERIOD, until=datetime(2026, 11, 11, tzinfo=UTC))
+    assert (terms.units, terms.monthly_cost, terms.hourly_cost) == (15, Decimal("3900.00"), None)
+    assert (terms.hours, terms.provisioned_hours, terms.cost) == (240, 720, Decimal("1300.00"))
+
+
+@pytest.mark.parametrize("scale", [1, 10**6])
+def test_every_subscriptions_days_add_up_to_its_lines_whatever_the_sizes(scale: int) -> None:
+    sheet = sheet_with()
+    rng = random.Random(scale)
+    rows = [
+        usage(day, f"sub-{sub}", model, prompt=rng.randrange(0, 50_000) * scale, completion=rng.randrange(0, 9_000))
+        for sub in range(12)
+        for day in range(1, 31)
+        for model in ("gpt-4o", "gpt-4o-mini", "mystery")
+    ]
+    priced = price_rows(rows, sheet, PERIOD)
+    lines = priced.lines.groupby("subscription_id")["cost_minor"].sum()
+    days = priced.daily.groupby("subscription_id")["metered_cost_minor"].sum()
+    assert days.to_dict() == lines.to_dict()
+    assert (priced.daily["metered_cost_minor"] >= 0).all()

@@ -168,6 +168,29 @@ def test_generating_a_report_answers_202_and_the_queued_job_commits_it(october: 
     assert {f["format"] for f in manifest["files"]} >= {"csv", "json", "xlsx", "parquet", "focus", "focus-parquet"}
 
 
+@pytest.fixture(name="reserved")
+def fixture_reserved(october: None, tmp_path: Path) -> None:
+    """October's usage priced with a deployment reserved at 744.00 a month: 1.00 for each of its hours.
+
+    The sheet is read on every use: rewriting it is enough."""
+    reserved = {"deployment": "gpt-4o-ptu", "units": 15, "monthly_cost": "744.00"}
+    (tmp_path / "price-sheet.json").write_text(json.dumps({**PRICE_SHEET, "provisioned": [reserved]}))
+
+
+def test_a_draft_of_the_month_to_date_bills_the_capacity_hours_that_have_ended(reserved: None) -> None:
+    manifest = generated("2026-10")  # 25 October 09:00: 24 days and 9 hours have ended
+    assert (manifest["status"], manifest["totals"]["provisioned_cost"]) == ("draft", "585.00")
+    lines = pd.read_parquet(io.BytesIO(request("GET", "reports/2026-10", {"format": "parquet"}).get_body()))
+    idle = lines[lines["deployment"] == "gpt-4o-ptu"]
+    assert idle[["subscription_id", "cost"]].values.tolist() == [["unallocated", Decimal("585.00")]]
+
+
+def test_the_final_bills_the_capacity_of_the_whole_month(reserved: None, clock: Callable[[datetime], None]) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    manifest = generated("2026-10")
+    assert (manifest["status"], manifest["totals"]["provisioned_cost"]) == ("final", "744.00")
+
+
 def test_the_listing_shows_each_period_with_status_and_links(october: None) -> None:
     generated("2026-10")
     listing = body(request("GET", "reports"))["reports"]
@@ -196,6 +219,23 @@ def test_each_format_downloads_as_an_attachment_with_its_content_type(
     assert response.headers["Content-Disposition"] == f'attachment; filename="chargeback-2026-10{suffix}"'
     assert response.headers["ETag"].startswith('"')
     assert response.get_body()
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("chargeback-2026-10.csv", "csv"),
+        ("chargeback-2026-10.xlsx", "xlsx"),
+        ("chargeback-2026-10-focus.csv", "focus"),
+        ("chargeback-2026-10-focus.parquet", "focus-parquet"),
+    ],
+)
+def test_a_file_is_served_under_its_own_name_as_the_page_links_to_it(october: None, name: str, fmt: str) -> None:
+    generated("2026-10")
+    by_name = request("GET", f"reports/{name}")
+    assert by_name.status_code == 200
+    assert by_name.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert by_name.get_body() == request("GET", "reports/2026-10", {"format": fmt}).get_body()
 
 
 def test_csv_is_the_default_format(october: None) -> None:
@@ -343,6 +383,9 @@ def test_with_inline_downloads_the_app_serves_the_bytes_itself(
         ("reports/２０２６-１０", {}, 400, "period"),
         ("reports/9999-12", {}, 400, "period"),
         ("reports/1999-12", {}, 400, "period"),
+        ("reports/chargeback-2026-13.csv", {}, 400, "period"),
+        ("reports/chargeback-2026-10.csv", {"format": "json"}, 400, "format"),
+        ("reports/chargeback-2026-10.pdf", {}, 400, "period"),
         ("reports/2031-01", {}, 404, None),
         ("reports/9998-12", {}, 404, None),
     ],

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from chargeback.app import runtime
-from chargeback.billing.cost_centers import load_cost_centers
-from chargeback.billing.prices import load_price_sheet
+from chargeback.billing.cost_centers import load_cost_centers, parse_cost_centers_csv
+from chargeback.billing.prices import load_price_sheet, parse_price_sheet
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
 from chargeback.reports import page as report_page
@@ -27,6 +27,7 @@ from chargeback.reports.build import build_report
 from chargeback.reports.model import Report
 from devtools.hostshape import HostEvent
 from devtools.local_host import LocalHost
+from tests import test_reports as reports_test
 from tests.functions import deliver, registered, run_queue
 from tests.support import ROOT
 
@@ -93,7 +94,8 @@ def test_the_page_runs_no_script_and_loads_nothing_from_elsewhere(page: str) -> 
     assert " src=" not in page
     assert "<link" not in page
     assert "url(" not in page
-    assert all(href.startswith('"?format=') for href in page.split(" href=")[1:])
+    names = {f'"{entry["name"]}"' for entry in MANIFEST["files"]}  # type: ignore[index]
+    assert all(href.split(" ", 1)[0].rstrip(">") in names for href in page.split(" href=")[1:])
     assert "default-src 'none'" in page
 
 
@@ -120,9 +122,65 @@ def test_reconciliation_statuses_are_shown_with_their_deltas(page: str) -> None:
     assert "+8.70 %" in section
 
 
-def test_the_page_links_to_the_other_formats_of_the_same_period(page: str) -> None:
+def test_the_page_links_to_the_other_files_by_name_so_a_saved_page_opens_them_too(page: str) -> None:
     for fmt in ("csv", "xlsx", "parquet"):
-        assert f'href="?format={fmt}"' in page
+        assert f'href="chargeback-2026-10.{fmt}" download>{fmt}</a>' in page
+    assert "?format=" not in page
+
+
+def section(page: str, title: str) -> str:
+    return page.split(f"<h2>{title}</h2>", 1)[1].split("</section>", 1)[0]
+
+
+def test_the_headline_counts_the_reconciliations_problems_and_says_the_ledger_is_billed(page: str) -> None:
+    note = page.split('<p class="note', 1)[1].split("</p>", 1)[0]
+    assert "1 of 2 subscriptions short by 200,000 tokens (8.7 %)." in note
+    assert "The ledger is billed" in note
+    assert "<b>1 of 2 short</b>" in page
+
+
+def test_the_provisioned_section_says_what_the_capacity_cost_for_which_hours_and_who_shared_it(page: str) -> None:
+    capacity = section(page, "Provisioned capacity (PTU)")
+    assert "gpt-4o-ptu: 15 PTU at 3,900.00 USD a month (260.00 USD per PTU); 744 hours billed: 3,900.00 USD" in capacity
+    assert "shared among 1 subscriptions in proportion to their 250,000 tokens on it" in capacity
+    assert "=HYPERLINK(&quot;" in capacity  # the one subscription that used it, escaped
+    assert "100.0 % of the deployment&#x27;s tokens" in capacity
+
+
+def test_a_draft_of_the_current_month_bills_the_capacity_hours_that_have_ended() -> None:
+    rows = [usage("aoai-product-subscription-one", 3, 1_000, deployment="gpt-4o-ptu")]
+    sheet = load_price_sheet(ROOT / "config" / "price-sheet.json")
+    early = build_report(
+        "2026-10", rows, sheet, load_cost_centers(ROOT / "config" / "cost-centers.csv"), generated_at=OCTOBER_DAY
+    )
+    capacity = section(report_page.render_page(early, MANIFEST).decode("utf-8"), "Provisioned capacity (PTU)")
+    # 14 October 09:30: 13 days and 9 hours have ended, 321 of October's 744 hours
+    assert "321 of its 744 hours this month have ended and are billed; the final report bills all of them" in capacity
+    assert early.totals["provisioned_cost"] == Decimal("1682.66")  # 3,900.00 × 321 / 744
+
+
+def test_the_lines_say_how_each_was_priced(page: str) -> None:
+    lines = section(page, "Lines")
+    assert lines.count("<tr>") == 3 + 1  # the header, and one row per line: one, the script and the formula
+    assert "per 1M: input 2.50 USD, cached 1.25 USD, output 10.00 USD" in lines
+    assert "of the deployment&#x27;s tokens → that share of its 3,900.00 USD" in lines
+
+
+def test_corrections_and_late_usage_are_lines_of_their_own_with_their_month() -> None:
+    report = build_report(
+        reports_test.PERIOD,
+        reports_test.ROWS,
+        parse_price_sheet(reports_test.SHEET),
+        parse_cost_centers_csv(reports_test.CENTERS),
+        adjustments=reports_test.ADJUSTMENTS,
+        corrections=[reports_test.CORRECTED],
+    )
+    page = report_page.render_page(report, MANIFEST).decode("utf-8")
+    lines = section(page, "Lines")
+    assert "<td>adjustment 2026-10</td>" in lines
+    assert "late usage of 2026-10" in lines
+    assert lines.count("difference from re-pricing or re-mapping 2026-09") == 2
+    assert "Corrections<b>0.00 USD</b>" in page
 
 
 def test_a_month_of_many_subscriptions_shows_the_largest_and_says_where_the_rest_are() -> None:
@@ -273,6 +331,9 @@ def test_the_report_page_renders_its_charts_in_headless_chromium(served: str, tm
     for chart in ("cost-centers", "subscription-cost", "subscription-tokens", "daily-tokens", "reconciliation"):
         assert f'<svg id="{chart}"' in dom
     assert dom.count('class="bar"') >= 15
+    assert "1 of 4 subscriptions short by" in dom
+    assert "Provisioned capacity (PTU)" in dom
+    assert "nobody used it, so all of it is billed to unallocated" in dom
     assert "<script" not in dom.lower(), "a hostile subscription id became an element"
     assert "&lt;script&gt;" in dom
     assert "ledger_short" in dom

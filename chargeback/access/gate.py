@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chargeback.access.principal import ENTRA_ID, HEADER, Principal, decode_client_principal
 from chargeback.access.scope import ADMIN_ROLE, EVERYTHING, FINANCE_READER_ROLE, Scope, scope_for
@@ -65,7 +65,7 @@ def caller_scope(policy: AccessPolicy, headers: Mapping[str, str], cost_centers:
         raise ForbiddenError("sign-in is required here, and App Service Authentication is off")
     if policy.local_principal:
         return scope_for(parse_local_principal(policy.local_principal), cost_centers)
-    return EVERYTHING
+    return replace(EVERYTHING, who="local")
 
 
 def check_policy(policy: AccessPolicy) -> None:

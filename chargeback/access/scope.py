@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from chargeback.access.principal import ENTRA_ID, Principal
@@ -27,6 +27,8 @@ class Scope:
 
     level: Level
     cost_centers: frozenset[str] = frozenset()
+    who: str = field(default="", compare=False)
+    """Who the caller is, for an audit trail: ``entra:<object id>``, ``master key`` or ``local``."""
 
     @property
     def reads_everything(self) -> bool:
@@ -56,11 +58,12 @@ def scope_for(principal: Principal, cost_centers: CostCenterMap) -> Scope:
     """Admin, finance reader, or the cost centers the principal's groups read; otherwise 403."""
     if principal.identity_provider != ENTRA_ID:
         raise ForbiddenError("only a Microsoft Entra ID sign-in is accepted")
+    who = f"entra:{principal.object_id or 'unknown'}"
     if ADMIN_ROLE in principal.roles:
-        return EVERYTHING
+        return replace(EVERYTHING, who=who)
     if FINANCE_READER_ROLE in principal.roles:
-        return Scope(Level.FINANCE_READER)
+        return Scope(Level.FINANCE_READER, who=who)
     readable = cost_centers.read_by(principal.groups)
     if readable:
-        return Scope(Level.TEAM, readable)
+        return Scope(Level.TEAM, readable, who=who)
     raise ForbiddenError("no role or group of yours grants access to chargeback data")

@@ -9,6 +9,12 @@ Layout of one period::
 and, beside them, the compact month view's settled days (chargeback.reports.month_view)::
 
     ledger-days/<YYYY-MM>/<YYYY-MM-DD>.parquet   created once with If-None-Match: *, never changed
+
+and the corrections of final months (chargeback.reports.correction_book)::
+
+    corrections/<YYYY-MM>.json                   the month's record: created with If-None-Match: *,
+                                                 then only moved with If-Match
+    corrections/<YYYY-MM>/<id>.parquet           one correction's lines, written once
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.storage import translated
 from chargeback.domain.errors import ConflictError, NotFoundError, StorageError
 from chargeback.domain.periods import parse_month
+from chargeback.reports.correction_book import CORRECTION_ID, CorrectionRecord
 from chargeback.reports.jobs import ReportJob
 from chargeback.reports.model import DRAFT, FINAL, Manifest
 
@@ -58,6 +65,23 @@ def _lost_race(period: str, kind: str) -> Iterator[None]:
         yield
     except (ResourceExistsError, ResourceModifiedError) as exc:
         raise ConflictError(f"another {kind} report for {period} was committed first") from exc
+
+
+def _put_json(container: ContainerClient, name: str, document: object, etag: str | None) -> None:
+    """Create blob ``name`` (``etag`` None: only if absent) or replace it only if still at ``etag``."""
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
+    settings = ContentSettings(content_type="application/json")
+    if etag is None:
+        container.upload_blob(name, data, overwrite=False, content_settings=settings)
+    else:
+        container.upload_blob(
+            name,
+            data,
+            overwrite=True,
+            etag=etag,
+            match_condition=MatchConditions.IfNotModified,
+            content_settings=settings,
+        )
 
 
 class BlobReportStore:
@@ -118,20 +142,8 @@ class BlobReportStore:
 
         ``ConflictError`` when another generation moved it first; nothing is overwritten then.
         """
-        data = orjson.dumps(manifest, option=orjson.OPT_INDENT_2)
-        settings = ContentSettings(content_type="application/json")
         with translated("commit a report"), _lost_race(period, kind):
-            if etag is None:
-                self._container.upload_blob(_pointer(period, kind), data, overwrite=False, content_settings=settings)
-            else:
-                self._container.upload_blob(
-                    _pointer(period, kind),
-                    data,
-                    overwrite=True,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    content_settings=settings,
-                )
+            _put_json(self._container, _pointer(period, kind), manifest, etag)
 
     def periods(self) -> list[str]:
         """Every period with a committed pointer."""
@@ -234,3 +246,58 @@ class BlobJobStore:
             except ResourceModifiedError as exc:
                 raise ConflictError("the report job was changed by another run") from exc
         return str(written["etag"])
+
+
+CORRECTIONS = "corrections"
+
+
+class BlobCorrectionStore:
+    """``CorrectionStore``: each final month's correction record and the corrections' lines."""
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    @staticmethod
+    def _record(period: str) -> str:
+        return f"{CORRECTIONS}/{parse_month(period)}.json"
+
+    @staticmethod
+    def _lines(period: str, correction: str) -> str:
+        if not CORRECTION_ID.match(correction):
+            raise StorageError("refusing a correction file that is not one this app writes")
+        return f"{CORRECTIONS}/{parse_month(period)}/{correction}.parquet"
+
+    def record(self, period: str) -> tuple[CorrectionRecord, str] | None:
+        with translated("read a correction record"):
+            try:
+                downloader = self._container.download_blob(self._record(period))
+                data = downloader.readall()
+            except ResourceNotFoundError:
+                return None
+        return cast(CorrectionRecord, orjson.loads(data)), str(downloader.properties.etag)
+
+    def save(self, period: str, record: CorrectionRecord, etag: str | None) -> None:
+        """Create the record (``etag`` None) or move it from ``etag``; ``ConflictError`` when it moved first."""
+        with translated("record a correction"), _lost_race(period, "correction"):
+            _put_json(self._container, self._record(period), record, etag)
+
+    def put_lines(self, period: str, correction: str, data: bytes) -> None:
+        settings = ContentSettings(content_type="application/vnd.apache.parquet")
+        with translated("write a correction's lines"):
+            self._container.upload_blob(
+                self._lines(period, correction), data, overwrite=False, content_settings=settings
+            )
+
+    def get_lines(self, period: str, correction: str) -> bytes:
+        with translated("read a correction's lines"):
+            try:
+                return self._container.download_blob(self._lines(period, correction)).readall()
+            except ResourceNotFoundError as exc:
+                raise StorageError(f"the lines of a correction of {period} are missing") from exc
+
+    def periods(self) -> list[str]:
+        """Every month with a correction record."""
+        prefix = f"{CORRECTIONS}/"
+        with translated("list correction records"):
+            names = [blob.name[len(prefix) :] for blob in self._container.list_blobs(name_starts_with=prefix)]
+        return sorted(name.removesuffix(".json") for name in names if "/" not in name and name.endswith(".json"))

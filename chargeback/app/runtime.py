@@ -15,7 +15,7 @@ from typing import Any
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.blobs import BlobCompactDays, BlobCorrectionStore, BlobJobStore, BlobReportStore
 from chargeback.adapters.finops_hub import BlobHubStore, hub_store
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
@@ -179,6 +179,7 @@ class Services:
             provider_name=settings.provider_name,
             links=settings.downloads == "redirect",
             streamed_usage=self.streamed_usage,
+            corrections=BlobCorrectionStore(self._report_store.container),
         )
 
     @cached_property

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,6 +66,26 @@ class ProvisionedRate:
     """Exclusive end; None runs until the deployment's next entry, or for ever."""
     monthly_cost: Decimal | None
     hourly_cost: Decimal | None
+    units: int | None = None
+    """How many provisioned throughput units (PTUs) the cost buys; shown in the report, not priced."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedTerms:
+    """What a provisioned deployment costs in one period, and for how many of its hours."""
+
+    deployment: str
+    cost: Decimal
+    """Rounded to the minor unit: what the period's lines share out."""
+    hours: int
+    """The provisioned hours billed: those of the period up to the accrual time."""
+    provisioned_hours: int
+    """The provisioned hours of the whole period."""
+    units: int | None
+    hourly_cost: Decimal | None
+    """The hourly cost when one hourly entry covers every billed hour."""
+    monthly_cost: Decimal | None
+    """The monthly cost when one monthly entry covers every billed hour."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,26 +148,47 @@ class PriceSheet:
     def provisioned_deployments(self) -> tuple[str, ...]:
         return tuple(sorted({rate.deployment for rate in self.provisioned}))
 
-    def provisioned_cost(self, deployment: str, period: str) -> Decimal:
+    def provisioned_cost(self, deployment: str, period: str, *, until: datetime | None = None) -> Decimal:
         """The fixed cost of ``deployment`` for ``period``, rounded to the minor unit.
 
         Hourly entries cost hourly × provisioned hours in the period; monthly entries are
-        prorated by the share of the month's hours they cover.
+        prorated by the share of the month's hours they cover. With ``until``, only the hours
+        that have ended by then count: a month to date accrues its capacity hour by hour.
         """
+        return self.provisioned_terms(deployment, period, until=until).cost
+
+    def provisioned_terms(self, deployment: str, period: str, *, until: datetime | None = None) -> ProvisionedTerms:
+        """The cost of ``deployment`` in ``period`` (to ``until``), with the hours and units it covers."""
         start, end = period_bounds(period)
-        month_hours = Decimal((end - start).days * 24)
-        total = Decimal(0)
+        month_hours = (end - start).days * 24
+        cutoff = month_hours if until is None else _hours_since(start, until, month_hours)
+        total, billed, provisioned = Decimal(0), 0, 0
+        used: list[ProvisionedRate] = []
         for rate, seg_start, seg_end in self._segments(deployment):
-            lo = max(seg_start, start)
-            hi = end if seg_end is None else min(seg_end, end)
+            lo = max((seg_start - start).days * 24, 0)
+            hi = month_hours if seg_end is None else min((seg_end - start).days * 24, month_hours)
             if hi <= lo:
                 continue
-            hours = Decimal((hi - lo).days * 24)
+            provisioned += hi - lo
+            hours = max(0, min(hi, cutoff) - lo)
+            if hours == 0:
+                continue
+            billed += hours
+            used.append(rate)
             if rate.hourly_cost is not None:
                 total += rate.hourly_cost * hours
             elif rate.monthly_cost is not None:
                 total += rate.monthly_cost * hours / month_hours
-        return self.round(total)
+        only = used[0] if len({(r.hourly_cost, r.monthly_cost, r.units) for r in used}) == 1 else None
+        return ProvisionedTerms(
+            deployment=deployment,
+            cost=self.round(total),
+            hours=billed,
+            provisioned_hours=provisioned,
+            units=None if only is None else only.units,
+            hourly_cost=None if only is None else only.hourly_cost,
+            monthly_cost=None if only is None else only.monthly_cost,
+        )
 
     def round(self, amount: Decimal) -> Decimal:
         """``amount`` rounded half-even to the currency's minor unit."""
@@ -172,6 +213,13 @@ def _effective(rates: Iterable[_Rate], day: date) -> _Rate | None:
         if rate.effective_from <= day and (best is None or rate.effective_from > best.effective_from):
             best = rate
     return best
+
+
+def _hours_since(start: date, until: datetime, limit: int) -> int:
+    """Whole hours from midnight UTC of ``start`` to ``until``, between 0 and ``limit``."""
+    origin = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    elapsed = (until.astimezone(UTC) - origin).total_seconds() // 3600
+    return int(min(max(elapsed, 0), limit))
 
 
 def _places(value: Decimal) -> int:
@@ -301,7 +349,18 @@ def _provisioned_rate(entry: Any, where: str) -> ProvisionedRate:
         effective_to=end,
         monthly_cost=_price(entry, "monthly_cost", where) if has_monthly else None,
         hourly_cost=_price(entry, "hourly_cost", where) if has_hourly else None,
+        units=_units(entry, where),
     )
+
+
+def _units(entry: Mapping[str, Any], where: str) -> int | None:
+    """``units``: the PTUs the entry's cost buys, a whole number of at least 1, when given."""
+    raw = entry.get("units")
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+        raise ConfigurationError(f"{where}: units must be a whole number of at least 1, got {raw!r}")
+    return raw
 
 
 def _price(entry: Mapping[str, Any], name: str, where: str) -> Decimal:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,6 +26,7 @@ from chargeback.billing.prices import (
     UNALLOCATED_SUBSCRIPTION,
     BlendedRate,
     PriceSheet,
+    ProvisionedTerms,
     TokenRate,
 )
 from chargeback.domain.errors import ConfigurationError
@@ -46,6 +47,21 @@ LINE_COLUMNS = (
     "pricing",
 )
 DAILY_COLUMNS = ("day", "subscription_id", *LEDGER_COUNTERS, "metered_cost_minor", "metered_cost")
+PROVISIONED_COLUMNS = (
+    "deployment",
+    "units",
+    "hourly_cost",
+    "monthly_cost",
+    "hours",
+    "provisioned_hours",
+    "cost_minor",
+    "shared_minor",
+    "idle_minor",
+    "requests",
+    "total_tokens",
+    "subscriptions",
+)
+"""Per provisioned deployment: its terms, the hours billed, what its users shared and what stayed idle."""
 _CHUNK_ROWS = 1_000_000
 _INT64_HEADROOM = 2**62
 
@@ -59,9 +75,13 @@ class PricedUsage:
     daily: pd.DataFrame
     """One row per (day, subscription), columns :data:`DAILY_COLUMNS`.
 
-    ``metered_cost`` excludes provisioned-capacity shares (those are monthly) and is rounded per
-    row, so it is a guide to the day's spend, not a part of the invoice.
+    ``metered_cost`` is the per-token and blended cost (provisioned capacity is billed per month,
+    apart): each subscription's, as its lines were rounded, spread over its days by their exact
+    cost, so the days add up to the subscription's metered cost exactly.
     """
+    provisioned: pd.DataFrame = field(default_factory=lambda: _provisioned_frame([]))
+    """One row per provisioned deployment of the sheet, columns :data:`PROVISIONED_COLUMNS`
+    (none when the capacity was not shared out: late usage)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +104,12 @@ def price_rows(rows: Iterable[UsageRow], sheet: PriceSheet, period: str) -> Pric
 
 
 def price_usage(
-    frame: pd.DataFrame, sheet: PriceSheet, period: str, *, allocate_provisioned: bool = True
+    frame: pd.DataFrame,
+    sheet: PriceSheet,
+    period: str,
+    *,
+    allocate_provisioned: bool = True,
+    accrue_until: datetime | None = None,
 ) -> PricedUsage:
     """Price a normalised usage frame of ``period`` into report lines and daily totals.
 
@@ -93,7 +118,9 @@ def price_usage(
     the currency's minor unit. With ``allocate_provisioned`` the fixed cost of each provisioned
     deployment is shared among the subscriptions that used it in the period (largest
     remainder, to the minor unit); without it (late usage of a closed period, whose capacity
-    was charged already) tokens on provisioned deployments cost nothing more.
+    was charged already) tokens on provisioned deployments cost nothing more. With
+    ``accrue_until``, a deployment's cost is that of the hours ended by then: a month to date
+    bills the capacity it has had so far, not the whole month's.
     """
     start, end = period_bounds(period)
     frame = normalise_usage_frame(frame)
@@ -106,6 +133,19 @@ def price_usage(
     days = [start.fromordinal(start.toordinal() + i) for i in range((end - start).days)]
     tables = _rate_tables(sheet, models, deployments, days)
 
+    grouped, daily = _priced_chunks(frame, tables, start)
+    lines = _lines(grouped, sheet, tables, models)
+    metered = lines.groupby("subscription_id", observed=True, sort=False)["cost_minor"].sum()
+    provisioned: list[dict[str, Any]] = []
+    if allocate_provisioned:
+        lines, provisioned = _allocate_provisioned(lines, sheet, period, accrue_until)
+    lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
+    daily_frame = _daily(daily, sheet, metered.rename(index=str))
+    return PricedUsage(lines=lines, daily=daily_frame, provisioned=_provisioned_frame(provisioned))
+
+
+def _priced_chunks(frame: pd.DataFrame, tables: _RateTables, start: date) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The frame priced a chunk at a time: sums per (line, rate), and per (day, subscription)."""
     line_sums = [*LEDGER_COUNTERS, "split_priced", "blended_priced", "ptu_tokens", "metered"]
     grouped: list[pd.DataFrame] = []
     daily: list[pd.DataFrame] = []
@@ -121,11 +161,7 @@ def price_usage(
             .sum()
             .reset_index()
         )
-    lines = _lines(pd.concat(grouped, ignore_index=True), sheet, tables, models)
-    if allocate_provisioned:
-        lines = _allocate_provisioned(lines, sheet, period)
-    lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
-    return PricedUsage(lines=lines, daily=_daily(pd.concat(daily, ignore_index=True), sheet, tables))
+    return pd.concat(grouped, ignore_index=True), pd.concat(daily, ignore_index=True)
 
 
 def _rate_tables(
@@ -309,51 +345,103 @@ def _single_rate(grouped: pd.DataFrame, column: str) -> pd.DataFrame:
     )
 
 
-def _allocate_provisioned(lines: pd.DataFrame, sheet: PriceSheet, period: str) -> pd.DataFrame:
+def _allocate_provisioned(
+    lines: pd.DataFrame, sheet: PriceSheet, period: str, until: datetime | None
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Share each provisioned deployment's cost among the lines that used it; idle cost to ``unallocated``.
+
+    Returns the lines and, per deployment, what it cost and how it was shared.
+    """
     extra = lines["cost_minor"].to_numpy().copy()
     idle: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
     for deployment in sheet.provisioned_deployments():
-        cost = sheet.provisioned_cost(deployment, period)
-        units = int(cost.scaleb(sheet.minor_units))
+        terms = sheet.provisioned_terms(deployment, period, until=until)
+        units = int(terms.cost.scaleb(sheet.minor_units))
+        used = ((lines["deployment"] == deployment) & (lines["ptu_tokens"] > 0)).to_numpy()
+        summary.append(_provisioned_row(terms, units, lines, used))
         if units == 0:
             continue
-        used = ((lines["deployment"] == deployment) & (lines["ptu_tokens"] > 0)).to_numpy()
         if not used.any():
-            idle.append(
-                {
-                    "subscription_id": UNALLOCATED_SUBSCRIPTION,
-                    "model": UNKNOWN,
-                    "deployment": deployment,
-                    "cost_minor": units,
-                    "pricing": PTU_ALLOCATION,
-                }
-            )
+            idle.append(_idle_line(deployment, units))
             continue
-        # first to subscriptions by their tokens, then within a subscription to its models
-        members: dict[str, dict[str, tuple[int, int]]] = {}
-        for position, subscription, model, tokens in zip(
-            np.flatnonzero(used),
-            lines["subscription_id"].to_numpy()[used],
-            lines["model"].to_numpy()[used],
-            lines["ptu_tokens"].to_numpy()[used],
-            strict=True,
-        ):
-            members.setdefault(str(subscription), {})[str(model)] = (int(position), int(tokens))
-        shares = allocate(units, {sub: sum(t for _, t in models.values()) for sub, models in members.items()})
-        for subscription, share in shares.items():
-            models = members[subscription]
-            for model, part in allocate(share, {m: t for m, (_, t) in models.items()}).items():
-                extra[models[model][0]] += part
+        _share(extra, lines, used, units)
     lines = lines.assign(cost_minor=extra)
     if idle:
-        blank = pd.DataFrame(idle)
-        lines = pd.concat([lines, blank], ignore_index=True)
-        for name in (*LEDGER_COUNTERS, "rates_applied", "ptu_tokens", "split_priced", "blended_priced"):
-            lines[name] = lines[name].fillna(0).astype(np.int64)
-        lines["currency"] = sheet.currency
-        for name in ("input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"):
-            lines[name] = lines[name].astype(object).where(lines[name].notna(), None)
+        lines = _with_idle_lines(lines, idle, sheet)
+    return lines, summary
+
+
+def _share(extra: npt.NDArray[Any], lines: pd.DataFrame, used: npt.NDArray[np.bool_], units: int) -> None:
+    """Add ``units`` to the lines that ``used`` marks: first to subscriptions by their tokens,
+    then within a subscription to its models."""
+    members: dict[str, dict[str, tuple[int, int]]] = {}
+    for position, subscription, model, tokens in zip(
+        np.flatnonzero(used),
+        lines["subscription_id"].to_numpy()[used],
+        lines["model"].to_numpy()[used],
+        lines["ptu_tokens"].to_numpy()[used],
+        strict=True,
+    ):
+        members.setdefault(str(subscription), {})[str(model)] = (int(position), int(tokens))
+    shares = allocate(units, {sub: sum(t for _, t in models.values()) for sub, models in members.items()})
+    for subscription, share in shares.items():
+        models = members[subscription]
+        for model, part in allocate(share, {m: t for m, (_, t) in models.items()}).items():
+            extra[models[model][0]] += part
+
+
+def _idle_line(deployment: str, units: int) -> dict[str, Any]:
+    return {
+        "subscription_id": UNALLOCATED_SUBSCRIPTION,
+        "model": UNKNOWN,
+        "deployment": deployment,
+        "cost_minor": units,
+        "pricing": PTU_ALLOCATION,
+    }
+
+
+def _with_idle_lines(lines: pd.DataFrame, idle: list[dict[str, Any]], sheet: PriceSheet) -> pd.DataFrame:
+    lines = pd.concat([lines, pd.DataFrame(idle)], ignore_index=True)
+    for name in (*LEDGER_COUNTERS, "rates_applied", "ptu_tokens", "split_priced", "blended_priced"):
+        lines[name] = lines[name].fillna(0).astype(np.int64)
+    lines["currency"] = sheet.currency
+    for name in ("input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"):
+        lines[name] = lines[name].astype(object).where(lines[name].notna(), None)
     return lines
+
+
+def _provisioned_row(
+    terms: ProvisionedTerms, cost_minor: int, lines: pd.DataFrame, used: npt.NDArray[np.bool_]
+) -> dict[str, Any]:
+    served = lines[used]
+    shared = cost_minor if used.any() else 0
+    return {
+        "deployment": terms.deployment,
+        "units": terms.units,
+        "hourly_cost": terms.hourly_cost,
+        "monthly_cost": terms.monthly_cost,
+        "hours": terms.hours,
+        "provisioned_hours": terms.provisioned_hours,
+        "cost_minor": cost_minor,
+        "shared_minor": shared,
+        "idle_minor": cost_minor - shared,
+        "requests": int(served["requests"].sum()),
+        "total_tokens": int(served["ptu_tokens"].sum()),
+        "subscriptions": int(served["subscription_id"].nunique()),
+    }
+
+
+def _provisioned_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(PROVISIONED_COLUMNS))
+    for name in ("hours", "provisioned_hours", "cost_minor", "shared_minor", "idle_minor", "requests"):
+        frame[name] = frame[name].astype(np.int64)
+    for name in ("total_tokens", "subscriptions"):
+        frame[name] = frame[name].astype(np.int64)
+    frame["units"] = frame["units"].astype("Int64")
+    for name in ("deployment", "hourly_cost", "monthly_cost"):
+        frame[name] = frame[name].astype(object)
+    return frame
 
 
 def _finish_lines(lines: pd.DataFrame, sheet: PriceSheet) -> pd.DataFrame:
@@ -362,15 +450,63 @@ def _finish_lines(lines: pd.DataFrame, sheet: PriceSheet) -> pd.DataFrame:
     return lines.loc[:, list(LINE_COLUMNS)]
 
 
-def _daily(daily: pd.DataFrame, sheet: PriceSheet, tables: _RateTables) -> pd.DataFrame:
+def _daily(daily: pd.DataFrame, sheet: PriceSheet, targets: pd.Series[Any]) -> pd.DataFrame:
+    """Per (day, subscription): its counters and its part of the subscription's metered cost.
+
+    ``targets`` is each subscription's metered cost in minor units as its lines were rounded;
+    it is spread over the subscription's days in proportion to their exact cost (largest
+    remainder, ties to the earlier day), so a subscription's days add up to its lines exactly.
+    """
     daily = (
         daily.groupby(["day", "subscription_id"], observed=True, sort=True)[[*LEDGER_COUNTERS, "metered"]]
         .sum()
         .reset_index()
     )
     daily["subscription_id"] = daily["subscription_id"].astype(str)
-    daily["metered_cost_minor"] = _round_scaled(daily["metered"].to_numpy(), tables.scale + 6, sheet.minor_units)
-    daily["metered_cost_minor"] = daily["metered_cost_minor"].astype(np.int64)
+    daily["metered_cost_minor"] = _spread(daily, targets)
     daily["metered_cost"] = money_column(daily["metered_cost_minor"], sheet.minor_units)
     daily["day"] = pd.to_datetime(daily["day"]).dt.date
     return daily.loc[:, list(DAILY_COLUMNS)]
+
+
+def _spread(daily: pd.DataFrame, targets: pd.Series[Any]) -> npt.NDArray[np.int64]:
+    """Each subscription's target split over its rows in proportion to their ``metered`` cost,
+    largest remainder first (ties to the earlier row), summing to the target exactly.
+
+    Exact costs are integers of 10^-(scale+6) units, whose product with a target may not fit in
+    int64: the weights are those costs cut by the power of ten that keeps every product in range,
+    which changes at most which day gets a leftover cent, never the sum. A subscription whose
+    rows all weigh nothing at that cut is split evenly.
+    """
+    if daily.empty:
+        return np.zeros(0, dtype=np.int64)
+    codes, _ = pd.factorize(daily["subscription_id"])
+    target = daily["subscription_id"].map(targets).fillna(0).to_numpy().astype(np.int64)
+    weights = _cut(daily["metered"].to_numpy(), int(target.max(initial=0)))
+    totals = np.bincount(codes, minlength=codes.max() + 1).astype(np.int64)  # rows per subscription
+    weight_sums = pd.Series(weights).groupby(codes).transform("sum").to_numpy(dtype=np.int64)
+    even = weight_sums == 0
+    weights = np.where(even, 1, weights)
+    weight_sums = np.where(even, totals[codes], weight_sums)
+    product = target * weights
+    share, remainder = product // weight_sums, product % weight_sums
+    left = target - pd.Series(share).groupby(codes).transform("sum").to_numpy(dtype=np.int64)
+    rows = np.arange(len(codes))
+    order = np.lexsort((rows, -remainder, codes))
+    grouped = codes[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    rank = rows - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    extra = np.zeros(len(codes), dtype=np.int64)
+    extra[order] = (rank < left[order]).astype(np.int64)
+    return np.asarray(share + extra, dtype=np.int64)
+
+
+def _cut(exact: npt.NDArray[Any], most: int) -> npt.NDArray[np.int64]:
+    """``exact`` divided by the smallest power of ten that keeps ``most`` × any of them below 2^62."""
+    largest = max((int(value) for value in exact), default=0) if exact.dtype == object else int(exact.max(initial=0))
+    divisor = 1
+    while most * (largest // divisor) >= _INT64_HEADROOM:
+        divisor *= 10
+    if exact.dtype == object:
+        return np.array([int(value) // divisor for value in exact], dtype=np.int64)
+    return np.asarray(exact // divisor, dtype=np.int64)

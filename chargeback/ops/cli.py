@@ -1,4 +1,4 @@
-"""``python -m chargeback``: the operator commands (redrive, replay, prices).
+"""``python -m chargeback``: the operator commands (redrive, replay, prices, correct).
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their command runs, so one command's dependencies never slow
@@ -18,6 +18,7 @@ COMMANDS: Commands = {
     "redrive": ("chargeback.ops.redrive", "re-apply dead-lettered events after their cause is fixed"),
     "replay": ("chargeback.ops.replay", "apply Event Hubs Capture files through the ledger, counting nothing twice"),
     "prices": ("chargeback.ops.prices", "compare the price sheet with Azure's retail prices, or bring it up to date"),
+    "correct": ("chargeback.ops.correct", "re-price and re-map a final month; bill the difference in the next report"),
 }
 
 

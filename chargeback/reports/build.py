@@ -17,9 +17,15 @@ import pandas as pd
 
 from chargeback.billing.allocation import money_column
 from chargeback.billing.cost_centers import UNALLOCATED, CostCenterMap
-from chargeback.billing.frames import LINE_KEYS, concat_usage_frames, normalise_usage_frame, usage_frame
-from chargeback.billing.prices import PriceSheet
-from chargeback.billing.pricing import price_usage
+from chargeback.billing.frames import (
+    LEDGER_COUNTERS,
+    LINE_KEYS,
+    concat_usage_frames,
+    normalise_usage_frame,
+    usage_frame,
+)
+from chargeback.billing.prices import TOKENS_PER_UNIT, PriceSheet
+from chargeback.billing.pricing import LINE_COLUMNS, PROVISIONED_COLUMNS, price_usage
 from chargeback.domain.periods import period_bounds
 from chargeback.domain.usage import UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
@@ -27,7 +33,10 @@ from chargeback.reports.model import DEFAULT_INVOICE_ISSUER, Report
 
 USAGE = "usage"
 ADJUSTMENT = "adjustment"
-CHARGE_CATEGORIES = (USAGE, ADJUSTMENT)
+"""Late usage of a month whose report is final, billed in a later report at its own days' prices."""
+CORRECTION = "correction"
+"""The difference made by re-pricing or re-mapping a final month, billed in a later report."""
+CHARGE_CATEGORIES = (USAGE, ADJUSTMENT, CORRECTION)
 
 LINE_VIEW_COLUMNS = (
     "period",
@@ -54,8 +63,6 @@ LINE_VIEW_COLUMNS = (
     "cost",
     "currency",
     "pricing",
-    "monitor_total_tokens",
-    "delta_tokens",
     "reconciliation_status",
 )
 TOKEN_COLUMNS = (
@@ -69,6 +76,17 @@ TOKEN_COLUMNS = (
 )
 """Token counts of a line; ``event_tokens`` came as usage events, ``llm_log_tokens`` from the LLM logs."""
 RECONCILIATION_COLUMNS = tuple(f.name for f in fields(ReconciliationLine))
+CORRECTION_COLUMNS = (
+    *LINE_KEYS,
+    "cost_center",
+    "business_unit",
+    "owner",
+    "pricing",
+    *LEDGER_COUNTERS,
+    "cost_minor",
+)
+"""A correction's lines as stored: what changed per line and cost center, tokens and cost in minor units."""
+_ASSIGNED = ("cost_center", "business_unit", "owner")
 
 LedgerInput = pd.DataFrame | Iterable[UsageRow] | Iterable[pd.DataFrame]
 """A period's usage: a usage frame, frames built in chunks, or ledger rows one by one."""
@@ -99,6 +117,7 @@ def build_report(
     *,
     reconciliation: Sequence[ReconciliationLine] = (),
     adjustments: Iterable[tuple[str, UsageRow]] = (),
+    corrections: Iterable[tuple[str, pd.DataFrame]] = (),
     generated_at: datetime | None = None,
     invoice_issuer: str = DEFAULT_INVOICE_ISSUER,
 ) -> Report:
@@ -107,35 +126,71 @@ def build_report(
     ``adjustments`` are ``(original period, row)`` pairs counted after their period closed;
     they become ``adjustment`` lines priced at their own day's rates. Capacity of provisioned
     deployments was shared out when their period closed, so late tokens on them add nothing.
+    ``corrections`` are ``(original period, lines)`` in :data:`CORRECTION_COLUMNS`, priced
+    already: they become ``correction`` lines with the cost centers they carry. Provisioned
+    capacity accrues to ``generated_at``: a month to date bills the hours it has had.
     """
     period_bounds(period)
     sheet = price_sheet
-    priced = price_usage(ledger_frame(ledger), sheet, period)
+    moment = (generated_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    priced = price_usage(ledger_frame(ledger), sheet, period, accrue_until=moment)
     parts = [_tag(priced.lines, period, USAGE, None)]
     for original, rows in _by_period(adjustments, period).items():
         late = price_usage(usage_frame(rows), sheet, original, allocate_provisioned=False)
         parts.append(_tag(late.lines, period, ADJUSTMENT, original))
-    detail = pd.concat(parts, ignore_index=True)
+    detail = _attach(pd.concat(parts, ignore_index=True), cost_centers)
+    fixes = [_correction_lines(lines, period, original, sheet) for original, lines in _checked(corrections, period)]
+    detail = pd.concat([detail, *fixes], ignore_index=True) if fixes else detail
     detail["event_tokens"] = detail["total_tokens"] - detail["llm_log_tokens"]
     recon = _reconciliation_view(reconciliation, period)
-    detail = _attach(detail, cost_centers, recon)
-    order = detail["charge_category"].map({USAGE: 0, ADJUSTMENT: 1})
-    detail = (
+    detail = _with_reconciliation(detail, recon)
+    return _assemble(
+        period,
+        _ordered(detail),
+        priced.daily.drop(columns="metered_cost_minor"),
+        recon,
+        priced.provisioned,
+        currency=sheet.currency,
+        minor_units=sheet.minor_units,
+        generated_at=moment,
+        invoice_issuer=invoice_issuer,
+    )
+
+
+def _ordered(detail: pd.DataFrame) -> pd.DataFrame:
+    """Usage lines first, then adjustments, then corrections; each by period, line and cost center."""
+    order = detail["charge_category"].map({USAGE: 0, ADJUSTMENT: 1, CORRECTION: 2})
+    return (
         detail.assign(_order=order)
-        .sort_values(["_order", "adjusted_period", *LINE_KEYS], kind="stable", na_position="first")
+        .sort_values(["_order", "adjusted_period", *LINE_KEYS, "cost_center"], kind="stable", na_position="first")
         .drop(columns="_order")
         .reset_index(drop=True)
     )
-    return _assemble(
-        period,
-        detail,
-        priced.daily.drop(columns="metered_cost_minor"),
-        recon,
-        currency=sheet.currency,
-        minor_units=sheet.minor_units,
-        generated_at=(generated_at or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0),
-        invoice_issuer=invoice_issuer,
-    )
+
+
+def _checked(corrections: Iterable[tuple[str, pd.DataFrame]], period: str) -> list[tuple[str, pd.DataFrame]]:
+    checked = []
+    for original, lines in corrections:
+        period_bounds(original)
+        if original >= period:
+            raise ValueError(f"a correction's period {original} must be before the report's {period}")
+        checked.append((original, lines))
+    return sorted(checked, key=lambda pair: pair[0])
+
+
+def _correction_lines(lines: pd.DataFrame, period: str, original: str, sheet: PriceSheet) -> pd.DataFrame:
+    """Stored correction lines as report lines: no unit prices (their cost is a difference)."""
+    frame = lines.loc[:, list(CORRECTION_COLUMNS)].reset_index(drop=True)
+    for name in (*LEDGER_COUNTERS, "cost_minor"):
+        frame[name] = frame[name].to_numpy().astype(np.int64)
+    for name in ("input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"):
+        frame[name] = pd.Series([None] * len(frame), dtype=object)
+    frame["rates_applied"] = np.zeros(len(frame), dtype=np.int64)
+    frame["cost"] = money_column(frame["cost_minor"], sheet.minor_units)
+    frame["currency"] = sheet.currency
+    assigned = frame.loc[:, list(_ASSIGNED)].astype(str)
+    tagged = _tag(frame.loc[:, list(LINE_COLUMNS)], period, CORRECTION, original)
+    return tagged.assign(**{name: assigned[name] for name in _ASSIGNED}, mapped=assigned["cost_center"] != UNALLOCATED)
 
 
 def _assemble(
@@ -143,6 +198,7 @@ def _assemble(
     detail: pd.DataFrame,
     daily: pd.DataFrame,
     recon: pd.DataFrame,
+    provisioned: pd.DataFrame,
     *,
     currency: str,
     minor_units: int,
@@ -151,28 +207,8 @@ def _assemble(
 ) -> Report:
     """The report's views and totals, all derived from its priced lines (``detail``)."""
     lines = detail.loc[:, list(LINE_VIEW_COLUMNS)]
-    details = detail.loc[:, ["rates_applied", "cost_minor", "mapped"]]
     money = _Money(minor_units)
-    by_subscription = _by_subscription(detail, recon, money)
-    unmapped = set(detail.loc[~detail["mapped"].astype(bool), "subscription_id"].astype(str))
-    unallocated = by_subscription.loc[
-        by_subscription["subscription_id"].isin(sorted(unmapped)),
-        ["subscription_id", "requests", "total_tokens", "cost"],
-    ].reset_index(drop=True)
-    usage_minor = int(detail.loc[detail["charge_category"] == USAGE, "cost_minor"].sum())
-    adjustment_minor = int(detail.loc[detail["charge_category"] == ADJUSTMENT, "cost_minor"].sum())
-    unallocated_minor = int(detail.loc[~detail["mapped"].astype(bool), "cost_minor"].sum())
-    totals: dict[str, Any] = {
-        "lines": len(lines),
-        "subscriptions": int(lines["subscription_id"].nunique()),
-        "unallocated_subscriptions": len(unallocated),
-        "requests": int(lines["requests"].sum()),
-        **{name: int(lines[name].sum()) for name in TOKEN_COLUMNS},
-        "usage_cost": money(usage_minor),
-        "adjustment_cost": money(adjustment_minor),
-        "unallocated_cost": money(unallocated_minor),
-        "cost": money(usage_minor + adjustment_minor),
-    }
+    unallocated = _unallocated(detail, money)
     return Report(
         period=period,
         currency=currency,
@@ -180,14 +216,69 @@ def _assemble(
         generated_at=generated_at,
         lines=lines,
         by_cost_center=_by_cost_center(detail, money),
-        by_subscription=by_subscription,
+        by_subscription=_by_subscription(detail, recon, money),
         daily=daily,
         reconciliation=recon,
         unallocated=unallocated,
-        totals=totals,
-        line_details=details,
+        totals=_totals(detail, daily, len(unallocated), money),
+        line_details=detail.loc[:, ["rates_applied", "cost_minor", "mapped"]],
         invoice_issuer=invoice_issuer,
+        provisioned=_provisioned_view(provisioned, money),
     )
+
+
+def _totals(detail: pd.DataFrame, daily: pd.DataFrame, unallocated: int, money: _Money) -> dict[str, Any]:
+    """Counts, tokens and cost of the report; cost apart per charge category and for unallocated lines.
+
+    ``usage_cost`` = ``metered_cost`` (per-token and blended: the daily view's days add up to
+    it) + ``provisioned_cost`` (the shares of provisioned capacity, idle capacity included).
+    """
+    minor = {
+        category: int(detail.loc[detail["charge_category"] == category, "cost_minor"].sum())
+        for category in CHARGE_CATEGORIES
+    }
+    metered = sum((Decimal(value) for value in daily["metered_cost"]), Decimal(0)) if len(daily) else Decimal(0)
+    metered_minor = int(metered.scaleb(money.minor_units))
+    return {
+        "lines": len(detail),
+        "subscriptions": int(detail["subscription_id"].nunique()),
+        "unallocated_subscriptions": unallocated,
+        "requests": int(detail["requests"].sum()),
+        **{name: int(detail[name].sum()) for name in TOKEN_COLUMNS},
+        "usage_cost": money(minor[USAGE]),
+        "metered_cost": money(metered_minor),
+        "provisioned_cost": money(minor[USAGE] - metered_minor),
+        "adjustment_cost": money(minor[ADJUSTMENT]),
+        "correction_cost": money(minor[CORRECTION]),
+        "unallocated_cost": money(int(detail.loc[~detail["mapped"].astype(bool), "cost_minor"].sum())),
+        "cost": money(sum(minor.values())),
+    }
+
+
+def _unallocated(detail: pd.DataFrame, money: _Money) -> pd.DataFrame:
+    """The lines nobody's cost center pays, per subscription (a correction may move cost out: negative)."""
+    unmapped = detail[~detail["mapped"].astype(bool)]
+    grouped = (
+        unmapped.groupby("subscription_id", sort=True)[["requests", "total_tokens", "cost_minor"]].sum().reset_index()
+    )
+    grouped["subscription_id"] = grouped["subscription_id"].astype(str)
+    grouped["cost"] = money.column(grouped["cost_minor"])
+    return grouped.loc[:, ["subscription_id", "requests", "total_tokens", "cost"]]
+
+
+def _provisioned_view(provisioned: pd.DataFrame, money: _Money) -> pd.DataFrame:
+    """Per provisioned deployment, its terms and money as Decimals (minor units kept for exact sums)."""
+    view = provisioned.loc[:, list(PROVISIONED_COLUMNS)].reset_index(drop=True)
+    for name in ("cost", "shared", "idle"):
+        view[name] = money.column(view[f"{name}_minor"].astype(np.int64))
+    view["effective_price_per_1m"] = pd.Series(
+        [
+            (cost * TOKENS_PER_UNIT / tokens).quantize(Decimal("0.0001")) if tokens else None
+            for cost, tokens in zip(view["cost"], view["total_tokens"], strict=True)
+        ],
+        dtype=object,
+    )
+    return view
 
 
 def filtered(
@@ -210,7 +301,9 @@ def filtered(
     if cost_centers is not None:
         keep &= report.lines["cost_center"].isin(sorted(cost_centers))
     detail = pd.concat([report.lines[keep], report.line_details[keep]], axis=1).reset_index(drop=True)
-    subscriptions = set(detail["subscription_id"].astype(str))
+    # the days and reconciliation of the subscriptions whose usage is shown (a correction line alone
+    # may show a subscription whose usage another cost center pays now)
+    subscriptions = set(detail.loc[detail["charge_category"] == USAGE, "subscription_id"].astype(str))
     return _assemble(
         report.period,
         detail,
@@ -218,6 +311,7 @@ def filtered(
         report.reconciliation[report.reconciliation["subscription_id"].isin(sorted(subscriptions))].reset_index(
             drop=True
         ),
+        report.provisioned,
         currency=report.currency,
         minor_units=report.minor_units,
         generated_at=report.generated_at,
@@ -225,7 +319,7 @@ def filtered(
     )
 
 
-_BUNDLE_FRAMES = ("lines", "line_details", "daily", "reconciliation")
+_BUNDLE_FRAMES = ("lines", "line_details", "daily", "reconciliation", "provisioned")
 
 
 def to_bundle(report: Report) -> bytes:
@@ -250,22 +344,50 @@ def to_bundle(report: Report) -> bytes:
 def from_bundle(data: bytes) -> Report:
     """Reload a report written by :func:`to_bundle`."""
     with zipfile.ZipFile(io.BytesIO(data)) as bundle:
-        frames = {name: pd.read_parquet(io.BytesIO(bundle.read(f"{name}.parquet"))) for name in _BUNDLE_FRAMES}
+        stored = set(bundle.namelist())
+        frames = {
+            name: pd.read_parquet(io.BytesIO(bundle.read(f"{name}.parquet")))
+            for name in _BUNDLE_FRAMES
+            if f"{name}.parquet" in stored
+        }
         meta = json.loads(bundle.read("report.json"))
     detail = pd.concat([frames["lines"], frames["line_details"]], axis=1)
     if "llm_log_tokens" not in detail.columns:
         # A bundle written before the LLM logs were a usage source: every token came as an event.
         detail = detail.assign(event_tokens=detail["total_tokens"], llm_log_tokens=0)
+    # A bundle written before the provisioned view: nothing to show of it.
+    provisioned = frames.get("provisioned", pd.DataFrame(columns=list(PROVISIONED_COLUMNS)))
     return _assemble(
         str(meta["period"]),
-        detail,
+        detail.drop(columns=["monitor_total_tokens", "delta_tokens"], errors="ignore"),
         frames["daily"],
         frames["reconciliation"],
+        _typed_provisioned(provisioned),
         currency=str(meta["currency"]),
         minor_units=int(meta["minor_units"]),
         generated_at=datetime.fromisoformat(meta["generated_at"]),
         invoice_issuer=str(meta["invoice_issuer"]),
     )
+
+
+def _typed_provisioned(frame: pd.DataFrame) -> pd.DataFrame:
+    """The provisioned frame as a bundle read it back: money as Decimals again, minor units as ints."""
+    out = frame.loc[:, list(PROVISIONED_COLUMNS)].copy()
+    for name in ("hours", "provisioned_hours", "cost_minor", "shared_minor", "idle_minor", "requests"):
+        out[name] = out[name].astype(np.int64)
+    for name in ("total_tokens", "subscriptions"):
+        out[name] = out[name].astype(np.int64)
+    out["units"] = out["units"].astype("Int64")
+    for name in ("hourly_cost", "monthly_cost"):
+        out[name] = pd.Series([_decimal(v) for v in out[name]], index=out.index, dtype=object)
+    out["deployment"] = out["deployment"].astype(object)
+    return out
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return Decimal(str(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,22 +441,22 @@ def _reconciliation_view(lines: Sequence[ReconciliationLine], period: str) -> pd
     return view.loc[:, list(RECONCILIATION_COLUMNS)]
 
 
-def _attach(detail: pd.DataFrame, cost_centers: CostCenterMap, recon: pd.DataFrame) -> pd.DataFrame:
+def _attach(detail: pd.DataFrame, cost_centers: CostCenterMap) -> pd.DataFrame:
+    """Each line's cost center, business unit and owner from the map, and whether it was mapped."""
     assigned = cost_centers.assign(detail["subscription_id"])
-    detail = detail.assign(
+    return detail.assign(
         cost_center=assigned["cost_center"],
         business_unit=assigned["business_unit"],
         owner=assigned["owner"],
         mapped=assigned["mapped"],
     )
+
+
+def _with_reconciliation(detail: pd.DataFrame, recon: pd.DataFrame) -> pd.DataFrame:
+    """The reconciliation status of its subscription on each usage line; the figures stay per subscription."""
     usage = detail["charge_category"] == USAGE
-    by_id = recon.set_index("subscription_id")
-    monitor = detail["subscription_id"].map(by_id["monitor_tokens"]).where(usage)
-    delta = detail["subscription_id"].map(by_id["delta_tokens"]).where(usage)
-    status = detail["subscription_id"].map(by_id["status"]).where(usage)
+    status = detail["subscription_id"].map(recon.set_index("subscription_id")["status"]).where(usage)
     return detail.assign(
-        monitor_total_tokens=monitor.astype("Int64"),
-        delta_tokens=delta.astype("Int64"),
         reconciliation_status=pd.Series(
             [value if isinstance(value, str) else None for value in status], index=detail.index, dtype=object
         ),
@@ -343,8 +465,9 @@ def _attach(detail: pd.DataFrame, cost_centers: CostCenterMap, recon: pd.DataFra
 
 def _by_subscription(detail: pd.DataFrame, recon: pd.DataFrame, money: _Money) -> pd.DataFrame:
     adjustment_minor = detail["cost_minor"].where(detail["charge_category"] == ADJUSTMENT, 0)
+    correction_minor = detail["cost_minor"].where(detail["charge_category"] == CORRECTION, 0)
     grouped = (
-        detail.assign(adjustment_minor=adjustment_minor)
+        detail.assign(adjustment_minor=adjustment_minor, correction_minor=correction_minor)
         .groupby("subscription_id", sort=True)
         .agg(
             cost_center=("cost_center", "first"),
@@ -353,12 +476,14 @@ def _by_subscription(detail: pd.DataFrame, recon: pd.DataFrame, money: _Money) -
             requests=("requests", "sum"),
             **{name: (name, "sum") for name in TOKEN_COLUMNS},
             adjustment_minor=("adjustment_minor", "sum"),
+            correction_minor=("correction_minor", "sum"),
             cost_minor=("cost_minor", "sum"),
         )
         .reset_index()
     )
     by_id = recon.set_index("subscription_id")
     grouped["adjustment_cost"] = money.column(grouped["adjustment_minor"])
+    grouped["correction_cost"] = money.column(grouped["correction_minor"])
     grouped["cost"] = money.column(grouped["cost_minor"])
     grouped["ledger_tokens"] = grouped["subscription_id"].map(by_id["ledger_tokens"]).astype("Int64")
     grouped["monitor_total_tokens"] = grouped["subscription_id"].map(by_id["monitor_tokens"]).astype("Int64")
@@ -367,7 +492,7 @@ def _by_subscription(detail: pd.DataFrame, recon: pd.DataFrame, money: _Money) -
     grouped["reconciliation_status"] = pd.Series(
         [value if isinstance(value, str) else None for value in status], dtype=object
     )
-    return grouped.drop(columns=["adjustment_minor", "cost_minor"])
+    return grouped.drop(columns=["adjustment_minor", "correction_minor", "cost_minor"])
 
 
 def _by_cost_center(detail: pd.DataFrame, money: _Money) -> pd.DataFrame:

@@ -21,16 +21,21 @@ from xlsxwriter.utility import xl_col_to_name
 
 from chargeback.billing.prices import MAX_PRICE_PLACES, PTU_ALLOCATION, TOKENS_PER_UNIT
 from chargeback.domain.periods import period_bounds
+from chargeback.reports import glossary
 from chargeback.reports.model import Manifest, Report
 from chargeback.reports.page import render_page
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 """First characters that make a spreadsheet treat a text cell as something to execute."""
 
-MONEY_COLUMNS = frozenset({"cost", "adjustment_cost", "metered_cost"})
+MONEY_COLUMNS = frozenset(
+    {"cost", "adjustment_cost", "correction_cost", "metered_cost", "hourly_cost", "monthly_cost", "shared", "idle"}
+)
 PRICE_COLUMNS = frozenset(
     {"input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"}
 )
+RATIO_COLUMNS = frozenset({"effective_price_per_1m"})
+PERCENT_COLUMNS = frozenset({"delta_percent"})
 
 
 def neutralise(value: str) -> str:
@@ -125,6 +130,9 @@ def render_json(report: Report) -> bytes:
         "by_subscription": _records(report.by_subscription),
         "reconciliation": _records(report.reconciliation),
         "unallocated": _records(report.unallocated),
+        "provisioned": _records(
+            report.provisioned.drop(columns=[c for c in report.provisioned if str(c).endswith("_minor")])
+        ),
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -143,7 +151,9 @@ def money_format(currency: str, minor_units: int) -> str:
     return f'#,##0{decimals} "{currency}"'
 
 
-PRICE_FORMAT = "0.00" + "#" * (MAX_PRICE_PLACES - 2)
+PRICE_FORMAT = "#,##0.00" + "#" * (MAX_PRICE_PLACES - 2)
+COUNT_FORMAT = "#,##0"
+PERCENT_FORMAT = '0.00" %"'
 
 
 DATE_FORMAT = "yyyy-mm-dd"
@@ -178,23 +188,18 @@ class _Styles:
     price: int
     day: int
     timestamp: int
+    count: int
+    percent: int
 
 
 def render_xlsx(report: Report) -> bytes:
-    """A workbook with a sheet per view: bold frozen header, sized columns, money formatted.
+    """A workbook with a sheet per view and an ``about`` sheet that explains every column.
 
-    Text is always written as text: never as a formula, a number or a link.
+    Every sheet has a bold, frozen header with an autofilter; counts show thousands separators,
+    money its currency, prices their places. Subscription-level reconciliation figures are on the
+    subscription sheet only. Text is always written as text: never as a formula, a number or a link.
     """
-    totals = pd.DataFrame({"measure": list(report.totals), "value": list(report.totals.values())})
-    sheets = (
-        ("lines", report.lines),
-        ("by cost center", report.by_cost_center),
-        ("by subscription", report.by_subscription),
-        ("daily", report.daily),
-        ("reconciliation", report.reconciliation),
-        ("unallocated", report.unallocated),
-        ("totals", totals),
-    )
+    sheets = xlsx_sheets(report)
     buffer = io.BytesIO()
     # closing the workbook, even on an error, removes the temporary files its sheets' rows go to
     with xlsxwriter.Workbook(buffer, _WORKBOOK_OPTIONS) as workbook:
@@ -204,10 +209,43 @@ def render_xlsx(report: Report) -> bytes:
             price=_style(workbook, {"num_format": PRICE_FORMAT}),
             day=_style(workbook, {"num_format": DATE_FORMAT}),
             timestamp=_style(workbook, {"num_format": DATETIME_FORMAT}),
+            count=_style(workbook, {"num_format": COUNT_FORMAT}),
+            percent=_style(workbook, {"num_format": PERCENT_FORMAT}),
         )
-        for title, frame in sheets:
+        for title, frame in sheets.items():
             _write_sheet(workbook, title, neutralise_frame(frame), styles)
     return buffer.getvalue()
+
+
+def xlsx_sheets(report: Report) -> dict[str, pd.DataFrame]:
+    """The workbook's sheets in order, as frames: the views, the totals, and what every column means."""
+    sheets = {
+        "lines": report.lines,
+        "by cost center": report.by_cost_center,
+        "by subscription": report.by_subscription,
+        "provisioned": report.provisioned.drop(columns=[c for c in report.provisioned if str(c).endswith("_minor")]),
+        "daily": report.daily,
+        "reconciliation": report.reconciliation,
+        "unallocated": report.unallocated,
+        "totals": pd.DataFrame(
+            {
+                "measure": list(report.totals),
+                "value": list(report.totals.values()),
+                "meaning": [glossary.TOTALS.get(name, "") for name in report.totals],
+            }
+        ),
+    }
+    sheets["about"] = _about(sheets)
+    return sheets
+
+
+def _about(sheets: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per note on the whole report, then per column of every sheet, saying what it holds."""
+    columns = ["sheet", "column", "meaning"]
+    rows = [("(the report)", topic, text) for topic, text in glossary.GENERAL]
+    described = {**sheets, "about": pd.DataFrame(columns=columns)}
+    rows += [(title, str(name), glossary.meaning(str(name))) for title, frame in described.items() for name in frame]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _style(workbook: Any, properties: dict[str, Any]) -> int:
@@ -236,6 +274,7 @@ def _write_sheet(workbook: Any, title: str, frame: pd.DataFrame, styles: _Styles
     sheet._check_dimensions(0, 0)
     sheet._check_dimensions(rows, width - 1)
     sheet.freeze_panes(1, 0)
+    sheet.autofilter(0, 0, rows, width - 1)
     names = [str(name) for name in frame.columns]
     for index, name in enumerate(names):
         sample = frame.iloc[:, index].head(200).to_numpy(dtype=object)
@@ -250,7 +289,7 @@ def _write_sheet(workbook: Any, title: str, frame: pd.DataFrame, styles: _Styles
     ]
     row_data.write(_rows_xml(["1"], [[cell] for cell in header]))
     columns = [
-        _column_cells(frame.iloc[:, index], letter, *_column_style(title, name, styles), styles)
+        _column_cells(frame.iloc[:, index], letter, *_column_style(title, name, frame.iloc[:, index], styles), styles)
         for index, (letter, name) in enumerate(zip(letters, names, strict=True))
     ]
     for start in range(0, rows, XLSX_ROWS_PER_BLOCK):
@@ -258,16 +297,22 @@ def _write_sheet(workbook: Any, title: str, frame: pd.DataFrame, styles: _Styles
         row_data.write(_rows_xml(numbers, [cells(numbers, start) for cells in columns]))
 
 
-def _column_style(title: str, name: str, styles: _Styles) -> tuple[int, bool]:
-    """The style of a column's numbers and dates, and whether only its Decimals take it."""
+def _column_style(title: str, name: str, column: pd.Series[Any], styles: _Styles) -> tuple[int, bool]:
+    """The style of a column's numbers and dates, and whether only its Decimals take it (whole
+    numbers then take the count style)."""
     if title == "totals" and name == "value":
         return styles.money, True
-    if name in MONEY_COLUMNS:
-        return styles.money, False
-    if name in PRICE_COLUMNS:
-        return styles.price, False
-    if name == "day":
-        return styles.day, False
+    named = (
+        (MONEY_COLUMNS, styles.money),
+        (PRICE_COLUMNS | RATIO_COLUMNS, styles.price),
+        (PERCENT_COLUMNS, styles.percent),
+        (frozenset({"day"}), styles.day),
+    )
+    for names, style in named:
+        if name in names:
+            return style, False
+    if column.dtype.kind in "iu" or isinstance(column.dtype, pd.Int64Dtype):
+        return styles.count, False
     return 0, False
 
 
@@ -323,7 +368,7 @@ def _cell_body(value: Any, style: int, styles: _Styles, *, decimals_only: bool) 
     if isinstance(value, str):
         return _string_body(value, 0) if value else ""
     if decimals_only and not isinstance(value, Decimal):
-        style = 0
+        style = styles.count if isinstance(value, int | np.integer) and not isinstance(value, bool) else 0
     if isinstance(value, bool | np.bool_):
         return f'{_style_attribute(style)} t="b"><v>{int(value)}</v></c>'
     if isinstance(value, int | np.integer):
@@ -532,8 +577,9 @@ def render_focus(report: Report) -> bytes:
     of provisioned throughput is its use of capacity the platform bought (the purchase itself
     belongs to the platform's own bill, not to a chargeback line), so those lines are Usage with
     ``ChargeFrequency`` Recurring and ``x_PricingMethod`` ptu_allocation. Late usage of a
-    closed, already invoiced period is Usage with ``ChargeClass`` Correction, the charge period
-    being the original month while the billing period is this one. Dates are ISO 8601 UTC and
+    closed, already invoiced period, and the correction of one re-priced or re-mapped, are Usage
+    with ``ChargeClass`` Correction, the charge period being the original month while the
+    billing period is this one (``x_ChargeCategory`` says which). Dates are ISO 8601 UTC and
     every end is exclusive. Decimal columns always carry a decimal point, so that a whole
     number is read as a decimal and not as an integer.
     """
@@ -619,8 +665,11 @@ def _charges(report: Report) -> dict[str, Any]:
         "ChargePeriodStart": [start for start, _ in charge_periods],
         "ChargePeriodEnd": [end for _, end in charge_periods],
         "ChargeCategory": "Usage",
-        "ChargeClass": [("Correction" if late else None) for late in lines["charge_category"] == "adjustment"],
-        "ChargeDescription": [_describe(*row) for row in described],
+        "ChargeClass": [("Correction" if later else None) for later in lines["charge_category"] != "usage"],
+        "ChargeDescription": [
+            _describe(*row) if category == "usage" else f"{category} of {adjusted_period}: {_describe(*row)}"
+            for category, adjusted_period, row in zip(lines["charge_category"], adjusted, described, strict=True)
+        ],
         "ChargeFrequency": np.where(pricing == PTU_ALLOCATION, "Recurring", "Usage-Based"),
         "PricingQuantity": [t.scaleb(-_QUANTITY_PLACES) for t in tokens],
         "PricingUnit": FOCUS_PRICING_UNIT,

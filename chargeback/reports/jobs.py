@@ -1,4 +1,7 @@
-"""Report generation off the request path: jobs requested by POST or the timer, run from a queue.
+"""Report work off the request path: jobs requested by POST or the timer, run from a queue.
+
+A job generates a month's report, or (``kind`` correction) records the correction a final month
+needs and then generates the report that bills it (chargeback.reports.corrections).
 
 Every job ends ``done`` or ``failed`` with a reason, whatever raised and however many deliveries
 it took. The queue delivers a message again after a transient storage failure (the job waits,
@@ -18,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NotRequired, Protocol, TypedDict
+from typing import Any, NotRequired, Protocol, TypedDict
 
 import orjson
 
@@ -31,7 +34,7 @@ from chargeback.domain.errors import (
     TransientStorageError,
 )
 from chargeback.domain.logs import REPORT_FOLLOW_UP_FAILED, REPORT_JOB, log_event
-from chargeback.reports import service
+from chargeback.reports import corrections, service
 from chargeback.reports.model import FINAL, Manifest
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ QUEUED = "queued"
 RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
+GENERATE = "generate"
+CORRECT = "correct"
 _JOB_ID = re.compile(r"\A[0-9a-f]{32}\Z")
 
 MAX_DELIVERIES = 5
@@ -67,6 +72,10 @@ class ReportJob(TypedDict):
     """Which delivery of the job's message is running it (1 for the first)."""
     lease_until: NotRequired[str | None]
     """While running: when the host has certainly ended the invocation."""
+    kind: NotRequired[str]
+    """``generate`` (the default, and every job written before corrections) or ``correct``."""
+    correction: NotRequired[dict[str, Any]]
+    """A correction job's audit trail: why it was asked, and what it recorded (see corrections)."""
 
 
 class JobStore(Protocol):
@@ -112,8 +121,35 @@ def request(context: JobContext, period: str, requested_by: str) -> ReportJob:
     periods.parse_month(period)
     if context.reports.reports.pointer(period, FINAL) is not None:
         raise ConflictError(f"the report for {period} is final and is never regenerated")
+    return _queue(context, _new_job(context, period, requested_by, GENERATE))
+
+
+def request_correction(context: JobContext, period: str, requested_by: str, reason: str) -> ReportJob:
+    """Queue the correction of final month ``period``; ``ConflictError`` at once when it is not final."""
+    corrections.require_final(context.reports, period)
+    job = _new_job(context, period, requested_by, CORRECT)
+    job["correction"] = {"reason": corrections.parse_reason(reason), "dry_run": False}
+    return _queue(context, job)
+
+
+def correct_here(
+    context: JobContext, period: str, requested_by: str, reason: str, prepare: Callable[[str], object] | None = None
+) -> ReportJob:
+    """The correction job of :func:`request_correction`, run in this process instead of from the queue.
+
+    For an operator's shell, where nothing may play the queue; the job record is the same audit trail.
+    """
+    corrections.require_final(context.reports, period)
+    job = _new_job(context, period, requested_by, CORRECT)
+    job["correction"] = {"reason": corrections.parse_reason(reason), "dry_run": False}
+    context.store.save(job)
+    saved, etag = context.store.load_versioned(job["id"])
+    return _run_correction(context, saved, etag, prepare, delivery=MAX_DELIVERIES)
+
+
+def _new_job(context: JobContext, period: str, requested_by: str, kind: str) -> ReportJob:
     now = _now(context)
-    job = ReportJob(
+    return ReportJob(
         id=uuid.uuid4().hex,
         period=period,
         status=QUEUED,
@@ -124,10 +160,15 @@ def request(context: JobContext, period: str, requested_by: str) -> ReportJob:
         generation=None,
         report_status=None,
         report=None,
+        kind=kind,
     )
+
+
+def _queue(context: JobContext, job: ReportJob) -> ReportJob:
     context.store.save(job)
+    message = {"job": job["id"], "period": job["period"], "kind": job.get("kind", GENERATE)}
     try:
-        context.queue.send(orjson.dumps({"job": job["id"], "period": period}).decode())
+        context.queue.send(orjson.dumps(message).decode())
     except ChargebackError as exc:
         # Nothing else knows the job yet: its record is simply rewritten.
         context.store.save({**job, "status": FAILED, "reason": service.public_reason(exc)})
@@ -160,54 +201,120 @@ def schedule(context: JobContext) -> list[ReportJob]:
 def run(
     context: JobContext, message: str, prepare: Callable[[str], object] | None = None, *, delivery: int = 1
 ) -> ReportJob:
-    """Run the job a queue message names (its ``delivery``-th delivery): generate its period and
-    record ``done``, or ``failed`` with why.
+    """Run the job a queue message names (its ``delivery``-th delivery): generate its period (or
+    record a correction and generate the report that bills it) and record ``done``, or ``failed``
+    with why.
 
     ``prepare(period)`` runs first (the app brings the period's LLM-log usage up to date there);
     whatever it raises is logged and the report is generated all the same: it states which of
-    its streamed usage is missing. A transient storage failure while generating leaves the job
-    queued and is raised, so the queue delivers the message again, but on the last delivery it
-    fails the job. Any other failure fails the job at once, with a reason that names nothing
-    internal. A message whose job has ended already changes nothing.
+    its streamed usage is missing. A transient storage failure leaves the job queued and is
+    raised, so the queue delivers the message again, but on the last delivery it fails the job.
+    Any other failure fails the job at once, with a reason that names nothing internal. A message
+    whose job has ended already changes nothing.
     """
     found, etag = _job_of(context, message)
     if found["status"] in (DONE, FAILED):
         return found
+    if found.get("kind") == CORRECT:
+        return _run_correction(context, found, etag, prepare, delivery=delivery)
     if prepare is not None:
-        _prepare(prepare, found)
+        _prepare(prepare, found["period"], found)
     job, etag = _record(context, found, etag, RUNNING, attempt=delivery, lease=True)
+    return _generate(context, job, etag, job["period"], delivery=delivery)
+
+
+def _generate(
+    context: JobContext, job: ReportJob, etag: str, period: str, *, delivery: int, note: str = ""
+) -> ReportJob:
+    """Generate ``period`` for ``job`` and record how it went (see :func:`run`); ``note`` leads a
+    failure's reason."""
     try:
-        manifest = service.generate(context.reports, job["period"])
+        manifest = service.generate(context.reports, period)
     except ConflictError as exc:
+        if job.get("kind") == CORRECT:
+            job["correction"]["note"] = f"{period} was committed meanwhile; the next report that is not final bills it"
+            return _record(context, job, etag, DONE)[0]
         return _record(context, job, etag, FAILED, reason=str(exc))[0]
     except TransientStorageError as exc:
-        reason = service.public_reason(exc)
+        reason = note + service.public_reason(exc)
         if delivery >= MAX_DELIVERIES:
             return _record(context, job, etag, FAILED, reason=f"{reason} (gave up after {delivery} tries)")[0]
         _record(context, job, etag, QUEUED, reason=f"{reason} (try {delivery} of {MAX_DELIVERIES})")
         raise
     except ChargebackError as exc:
-        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
-        return _record(context, job, etag, FAILED, reason=service.public_reason(exc))[0]
+        log_event(logger, REPORT_JOB, logging.ERROR, period=period, job=job["id"], status=FAILED, exc_info=exc)
+        return _record(context, job, etag, FAILED, reason=note + service.public_reason(exc))[0]
     except Exception as exc:  # noqa: BLE001 - recorded with its trace: a job never stays running
-        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
-        return _record(
-            context, job, etag, FAILED, reason=f"the generation failed ({type(exc).__name__}); see the logs"
-        )[0]
+        log_event(logger, REPORT_JOB, logging.ERROR, period=period, job=job["id"], status=FAILED, exc_info=exc)
+        reason = f"{note}the generation failed ({type(exc).__name__}); see the logs"
+        return _record(context, job, etag, FAILED, reason=reason)[0]
     done = _record(context, job, etag, DONE, report=manifest)[0]
     _follow_up(context, manifest)
     return done
 
 
-def _prepare(prepare: Callable[[str], object], job: ReportJob) -> None:
+def _run_correction(
+    context: JobContext, queued: ReportJob, etag: str, prepare: Callable[[str], object] | None, *, delivery: int
+) -> ReportJob:
+    """Record the correction the job asks for, then generate the report that bills it (brought up to date first)."""
+    job, etag = _record(context, queued, etag, RUNNING, attempt=delivery, lease=True)
+    audit = dict(job.get("correction") or {})
     try:
-        prepare(job["period"])
+        recorded = corrections.record(
+            context.reports,
+            job["period"],
+            requested_by=job["requested_by"],
+            reason=str(audit.get("reason")),
+            job=job["id"],
+        )
+    except TransientStorageError as exc:
+        if delivery >= MAX_DELIVERIES:
+            return _record(context, job, etag, FAILED, reason=service.public_reason(exc))[0]
+        _record(context, job, etag, QUEUED, reason=f"{service.public_reason(exc)} (try {delivery} of {MAX_DELIVERIES})")
+        raise
+    except ChargebackError as exc:
+        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
+        return _record(context, job, etag, FAILED, reason=_correction_failure(exc))[0]
+    job["correction"] = {**audit, **_outcome(recorded)}
+    if recorded.entry is None:
+        return _record(context, job, etag, DONE)[0]
+    target = recorded.entry["billed_in"]
+    if prepare is not None:
+        _prepare(prepare, target, job)
+    return _generate(
+        context, job, etag, target, delivery=delivery, note="the correction is recorded; generating failed: "
+    )
+
+
+def _outcome(recorded: corrections.Recorded) -> dict[str, Any]:
+    """What a correction job recorded, for its audit trail (a job delivered again finds its own entry)."""
+    entry = recorded.entry
+    if entry is None:
+        return {"outcome": "nothing_to_correct", "id": None, **recorded.difference.summary()}
+    facts = corrections.Summary(
+        lines=entry["lines"],
+        cost=entry["cost"],
+        currency=entry["currency"],
+        billed_in=entry["billed_in"],
+        price_sheet=entry["price_sheet"],
+        cost_centers=entry["cost_centers"],
+    )
+    return {"outcome": "recorded", "id": entry["id"], **facts}
+
+
+def _correction_failure(exc: ChargebackError) -> str:
+    return str(exc) if isinstance(exc, ConflictError) else service.public_reason(exc)
+
+
+def _prepare(prepare: Callable[[str], object], period: str, job: ReportJob) -> None:
+    try:
+        prepare(period)
     except Exception as exc:  # noqa: BLE001 - logged with its trace; the report says what is missing
         log_event(
             logger,
             REPORT_JOB,
             logging.ERROR,
-            period=job["period"],
+            period=period,
             job=job["id"],
             status="prepare_failed",
             kind=type(exc).__name__,
@@ -220,7 +327,7 @@ def give_up(context: JobContext, message: str) -> ReportJob:
     job, etag = _job_of(context, message)
     if job["status"] in (DONE, FAILED):
         return job
-    reason = f"the generation did not finish in {MAX_DELIVERIES} tries (the host ended it: a timeout or memory)"
+    reason = f"the job did not finish in {MAX_DELIVERIES} tries (the host ended it: a timeout or memory)"
     return _record(context, job, etag, FAILED, reason=reason)[0]
 
 
@@ -266,13 +373,16 @@ def _job_of(context: JobContext, message: str) -> tuple[ReportJob, str]:
     try:
         document = orjson.loads(message)
         job_id, period = str(document["job"]), str(document["period"])
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        kind = str(document.get("kind", GENERATE))
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidRequestError("a report job message is not one this app writes") from exc
     if not _JOB_ID.match(job_id):
         raise InvalidRequestError("a job id is 32 hexadecimal digits", field="id")
     job, etag = context.store.load_versioned(job_id)
     if job["period"] != periods.parse_month(period):
         raise InvalidRequestError("a report job message names another period than its job")
+    if job.get("kind", GENERATE) != kind:
+        raise InvalidRequestError("a report job message names another kind of job than its job")
     return job, etag
 
 

@@ -28,7 +28,8 @@ class Report:
     minor_units: int
     generated_at: datetime
     lines: pd.DataFrame
-    """One row per (charge category, adjusted period, subscription, model, deployment)."""
+    """One row per (charge category, adjusted period, subscription, model, deployment; a correction
+    also per cost center, as a re-mapping moves cost from one to another)."""
     by_cost_center: pd.DataFrame
     by_subscription: pd.DataFrame
     daily: pd.DataFrame
@@ -38,6 +39,9 @@ class Report:
     line_details: pd.DataFrame = field(repr=False)
     """Aligned with ``lines``: ``rates_applied`` and ``cost_minor`` (the cost in minor units)."""
     invoice_issuer: str = DEFAULT_INVOICE_ISSUER
+    provisioned: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    """Per provisioned deployment: units, rates, hours billed, cost, what its users shared and
+    what stayed idle (billed to ``unallocated``), and the requests and tokens it served."""
 
     @property
     def grand_total(self) -> Decimal:
@@ -55,6 +59,7 @@ class Report:
             "daily": self.daily,
             "reconciliation": self.reconciliation,
             "unallocated": self.unallocated,
+            "provisioned": self.provisioned,
         }
 
     def row_counts(self) -> dict[str, int]:
@@ -81,6 +86,13 @@ class ReconciliationSummary(TypedDict, total=False):
     findings: dict[str, int]
 
 
+class CorrectionRef(TypedDict):
+    """One correction a generation bills: the final month it corrects and the correction's id."""
+
+    period: str
+    id: str
+
+
 class LedgerView(TypedDict):
     days: list[DayRecord]
 
@@ -99,6 +111,8 @@ class Manifest(TypedDict):
     row_counts: dict[str, int]
     reconciliation: ReconciliationSummary
     adjusted_periods: list[str]
+    corrections: NotRequired[list[CorrectionRef]]
+    """The corrections of earlier final months this generation bills (a final bills them once)."""
     unallocated_subscriptions: list[str]
     files: list[FileEntry]
     ledger_view: NotRequired[LedgerView]

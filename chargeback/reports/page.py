@@ -14,6 +14,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from chargeback.domain import periods
+from chargeback.reports import explain
 from chargeback.reports.model import Report
 
 PALETTE = (
@@ -45,9 +46,23 @@ SUBSCRIPTION_COLUMNS = (
     "cached",
     "total tokens",
     "streamed (LLM logs)",
+    "of which provisioned",
     "cost",
     "reconciliation",
 )
+LINE_COLUMNS = (
+    "category",
+    "subscription",
+    "cost center",
+    "model",
+    "deployment",
+    "requests",
+    "tokens",
+    "cost",
+    "how it was priced",
+)
+MAX_LINES = 100
+"""Lines listed on the page, largest cost first within each category; the files hold every one."""
 CHART_WIDTH = 760
 LABEL_WIDTH = 250
 MAX_LABEL_CHARS = 34
@@ -83,7 +98,9 @@ svg text{font:12px system-ui,sans-serif;fill:#1f2933}
 .links a{margin-right:14px}
 .empty{color:#7b8794;font-style:italic}
 .view{background:#fff8e6;border:1px solid #f2d49b;border-radius:6px;padding:6px 12px;display:inline-block}
-.warning{background:#fdecea;border:1px solid #f5c2c0;border-radius:6px;padding:6px 12px}
+.note{background:#fff;border-left:4px solid #4e79a7;padding:6px 12px;margin:8px 0}
+.note.warn{border-left-color:#e15759}
+td.how{color:#52606d;font-size:13px}
 """
 
 
@@ -95,6 +112,8 @@ def render_page(report: Report, manifest: Mapping[str, Any]) -> bytes:
             _header(report, manifest),
             _section("Cost by cost center", _cost_centers(report)),
             _section("Cost and tokens per subscription", _subscriptions(report, colours)),
+            _section("Provisioned capacity (PTU)", _provisioned(report, manifest)),
+            _section("Lines", _lines(report)),
             _section("Tokens per day per subscription", _daily(report, colours)),
             _section("Reconciliation with Azure Monitor", _reconciliation(report, manifest)),
             _section("Other formats", _links(report, manifest)),
@@ -123,15 +142,21 @@ def _header(report: Report, manifest: Mapping[str, Any]) -> str:
     status = str(manifest.get("status") or "draft")
     recon = manifest.get("reconciliation") or {}
     totals = report.totals
+    zero = Decimal(0)
     cards = [
         ("Total cost", _money(report.grand_total, report.currency)),
+        ("Per-token usage", _money(totals.get("metered_cost", zero), report.currency)),
+        ("Provisioned capacity", _money(totals.get("provisioned_cost", zero), report.currency)),
         ("Requests", _count(totals.get("requests", 0))),
         ("Tokens", _count(totals.get("total_tokens", 0))),
         ("Streamed tokens (LLM logs)", _count(totals.get("llm_log_tokens", 0))),
         ("Subscriptions", _count(totals.get("subscriptions", 0))),
-        ("Unallocated cost", _money(totals.get("unallocated_cost", Decimal(0)), report.currency)),
-        ("Reconciliation", str(recon.get("status") or "not run")),
+        ("Unallocated cost", _money(totals.get("unallocated_cost", zero), report.currency)),
+        ("Reconciliation", explain.short_card(report.reconciliation, recon)),
     ]
+    for name, label in (("adjustment_cost", "Late usage of final months"), ("correction_cost", "Corrections")):
+        if bool((report.lines["charge_category"] == name.removesuffix("_cost")).any()):
+            cards.append((label, _money(totals.get(name, zero), report.currency)))
     card_html = "".join(f'<div class="card">{_text(label)}<b>{_text(value)}</b></div>' for label, value in cards)
     generated = manifest.get("generated_at") or report.generated_at.isoformat()
     final_after = manifest.get("final_after")
@@ -142,8 +167,16 @@ def _header(report: Report, manifest: Mapping[str, Any]) -> str:
         f"<h1>Chargeback report {_text(report.period)} "
         f'<span class="badge {_attr(status)}">{_text(status)}</span></h1>\n'
         f'<p class="meta">{meta}</p>\n{_view_note(manifest)}{_streamed_note(manifest)}'
-        f'<div class="cards">{card_html}</div>'
+        f'<div class="cards">{card_html}</div>\n'
+        f"{_billed_note(report, manifest)}"
     )
+
+
+def _billed_note(report: Report, manifest: Mapping[str, Any]) -> str:
+    """What is billed, and what the reconciliation found, in one headline."""
+    headline = explain.reconciliation_headline(report.reconciliation, manifest.get("reconciliation") or {})
+    warn = " warn" if explain.findings(report.reconciliation) else ""
+    return f'<p class="note{warn}"><b>{_text(headline)}.</b> {_text(explain.BILLED)}</p>'
 
 
 def _streamed_note(manifest: Mapping[str, Any]) -> str:
@@ -162,7 +195,7 @@ def _streamed_note(manifest: Mapping[str, Any]) -> str:
         )
     else:
         return ""
-    return f'<p class="warning">{_text(text)}</p>\n'
+    return f'<p class="note warn">{_text(text)}</p>\n'
 
 
 def _day_list(days: list[str]) -> str:
@@ -232,6 +265,7 @@ def _subscriptions(report: Report, colours: Mapping[str, str]) -> str:
     )
     records = _records(ranked.head(MAX_SHOWN))
     rest = ranked.iloc[MAX_SHOWN:]
+    provisioned = _provisioned_by_subscription(report)
     cost_bars = [
         _Bar(r["subscription_id"], _float(r["cost"]), _money(r["cost"], report.currency), colours[r["subscription_id"]])
         for r in records
@@ -252,6 +286,7 @@ def _subscriptions(report: Report, colours: Mapping[str, str]) -> str:
                 _Cell(_count(r["cached_tokens"]), numeric=True),
                 _Cell(_count(r["total_tokens"]), numeric=True),
                 _Cell(_count(r.get("llm_log_tokens", 0)), numeric=True),
+                _Cell(_money(provisioned.get(r["subscription_id"]), report.currency), numeric=True),
                 _Cell(_money(r["cost"], report.currency), numeric=True),
                 _Cell(_missing(r["reconciliation_status"]) or "—"),
             )
@@ -301,7 +336,9 @@ def _daily(report: Report, colours: Mapping[str, str]) -> str:
 def _reconciliation(report: Report, manifest: Mapping[str, Any]) -> str:
     recon = manifest.get("reconciliation") or {}
     window = recon.get("window")
-    intro = f"<p>Status: <b>{_text(str(recon.get('status') or 'not run'))}</b>"
+    headline = explain.reconciliation_headline(report.reconciliation, recon)
+    intro = f"<p><b>{_text(headline)}.</b> {_text(explain.BILLED)}</p>"
+    intro += f"<p>Status: <b>{_text(str(recon.get('status') or 'not run'))}</b>"
     if isinstance(window, list) and len(window) == 2:
         intro += f"; judged window {_text(str(window[0]))} to {_text(str(window[1]))}"
     if recon.get("detail"):
@@ -347,15 +384,123 @@ def _reconciliation(report: Report, manifest: Mapping[str, Any]) -> str:
 
 
 def _links(report: Report, manifest: Mapping[str, Any]) -> str:
+    """Links to the generation's other files by name: the app serves each under its name beside the
+    page, and a page saved with them (the demo's artifacts) opens them from the same folder."""
     files = [entry for entry in manifest.get("files") or [] if isinstance(entry, Mapping)]
+    files = [entry for entry in files if entry.get("format") != "html"]
     if not files:
         return _empty("No other format was generated.")
     items = "".join(
-        f'<a href="?format={_attr(quote(str(entry.get("format")), safe=""))}">{_text(str(entry.get("format")))}</a>'
+        f'<a href="{_attr(quote(str(entry.get("name")), safe=""))}" download>{_text(str(entry.get("format")))}</a>'
         for entry in files
     )
     names = ", ".join(_text(str(entry.get("name"))) for entry in files)
     return f'<p class="links">{items}</p>\n<p class="meta">Files: {names}</p>'
+
+
+def _provisioned_by_subscription(report: Report) -> dict[str, Decimal]:
+    """Each subscription's cost from shares of provisioned capacity this month."""
+    lines = report.lines
+    mine = lines[(lines["pricing"] == "ptu_allocation") & (lines["charge_category"] == "usage")]
+    return {str(name): sum(group, Decimal(0)) for name, group in mine.groupby("subscription_id", sort=False)["cost"]}
+
+
+def _capacity_terms(report: Report) -> dict[str, Mapping[str, Any]]:
+    frame = report.provisioned
+    if frame.empty:
+        return {}
+    return {str(r["deployment"]): r for r in _records(frame)}
+
+
+def _provisioned(report: Report, manifest: Mapping[str, Any]) -> str:
+    """Each provisioned deployment: its terms, the hours billed, how it was shared, and who paid what."""
+    frame = report.provisioned
+    if frame.empty:
+        return _empty("No deployment of the price sheet is on provisioned throughput.")
+    status = str(manifest.get("status") or "draft")
+    sentences = "".join(
+        f"<p>{_text(explain.capacity_sentence(r, report.currency, status))}</p>" for r in _records(frame)
+    )
+    table = _table(
+        ("deployment", "PTUs", "hours billed", "cost", "shared", "idle (unallocated)", "tokens", "per 1M tokens"),
+        [
+            (
+                _Cell(r["deployment"]),
+                _Cell("—" if r.get("units") is None else _count(r["units"]), numeric=True),
+                _Cell(f"{_count(r['hours'])} of {_count(r['provisioned_hours'])}", numeric=True),
+                _Cell(_money(r["cost"], report.currency), numeric=True),
+                _Cell(_money(r["shared"], report.currency), numeric=True),
+                _Cell(_money(r["idle"], report.currency), numeric=True),
+                _Cell(_count(r["total_tokens"]), numeric=True),
+                _Cell(_money(r.get("effective_price_per_1m"), report.currency), numeric=True),
+            )
+            for r in _records(frame)
+        ],
+    )
+    return sentences + table + _shares(report)
+
+
+def _shares(report: Report) -> str:
+    """Who paid what share of each deployment."""
+    mine = (report.lines["pricing"] == "ptu_allocation") & (report.lines["charge_category"] == "usage")
+    if not mine.any():
+        return ""
+    lines = report.lines[mine].assign(_minor=report.line_details.loc[mine, "cost_minor"])
+    ranked = lines.sort_values(["_minor", "deployment"], ascending=[False, True], kind="stable")
+    terms = _capacity_terms(report)
+    rows = [
+        (
+            _Cell(r["deployment"]),
+            _Cell(r["subscription_id"], css="id"),
+            _Cell(r["cost_center"]),
+            _Cell(_count(r["total_tokens"]), numeric=True),
+            _Cell(_money(r["cost"], report.currency), numeric=True),
+            _Cell(explain.how_priced(r, terms, report.currency), css="how"),
+        )
+        for r in _records(ranked.head(MAX_SHOWN).drop(columns="_minor"))
+    ]
+    more = ""
+    if len(ranked) > MAX_SHOWN:
+        more = f'<p class="meta">The {MAX_SHOWN} largest of {len(ranked):,} shares; every one is in the files.</p>'
+    return _table(("deployment", "subscription", "cost center", "tokens", "share", "how"), rows) + more
+
+
+def _lines(report: Report) -> str:
+    """The report's lines, each with how it was priced; the largest first within each category."""
+    lines = report.lines
+    if lines.empty:
+        return _empty("No line in this period.")
+    order = lines.assign(
+        _rank=lines["charge_category"].map({"usage": 0, "adjustment": 1, "correction": 2}),
+        _cost=report.line_details["cost_minor"].abs(),
+    ).sort_values(["_rank", "_cost"], ascending=[True, False], kind="stable")
+    shown = order.head(MAX_LINES).drop(columns=["_rank", "_cost"])
+    terms = _capacity_terms(report)
+    rows = [
+        (
+            _Cell(
+                r["charge_category"]
+                if r["adjusted_period"] is None
+                else f"{r['charge_category']} {r['adjusted_period']}"
+            ),
+            _Cell(r["subscription_id"], css="id"),
+            _Cell(r["cost_center"]),
+            _Cell(r["model"]),
+            _Cell(r["deployment"]),
+            _Cell(_count(r["requests"]), numeric=True),
+            _Cell(_count(r["total_tokens"]), numeric=True),
+            _Cell(_money(r["cost"], report.currency), numeric=True),
+            _Cell(explain.how_priced(r, terms, report.currency), css="how"),
+        )
+        for r in _records(shown)
+    ]
+    more = ""
+    if len(order) > len(shown):
+        more = (
+            f'<p class="meta">{len(shown)} of {len(order):,} lines shown; '
+            "every line is in the CSV, XLSX and JSON files.</p>"
+        )
+    return _table(LINE_COLUMNS, rows) + more
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ pointer, then that generation's files, so they always serve one generation whole
 is ``draft`` until its month has closed and the grace period has passed; the first
 generation after that is ``final`` and is never rewritten. Usage counted for a final month
 later (late events, redrives, replays) is the difference between the ledger now and what
-final reports have billed so far; it appears in the next report as adjustment lines.
+final reports have billed so far; it appears in the next report as adjustment lines. A final
+month re-priced or re-mapped by an administrator has its difference recorded as a correction
+(chargeback.reports.corrections); the next report that is not final bills it as correction lines.
 """
 
 from __future__ import annotations
@@ -46,12 +48,15 @@ from chargeback.reconciliation.reconcile import (
     periods_to_reconcile,
     reconcile_period,
 )
+from chargeback.reports import correction_book
 from chargeback.reports.build import build_report, filtered, from_bundle, to_bundle
+from chargeback.reports.correction_book import CorrectionStore, PendingCorrection
 from chargeback.reports.formats import FORMATS
 from chargeback.reports.model import (
     DEFAULT_INVOICE_ISSUER,
     DRAFT,
     FINAL,
+    CorrectionRef,
     FileEntry,
     Manifest,
     ReconciliationSummary,
@@ -60,6 +65,7 @@ from chargeback.reports.model import (
 from chargeback.reports.month_view import (
     ENTRY_KEYS,
     DayRecord,
+    Fence,
     LedgerEntry,
     MonthView,
     add_deltas,
@@ -166,6 +172,8 @@ class ReportContext:
     }
     """Whether the period's streamed usage (the LLM logs) is all in the ledger; the runtime wires
     ``llm_logs.month_status``. A report is written either way, and says so when it is not."""
+    corrections: CorrectionStore | None = None
+    """Where corrections of final months are recorded; None: no correction is ever billed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +200,8 @@ class Priced:
     reconciliation: ReconciliationSummary
     streamed_usage: dict[str, Any]
     """Whether the streamed usage of the period was all collected when it was read."""
+    corrections: list[CorrectionRef]
+    """The corrections of earlier final months this generation bills."""
 
 
 def final_after(period: str, grace_days: int) -> datetime:
@@ -273,6 +283,7 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
     read = context.view.read(period, now)
     reconciliation, summary = _reconcile(context, period, now, read.usage)
     adjustments = _late_usage(context, period, now)
+    due = pending_corrections(context, period)
     report = build_report(
         period,
         read.usage,
@@ -280,11 +291,20 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
         context.cost_centers(),
         reconciliation=reconciliation,
         adjustments=[(original, row) for original, late in adjustments.items() for row in usage_rows(late)],
+        corrections=[(pending.period, pending.lines) for pending in due],
         generated_at=now,
         invoice_issuer=context.provider_name,
     )
+    refs = [CorrectionRef(period=pending.period, id=pending.id) for pending in due]
     # The month's usage frame is dropped here, before any file is rendered: it is the largest thing held.
-    return Priced(report, read.changes, read.records, adjustments, summary, streamed_usage)
+    return Priced(report, read.changes, read.records, adjustments, summary, streamed_usage, refs)
+
+
+def pending_corrections(context: ReportContext, period: str) -> list[PendingCorrection]:
+    """The recorded corrections a report of ``period`` bills (see chargeback.reports.correction_book)."""
+    if context.corrections is None:
+        return []
+    return correction_book.pending(context.reports, context.corrections, period)
 
 
 def _manifest(context: ReportContext, priced: Priced, generation: str, status: str) -> Manifest:
@@ -301,6 +321,7 @@ def _manifest(context: ReportContext, priced: Priced, generation: str, status: s
         row_counts=report.row_counts(),
         reconciliation=priced.reconciliation,
         adjusted_periods=sorted(priced.adjustments),
+        corrections=priced.corrections,
         unallocated_subscriptions=sorted(report.unallocated["subscription_id"].astype(str)),
         files=[],
         ledger_view={"days": priced.records},
@@ -507,6 +528,21 @@ def parse_filter(value: str | None, field: str) -> str | None:
     return value
 
 
+def parse_target(name: str, fmt: str | None) -> tuple[str, str]:
+    """What ``GET /api/reports/{name}`` asks for: a month (``?format=``, CSV by default), or a file of
+    it by its own name, ``chargeback-2026-11.xlsx``, as the page links to the files saved beside it."""
+    for spec in sorted(FORMATS.values(), key=lambda spec: -len(spec.suffix)):
+        stem = name.removesuffix(spec.suffix)
+        if stem != name and stem.startswith(FILE_PREFIX):
+            if fmt not in (None, "", spec.name):
+                raise InvalidRequestError(f"{name[:60]!r} is a {spec.name} file; leave format out", field="format")
+            return periods.parse_month(stem.removeprefix(FILE_PREFIX)), spec.name
+    return periods.parse_month(name), parse_format(fmt)
+
+
+FILE_PREFIX = "chargeback-"
+
+
 def parse_format(value: str | None) -> str:
     fmt = (value or "csv").lower()
     if fmt not in FORMATS:
@@ -585,8 +621,7 @@ def _late_since(
 ) -> pd.DataFrame:
     """Late usage of a final read through the month view: only days whose rows moved are compared."""
     view = context.view
-    stored = context.reports.get_file(original, manifest["generation"], LEDGER_VIEW)
-    billed_changes = concat_entries([entries_from(stored)])
+    billed_changes = _billed_changes(context, original, manifest)
     states = view.ledger.slice_states(original)
     parts = []
     for record in manifest["ledger_view"]["days"]:
@@ -596,9 +631,7 @@ def _late_since(
         if record["as_of"] is None:
             current, billed = view.day(day, now, states).entries, read_then
         else:
-            base, fence = view.compacted(day)
-            if _iso(fence.as_of) != record["as_of"]:
-                raise StorageError(f"the compacted ledger of {day} is not the one the final report of {original} read")
+            base, fence = _compacted_as_billed(context, original, day, record)
             changes, llm = view.changes_since(day, fence, states)
             if llm == record["llm_reread"] and not len(adjusted_day) and _same_rows(changes, read_then):
                 continue
@@ -606,6 +639,37 @@ def _late_since(
             billed = overlay(base, read_then, drop_llm=record["llm_reread"])
         parts.append(difference(current, add_deltas(billed, adjusted_day)))
     return concat_entries(parts)
+
+
+def billed_entries(context: ReportContext, original: str, manifest: Manifest) -> pd.DataFrame:
+    """Every ledger row the final report of ``original`` billed, as it read them (month_view's entry columns)."""
+    if "ledger_view" not in manifest:
+        billed = _counters_by_key(_frame(context.reports.get_file(original, manifest["generation"], SNAPSHOT)))
+        return entries_frame(LedgerEntry("", "", key, counters) for key, counters in billed.items())
+    billed_changes = _billed_changes(context, original, manifest)
+    parts = []
+    for record in manifest["ledger_view"]["days"]:
+        read_then = billed_changes[billed_changes["day"] == record["day"]].reset_index(drop=True)
+        if record["as_of"] is None:
+            parts.append(read_then)
+            continue
+        base, _ = _compacted_as_billed(context, original, date.fromisoformat(record["day"]), record)
+        parts.append(overlay(base, read_then, drop_llm=record["llm_reread"]))
+    return concat_entries(parts)
+
+
+def _billed_changes(context: ReportContext, original: str, manifest: Manifest) -> pd.DataFrame:
+    return concat_entries([entries_from(context.reports.get_file(original, manifest["generation"], LEDGER_VIEW))])
+
+
+def _compacted_as_billed(
+    context: ReportContext, original: str, day: date, record: DayRecord
+) -> tuple[pd.DataFrame, Fence]:
+    """The compacted day a final read; ``StorageError`` when the file is not that one any more."""
+    base, fence = context.view.compacted(day)
+    if _iso(fence.as_of) != record["as_of"]:
+        raise StorageError(f"the compacted ledger of {day} is not the one the final report of {original} read")
+    return base, fence
 
 
 def _same_rows(one: pd.DataFrame, other: pd.DataFrame) -> bool:

@@ -9,8 +9,9 @@ from typing import cast
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from chargeback.adapters.blobs import BlobReportStore
+from chargeback.adapters.blobs import BlobCorrectionStore, BlobReportStore
 from chargeback.domain.errors import ConflictError, InvalidRequestError, NotFoundError, StorageError
+from chargeback.reports.correction_book import CorrectionEntry, CorrectionRecord
 from chargeback.reports.model import DRAFT, FINAL, Manifest
 from devtools.emulator import Azurite
 
@@ -88,3 +89,66 @@ def test_a_file_or_generation_name_that_would_leave_its_folder_is_refused(store:
 def test_a_period_that_is_not_a_month_is_refused(store: BlobReportStore, period: str) -> None:
     with pytest.raises(InvalidRequestError):
         store.get_file(period, "g1", "a.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# Correction records
+
+
+@pytest.fixture(name="corrections")
+def fixture_corrections(store: BlobReportStore) -> BlobCorrectionStore:
+    return BlobCorrectionStore(store.container)
+
+
+def record(*ids: str) -> CorrectionRecord:
+    entries = [cast(CorrectionEntry, {"id": correction, "period": "2026-10"}) for correction in ids]
+    return CorrectionRecord(period="2026-10", entries=entries)
+
+
+def test_a_correction_record_is_created_once(corrections: BlobCorrectionStore) -> None:
+    assert corrections.record("2026-10") is None
+    corrections.save("2026-10", record("a" * 32), None)
+    with pytest.raises(ConflictError):
+        corrections.save("2026-10", record("b" * 32), None)
+    found = corrections.record("2026-10")
+    assert found is not None
+    assert [entry["id"] for entry in found[0]["entries"]] == ["a" * 32]
+
+
+def test_a_correction_record_moves_only_from_the_etag_its_writer_read(corrections: BlobCorrectionStore) -> None:
+    corrections.save("2026-10", record("a" * 32), None)
+    first = corrections.record("2026-10")
+    assert first is not None
+    corrections.save("2026-10", record("a" * 32, "b" * 32), first[1])
+    with pytest.raises(ConflictError):
+        corrections.save("2026-10", record("a" * 32, "c" * 32), first[1])
+    now = corrections.record("2026-10")
+    assert now is not None
+    assert [entry["id"] for entry in now[0]["entries"]] == ["a" * 32, "b" * 32]
+
+
+def test_a_corrections_lines_are_written_once_and_read_back(corrections: BlobCorrectionStore) -> None:
+    corrections.put_lines("2026-10", "a" * 32, b"lines")
+    with pytest.raises(StorageError):
+        corrections.put_lines("2026-10", "a" * 32, b"other")
+    assert corrections.get_lines("2026-10", "a" * 32) == b"lines"
+    with pytest.raises(StorageError):
+        corrections.get_lines("2026-10", "b" * 32)
+
+
+@pytest.mark.parametrize("correction", ["../final", "A" * 32, "a" * 31, ""])
+def test_a_correction_id_that_is_not_one_this_app_writes_is_refused(
+    corrections: BlobCorrectionStore, correction: str
+) -> None:
+    with pytest.raises(StorageError):
+        corrections.put_lines("2026-10", correction, b"x")
+
+
+def test_the_months_with_a_record_are_listed_and_nothing_else(
+    corrections: BlobCorrectionStore, store: BlobReportStore
+) -> None:
+    corrections.save("2026-10", record("a" * 32), None)
+    corrections.put_lines("2026-09", "a" * 32, b"lines of a record not yet written")
+    store.commit("2026-11", DRAFT, manifest("2026-11", "g1"), None)
+    assert corrections.periods() == ["2026-10"]
+    assert store.periods() == ["2026-11"]
