@@ -28,7 +28,7 @@ class Scope:
     level: Level
     cost_centers: frozenset[str] = frozenset()
     who: str = field(default="", compare=False)
-    """Who the caller is, for an audit trail: ``entra:<object id>``, ``master key`` or ``local``."""
+    """Who the caller is, for an audit trail: ``entra:<object id>``, or ``local`` on a developer's machine."""
 
     @property
     def reads_everything(self) -> bool:
@@ -51,7 +51,7 @@ class Scope:
 
 
 EVERYTHING = Scope(Level.ADMIN)
-"""The scope of a caller the platform vouched for without a principal: the master key, or a local run."""
+"""The scope of a caller on a developer's machine, where nobody signs in."""
 
 
 def scope_for(principal: Principal, cost_centers: CostCenterMap) -> Scope:
