@@ -8,6 +8,10 @@ owner's cached totals are invalidated) and on the marker not existing yet (so th
 counted once however often, or however concurrently, redrive runs). The dead letter is deleted
 afterwards; a crash in between leaves a dead letter whose marker exists, which the next run
 reports as already present and deletes. The argument is written out in docs/reliability.md.
+
+While the LLM logs bill every call (``CHARGEBACK_LLM_LOG_SCOPE=all``) no usage event is applied,
+here as in ingestion: a dead letter that parses stays, as ``billed_by_llm_logs``, so no call is
+billed by both sources; it is applied by a redrive after the setting goes back.
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ from typing import Protocol, TextIO
 
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.runtime import Services
-from chargeback.app.settings import Settings
 from chargeback.domain import keys, periods
 from chargeback.domain.errors import ConcurrencyError, InvalidRequestError
 from chargeback.domain.events import REASONS, Rejection, parse_event
 from chargeback.domain.usage import ZERO
+from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL
 from chargeback.ingestion.ledger import MAX_CONFLICT_RETRIES, DeadLetter, LedgerStore, RowWrite, usage_delta, usage_key
+from chargeback.ops import settings_file
 
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(sorted(REASONS | {BILLED_BY_LLM_LOGS}))
+"""Every reason a dead letter can carry: the parser's, and the usage events the LLM logs bill."""
 APPLIED = "applied"
 ALREADY_PRESENT = "already_present"
 STILL_DEAD_LETTERED = "still_dead_lettered"
@@ -84,10 +91,19 @@ class RedriveOutcome:
 class Redriver:
     """Re-applies dead letters through the parser into the ledger's slices, each exactly once."""
 
-    def __init__(self, store: RedriveLedgerStore, dead_letters: RedriveDeadLetters, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        store: RedriveLedgerStore,
+        dead_letters: RedriveDeadLetters,
+        *,
+        dry_run: bool = False,
+        events_billed: bool = True,
+    ) -> None:
+        """``events_billed`` false: the LLM logs bill every call, so no dead letter is applied."""
         self._store = store
         self._dead_letters = dead_letters
         self._dry_run = dry_run
+        self._events_billed = events_billed
 
     def run(
         self,
@@ -112,9 +128,9 @@ class Redriver:
         enqueued = _utc(letter.enqueued_time)
         parsed = parse_event(letter.body, enqueued)
         if isinstance(parsed, Rejection):
-            if (parsed.reason, parsed.detail) != (letter.reason, letter.detail) and not self._dry_run:
-                self._dead_letters.put([dataclasses.replace(letter, reason=parsed.reason, detail=parsed.detail)])
-            return STILL_DEAD_LETTERED, parsed.reason
+            return self._still_dead_lettered(letter, parsed.reason, parsed.detail)
+        if not self._events_billed:
+            return self._still_dead_lettered(letter, BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL)
         key = usage_key(parsed)
         slice_key = keys.slice_key(key.day.strftime("%Y-%m"), letter.hub, letter.partition_id)
         row_key = keys.aggregate_row_key(key)
@@ -141,6 +157,12 @@ class Redriver:
             self._dead_letters.remove([letter])
         return result, None
 
+    def _still_dead_lettered(self, letter: DeadLetter, reason: str, detail: str) -> tuple[str, str | None]:
+        """Keep ``letter``, its reason brought up to date (unless this is a dry run)."""
+        if (reason, detail) != (letter.reason, letter.detail) and not self._dry_run:
+            self._dead_letters.put([dataclasses.replace(letter, reason=reason, detail=detail)])
+        return STILL_DEAD_LETTERED, reason
+
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -150,7 +172,12 @@ def _utc(moment: datetime) -> datetime:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", choices=sorted(REASONS), help="only dead letters rejected for this reason")
+    parser.add_argument(
+        "--reason",
+        choices=DEAD_LETTER_REASONS,
+        metavar="REASON",
+        help="only dead letters set aside for this reason: " + ", ".join(DEAD_LETTER_REASONS),
+    )
     parser.add_argument(
         "--period", type=_period, help="only dead letters enqueued in this month (YYYY-MM) or day (YYYY-MM-DD)"
     )
@@ -166,14 +193,17 @@ def _period(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Redrive from the ChargebackStorage settings; exit 1 when something is still dead-lettered."""
-    services = Services(Settings.from_env())
+    services = Services(settings_file.settings(args))
     names = services.settings.storage
+    if not services.events_billed:
+        sys.stderr.write(f"redrive: {BILLED_BY_LLM_LOGS_DETAIL}: dead letters that parse stay dead-lettered\n")
     redriver = Redriver(
         TableLedgerStore(services.storage.table(names.ledger_table)),
         TableDeadLetterStore(
             services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
         ),
         dry_run=args.dry_run,
+        events_billed=services.events_billed,
     )
     outcome = redriver.run(period=args.period, reason=args.reason, progress=_Progress(sys.stderr))
     report(outcome, sys.stdout, dry_run=args.dry_run)
