@@ -131,13 +131,14 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
         services = runtime.services()
         scope = services.caller(req.headers)
         period = periods.parse_month(req.route_params.get("period", ""))
-        context = services.reports
+        cost_center = report_service.parse_filter(req.params.get("cost_center"), "cost_center")
         found = report_service.download(
-            context,
+            services.reports,
             period,
             report_service.parse_format(req.params.get("format")),
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
-            cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
+            cost_center=cost_center,
+            cost_centers=scope.narrow(cost_center),
         )
         if found.url is not None:
             return http.redirect_response(found.url, etag=found.etag, if_none_match=req.headers.get("If-None-Match"))
