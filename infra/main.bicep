@@ -75,6 +75,22 @@ param priceSheetPath string = 'config/price-sheet.json'
 @description('Path, relative to the app root, of the subscription to cost-center map.')
 param costCentersPath string = 'config/cost-centers.csv'
 
+@allowed(['streamed', 'all', 'off'])
+@description('What API Management\'s LLM logs bill (CHARGEBACK_LLM_LOG_SCOPE): streamed calls, the usage events billing the rest (a gateway with a usage-event policy); all calls, usage events set aside (a gateway with LLM logging and no usage-event policy); or off.')
+param llmLogScope string = 'streamed'
+
+@minLength(1)
+@description('The platform team that runs the gateway: provider and invoice issuer in the FOCUS export (CHARGEBACK_PROVIDER_NAME).')
+param providerName string = 'AI gateway platform'
+
+@allowed(['auto', 'redirect', 'inline'])
+@description('How report files are served (CHARGEBACK_DOWNLOADS): redirect to a 10-minute read-only link, or inline through the app; auto is inline with privateNetworking (callers cannot reach the storage account), else redirect.')
+param reportDownloads string = 'auto'
+
+@allowed(['3.11', '3.12', '3.13'])
+@description('Python version of the function app: the app runs on 3.11, 3.12 and 3.13 (chargeback/interpreter.py).')
+param pythonVersion string = '3.11'
+
 @description('Namespace of the token metric APIM emits (the chargeback-token-metric fragment uses openai).')
 param metricNamespace string = 'openai'
 
@@ -323,7 +339,10 @@ module api 'app/api.bicep' = {
     hostTableEndpoint: hostStorage.outputs.tableEndpoint
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     // With storage off public networks, callers could not follow a link to it.
-    downloads: privateNetworking ? 'inline' : 'redirect'
+    downloads: reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')
+    llmLogScope: llmLogScope
+    providerName: providerName
+    pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
