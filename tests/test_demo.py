@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from devtools import demo, traffic
-from tests.support import ROOT
+from tests.support import ROOT, chargeback
 
 SMALL = ["--requests", "300", "--days", "6", "--month", "2026-10", "--seed", "11"]
 TEAM = "group:6f1c3c2e-0000-4b7e-9a57-2d0f5a1c8e11"
@@ -160,18 +160,6 @@ def test_a_malformed_local_principal_stops_the_demo_before_it_starts() -> None:
         "demo: CHARGEBACK_LOCAL_PRINCIPAL: 'wizard:yes' is neither role:Chargeback.Admin, "
         "role:Chargeback.FinanceReader nor group:<object id>"
     ]
-
-
-def chargeback(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "chargeback", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def until_done(status_url: str) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from chargeback.app import runtime
 from chargeback.ingestion.ledger import DeadLetter
 from chargeback.ops import cli
 from devtools.emulator import Azurite
-from tests.support import ROOT
+from tests.support import ROOT, chargeback
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 DEPLOY = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
@@ -35,19 +34,6 @@ def clean_env(**values: str) -> dict[str, str]:
     """The process environment without any chargeback setting (or Azure sign-in), plus ``values``."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(PREFIXES)}
     return {**env, **values}
-
-
-def chargeback(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m chargeback ARGV`` as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "chargeback", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def one_line_error(finished: subprocess.CompletedProcess[str]) -> str:
