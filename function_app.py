@@ -9,6 +9,7 @@ from chargeback.adapters import eventhub, http
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
+from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
@@ -70,21 +71,34 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("reconcile_and_report")
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_and_report(timer: func.TimerRequest) -> None:
-    services = runtime.services()
-    services.collect_llm_logs(services.clock())
-    report_jobs.schedule(services.report_jobs)
+    runtime.services().run_schedule()
 
 
 @app.function_name("generate_report")
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%", connection="ChargebackStorage")
 def generate_report(message: func.QueueMessage) -> None:
     services = runtime.services()
-    # The timer collected the whole window before queueing; a job brings only its own month up to date.
+    body = message.get_body().decode("utf-8")
+    if finops_hub.is_delivery(body):
+        finops_hub.run(services.finops_hub, body)
+        return
+    # A job brings its own month's LLM-log usage up to date first; the timer collects the others.
     report_jobs.run(
         services.report_jobs,
-        message.get_body().decode("utf-8"),
+        body,
         prepare=lambda period: services.collect_llm_logs(services.clock(), [period]),
+        delivery=message.dequeue_count or 1,
     )
+
+
+@app.function_name("report_job_gave_up")
+@app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%-poison", connection="ChargebackStorage")
+def report_job_gave_up(message: func.QueueMessage) -> None:
+    # The host moved a message here after its last delivery: a job is failed, if it has not ended;
+    # a hub delivery is left to the timer, which queues again what a hub is missing.
+    body = message.get_body().decode("utf-8")
+    if not finops_hub.is_delivery(body):
+        report_jobs.give_up(runtime.services().report_jobs, body)
 
 
 @app.function_name("list_reports")

@@ -115,6 +115,17 @@ param apimApiName string = ''
 @description('Also log prompt and completion messages in the LLM logs (off: privacy and cost).')
 param logLlmMessages bool = false
 
+@description('Create the APIM diagnostic setting that sends GatewayLogs and GatewayLlmLogs to the workspace. Set false when a setting of the instance already sends both there as resource-specific tables: Azure Monitor refuses a second one ("Data sink ... is already used").')
+param createApimDiagnosticSetting bool = true
+
+@description('With privateNetworking and apimServiceName: confirm that API Management reaches the Event Hubs namespace\'s private endpoint (injected into a peered network, or a private endpoint of its own). Without it the deployment refuses that combination.')
+param apimReachesPrivateNetwork bool = false
+@description('Resource id of a FinOps hub\'s storage account to deliver each final month\'s FOCUS costs to; empty delivers nowhere.')
+param finopsHubStorageAccountId string = ''
+
+@description('Folder of this source under each month in the hub (CHARGEBACK_FINOPS_HUB_SCOPE); empty: chargeback/<provider, slugged>.')
+param finopsHubScope string = ''
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -128,6 +139,9 @@ var deadLetterTableName = 'usagedeadletters'
 var reconciliationTableName = 'usagereconciliation'
 var reportsContainerName = 'reports'
 var reportQueueName = 'report-jobs'
+// The Functions host moves a job that failed its last attempt to <queue>-poison; Bicep creates it
+// so that the app's role can be granted on that queue alone.
+var reportPoisonQueueName = '${reportQueueName}-poison'
 var deadLetterContainerName = 'deadletters'
 var captureContainerName = 'capture'
 
@@ -143,7 +157,26 @@ var useExistingWorkspace = !empty(existingLogAnalyticsWorkspaceId)
 var workspaceSubscriptionId = useExistingWorkspace ? existingWorkspaceParts[2] : subscription().subscriptionId
 var workspaceResourceGroupName = useExistingWorkspace ? existingWorkspaceParts[4] : resourceGroupName
 
-var wireApim = !empty(apimServiceName)
+// Combinations that would deploy and then fail late, or lose usage without an error, are
+// refused before anything is deployed: fail() in a value computed from parameters alone stops
+// the deployment when Azure Resource Manager validates the template (Bicep's flow control
+// functions). Without a network path, API Management's log-to-eventhub drops every event and
+// never fails the call; without an API name, the module fails only after the rest is deployed.
+var wireApim = empty(apimServiceName)
+  ? false
+  : empty(apimApiName)
+      ? fail('apimServiceName is set but apimApiName is empty: name the Azure OpenAI API whose calls are billed.')
+      : privateNetworking && !apimReachesPrivateNetwork
+          ? fail('privateNetworking turns public access to the Event Hubs namespace off, and an API Management instance without a path to its private endpoint would drop every usage event without an error. Give the instance that path, then set apimReachesPrivateNetwork=true.')
+          : true
+
+// The deployer's choice; auto serves files through the app with storage off public networks,
+// where callers could not follow a link to it.
+var downloads = reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')
+
+// Where the FinOps hub's storage account lives: usually the hub's own resource group.
+var useFinopsHub = !empty(finopsHubStorageAccountId)
+var finopsHubParts = split(finopsHubStorageAccountId, '/')
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -197,7 +230,7 @@ module storage 'app/storage.bicep' = {
       enableCapture ? [captureContainerName] : []
     )
     tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
-    queueNames: [reportQueueName]
+    queueNames: [reportQueueName, reportPoisonQueueName]
     denyPublicNetworks: privateNetworking
     allowTrustedServices: enableCapture
   }
@@ -272,6 +305,7 @@ module rbac 'app/rbac.bicep' = {
     deadLetterContainerName: deadLetterContainerName
     deploymentContainerName: deploymentContainerName
     reportQueueName: reportQueueName
+    reportPoisonQueueName: reportPoisonQueueName
     appPrincipalId: identity.outputs.principalId
     deployPrincipalId: deployIdentity.outputs.principalId
     userPrincipalId: principalId
@@ -296,6 +330,15 @@ module workspaceAccess 'app/workspace-access.bicep' = {
     appPrincipalId: identity.outputs.principalId
     userPrincipalId: grantPrincipalWorkspaceAccess ? principalId : ''
     userPrincipalType: principalType
+  }
+}
+
+module finopsHubAccess 'app/finops-hub-access.bicep' = if (useFinopsHub) {
+  name: 'finops-hub-access-${resourceToken}'
+  scope: resourceGroup(useFinopsHub ? finopsHubParts[2] : subscription().subscriptionId, useFinopsHub ? finopsHubParts[4] : resourceGroupName)
+  params: {
+    storageAccountName: useFinopsHub ? finopsHubParts[8] : ''
+    appPrincipalId: identity.outputs.principalId
   }
 }
 
@@ -338,8 +381,7 @@ module api 'app/api.bicep' = {
     hostQueueEndpoint: hostStorage.outputs.queueEndpoint
     hostTableEndpoint: hostStorage.outputs.tableEndpoint
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
-    // With storage off public networks, callers could not follow a link to it.
-    downloads: reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')
+    downloads: downloads
     llmLogScope: llmLogScope
     providerName: providerName
     pythonVersion: pythonVersion
@@ -362,6 +404,8 @@ module api 'app/api.bicep' = {
     finalGraceDays: finalGraceDays
     priceSheetPath: priceSheetPath
     costCentersPath: costCentersPath
+    finopsHubBlobEndpoint: useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
+    finopsHubScope: finopsHubScope
   }
   dependsOn: [rbac, workspaceAccess]
 }
@@ -403,6 +447,7 @@ module apim 'apim/apim.bicep' = if (wireApim) {
     applicationInsightsResourceGroupName: resourceGroupName
     workspaceResourceId: monitoring.outputs.workspaceResourceId
     logLlmMessages: logLlmMessages
+    createDiagnosticSetting: createApimDiagnosticSetting
   }
 }
 
@@ -432,4 +477,16 @@ output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.workspaceCustomerI
 output LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = monitoring.outputs.workspaceResourceId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
 output RECONCILE_SCHEDULE string = reconcileSchedule
+// The app settings that come from parameters, so that the hook writes what the app got.
+output CHARGEBACK_METRIC_NAMESPACE string = metricNamespace
+output CHARGEBACK_RECONCILE_TOLERANCE_PERCENT string = reconcileTolerancePercent
+output CHARGEBACK_RECONCILE_LAG_HOURS string = string(reconcileLagHours)
+output CHARGEBACK_FINAL_GRACE_DAYS string = string(finalGraceDays)
+output CHARGEBACK_PRICE_SHEET string = priceSheetPath
+output CHARGEBACK_COST_CENTERS string = costCentersPath
+output CHARGEBACK_DOWNLOADS string = downloads
+output CHARGEBACK_PROVIDER_NAME string = providerName
+output CHARGEBACK_LLM_LOG_SCOPE string = llmLogScope
+output CHARGEBACK_FINOPS_HUB_STORAGE string = useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
+output CHARGEBACK_FINOPS_HUB_SCOPE string = finopsHubScope
 output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''

@@ -183,18 +183,11 @@ def test_a_principal_header_without_app_service_authentication_is_refused(policy
     forged = header(client_principal(roles=["Chargeback.Admin"]))
     with pytest.raises(ForbiddenError):
         caller_scope(policy, forged, MAP)
-    with pytest.raises(ForbiddenError):
-        caller_scope(policy, forged, MAP, master_key=True)
 
 
 def test_with_sign_in_on_a_request_without_a_principal_is_unauthenticated() -> None:
     with pytest.raises(UnauthenticatedError):
         caller_scope(SIGNED_IN, {}, MAP)
-
-
-def test_the_master_key_checked_by_the_host_is_an_administrator_without_a_principal() -> None:
-    assert caller_scope(SIGNED_IN, {}, MAP, master_key=True) == EVERYTHING
-    assert caller_scope(HOSTED_WITHOUT_SIGN_IN, {}, MAP, master_key=True) == EVERYTHING
 
 
 def test_in_azure_without_sign_in_nothing_is_served() -> None:

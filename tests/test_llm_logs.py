@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
-from chargeback.domain.errors import TransientStorageError
-from chargeback.domain.usage import UsageRow
 from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
-from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS, CsvLlmLogExport
+from chargeback.ingestion.llm_log_export import CsvLlmLogExport
+from tests.conftest import Writer
 from tests.functions import get, registered, run_queue
 from tests.test_report_api import AFTER_OCTOBER_GRACE, DURING_NOVEMBER, body, event, request, send
 
@@ -31,8 +29,6 @@ pytestmark = pytest.mark.azurite
 OCTOBER = datetime(2026, 10, 20, 12, tzinfo=UTC)
 AFTER_OCTOBER = datetime(2026, 11, 2, 2, tzinfo=UTC)
 ONE, TWO, THREE = (f"aoai-product-subscription-{n}" for n in ("one", "two", "three"))
-
-Writer = Callable[[list[dict[str, object]]], Path]
 
 
 def call(correlation: str, subscription: str, prompt: int, completion: int, **values: object) -> dict[str, object]:
@@ -68,31 +64,6 @@ TRAPS: list[dict[str, object]] = [
 ]
 STREAMED = {ONE: 6_000, TWO: 4_000}
 UNATTRIBUTED = 1_000
-
-
-@pytest.fixture(name="write_export")
-def fixture_write_export(app_settings: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Writer:
-    """Writes the LLM-log export the app reads (replacing it, as a new export would)."""
-    path = tmp_path / "llm-log-export.csv"
-    monkeypatch.setenv("CHARGEBACK_LLM_LOG_EXPORT", str(path))
-    runtime.reset()
-
-    def write(rows: list[dict[str, object]]) -> Path:
-        lines = [",".join(EXPORT_COLUMNS)] + [",".join(str(r[c]) for c in EXPORT_COLUMNS) for r in rows]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return path
-
-    return write
-
-
-@pytest.fixture(name="clock")
-def fixture_clock(app_settings: dict[str, str]) -> Callable[[datetime], None]:
-    """Set the app's clock (the services' clock, which the timer and the report jobs read)."""
-
-    def set_now(moment: datetime) -> None:
-        runtime.services().clock = lambda: moment
-
-    return set_now
 
 
 def run_timer() -> None:
@@ -310,40 +281,70 @@ def test_the_report_page_shows_the_streamed_tokens_of_each_subscription(
     assert "5,234" in page
 
 
-class FailingAfter:
-    """The LLM-log store, with storage failing after ``good`` transactions: between two chunks of a day."""
-
-    def __init__(self, inner: llm_logs.LlmLogStore, good: int) -> None:
-        self.inner, self.good = inner, good
-
-    def markers(self, period: str) -> dict[date, llm_logs.DayMarker]:
-        return self.inner.markers(period)
-
-    def read_day(self, day: date) -> llm_logs.DayState:
-        return self.inner.read_day(day)
-
-    def unattributed(self, period: str) -> Iterable[UsageRow]:
-        return self.inner.unattributed(period)
-
-    def replace(
-        self, day: date, etag: str | None, changes: Sequence[llm_logs.RowChange], marker: llm_logs.DayMarker
-    ) -> str:
-        if self.good == 0:
-            raise TransientStorageError("injected: storage unavailable between two transactions")
-        self.good -= 1
-        return self.inner.replace(day, etag, changes, marker)
+NOVEMBER_2 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+LATER_ON_NOVEMBER_2 = datetime(2026, 11, 2, 11, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("good", [0, 1, 2])
-def test_storage_failing_between_the_chunks_of_a_day_is_healed_by_the_next_run(write_export: Writer, good: int) -> None:
-    rows = [call(f"c-{n}", f"team-{n % 250}", 10, n) for n in range(300)]
-    source = CsvLlmLogExport(write_export(rows))
-    store = runtime.services().llm_log_store
-    collect = functools.partial(llm_logs.collect, scope="streamed", now=AFTER_OCTOBER, lag_hours=6, months=["2026-10"])
-    with pytest.raises(TransientStorageError):
-        collect(source, FailingAfter(store, good))
-    collect(source, store)
-    document = usage()
-    assert document["totals"]["total_tokens"] == sum(10 + n for n in range(300))
-    assert document["totals"]["requests"] == 300
-    assert len(document["subscriptions"]) == 250
+def switch_scope(monkeypatch: pytest.MonkeyPatch, clock: Callable[[datetime], None], scope: str, now: datetime) -> None:
+    """Change CHARGEBACK_LLM_LOG_SCOPE as a deployment does: the app restarts with it."""
+    monkeypatch.setenv("CHARGEBACK_LLM_LOG_SCOPE", scope)
+    runtime.reset()
+    clock(now)
+
+
+def redrive_everything() -> None:
+    from chargeback.ops import cli
+
+    cli.main(["redrive"])
+
+
+def billed(period: str = "2026-11") -> tuple[int, int, int]:
+    """Tokens billed to ONE in ``period`` from events and from the LLM logs, and the dead letters left."""
+    document = usage(period)
+    return (*by_source(document).get(ONE, (0, 0)), document["dead_letters"])
+
+
+def test_switching_from_all_to_streamed_bills_each_buffered_call_once_after_a_redrive(
+    write_export: Writer, clock: Callable[[datetime], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settled_day, open_day = datetime(2026, 10, 20, 12, tzinfo=UTC), NOVEMBER_2
+    switch_scope(monkeypatch, clock, "all", open_day)
+    send([event(ONE, 300, 100, settled_day)], settled_day)
+    send([event(ONE, 30, 10, open_day)], open_day, first=1)
+    write_export(
+        [
+            call("b-1", ONE, 300, 100, IsStreamCompletion="false"),
+            call("b-2", ONE, 30, 10, IsStreamCompletion="false", TimeGenerated="2026-11-02T08:00:00Z"),
+            call("s-1", ONE, 1_000, 4_000, TimeGenerated="2026-11-02T08:00:00Z"),
+        ]
+    )
+    run_timer()
+    assert billed("2026-10") == (0, 400, 1) and billed() == (0, 5_040, 1)
+    redrive_everything()  # under `all` the LLM logs bill both: nothing is applied
+    assert billed("2026-10") == (0, 400, 1) and billed() == (0, 5_040, 1)
+    switch_scope(monkeypatch, clock, "streamed", LATER_ON_NOVEMBER_2)
+    run_timer()  # the open day is collected again as streamed; the settled day keeps `all`
+    redrive_everything()
+    assert billed("2026-10") == (0, 400, 1)  # still billed by the LLM logs, its event kept aside
+    assert billed() == (40, 5_000, 0)  # the buffered call moved to its event, counted once
+
+
+def test_switching_from_streamed_to_all_bills_each_buffered_call_once_after_a_redrive(
+    write_export: Writer, clock: Callable[[datetime], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    switch_scope(monkeypatch, clock, "streamed", NOVEMBER_2)
+    send([event(ONE, 300, 100, NOVEMBER_2)], NOVEMBER_2)
+    rows = [
+        call("b-1", ONE, 300, 100, IsStreamCompletion="false", TimeGenerated="2026-11-02T08:00:00Z"),
+        call("s-1", ONE, 1_000, 4_000, TimeGenerated="2026-11-02T08:00:00Z"),
+    ]
+    write_export(rows)
+    run_timer()
+    assert billed() == (400, 5_000, 0)
+    switch_scope(monkeypatch, clock, "all", LATER_ON_NOVEMBER_2)
+    send([event(ONE, 30, 10, LATER_ON_NOVEMBER_2)], LATER_ON_NOVEMBER_2, first=1)
+    write_export([*rows, call("b-2", ONE, 30, 10, IsStreamCompletion="false", TimeGenerated="2026-11-02T10:30:00Z")])
+    run_timer()  # the day was billed as streamed: it stays so, its applied event is not billed again
+    assert billed() == (400, 5_000, 1)
+    redrive_everything()
+    assert billed() == (440, 5_000, 0)

@@ -58,7 +58,16 @@ def test_help_says_settings_come_from_the_environment_or_a_local_settings_file()
 def test_each_commands_help_offers_the_settings_file_and_names_the_roles_it_needs(command: str) -> None:
     shown = flat(chargeback(command, "--help", env=clean_env()).stdout)
     assert "--settings FILE" in shown
-    assert flat(cli.ROLES[command]) in shown
+    assert flat(cli.ROLES[command]) in shown if command in cli.ROLES else "prices none:" in shown
+
+
+def test_prices_reads_the_price_sheet_setting_from_the_settings_file(tmp_path: Path) -> None:
+    sheet = tmp_path / "nowhere" / "price-sheet.json"
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {"CHARGEBACK_PRICE_SHEET": str(sheet)}}))
+    finished = chargeback("prices", "--settings", str(settings), "check", env=clean_env())
+    assert finished.returncode == 2
+    assert str(sheet) in finished.stderr
 
 
 GRANTS = [(command, role, scope) for command, grants in cli.ROLE_GRANTS.items() for role, scope in grants]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
 from chargeback.domain.errors import ChargebackError
+from chargeback.reports import service as report_service
 from devtools.hostshape import HostEvent
 from tests.functions import deliver, followed, job, post_report, registered, run_queue
 
@@ -388,6 +390,62 @@ def test_late_usage_for_a_final_month_is_billed_once_as_adjustments_next_month(
     generated("2026-11")
     december = generated("2026-12")
     assert december["adjusted_periods"] == []
+
+
+AFTER_DECEMBER_GRACE = datetime(2027, 1, 7, 2, tzinfo=UTC)
+LATE_OCTOBER = datetime(2026, 10, 31, 23, 0, tzinfo=UTC)
+
+
+def adjusted_tokens(period: str, original: str) -> int:
+    """The tokens ``period``'s report bills as adjustments of ``original``."""
+    lines = pd.read_parquet(io.BytesIO(request("GET", f"reports/{period}", {"format": "parquet"}).get_body()))
+    mine = lines[(lines["charge_category"] == "adjustment") & (lines["adjusted_period"] == original)]
+    return int(mine["total_tokens"].sum())
+
+
+def test_late_usage_is_billed_once_when_a_later_month_is_finalised_before_the_month_after_the_final(
+    october: None, clock: Callable[[datetime], None]
+) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    generated("2026-10")
+    send([event("aoai-product-subscription-one", 400_000, 0, LATE_OCTOBER)], LATE_OCTOBER, partition="1")
+    clock(AFTER_DECEMBER_GRACE)  # November's final was held back past December's
+    december = generated("2026-12")
+    november = generated("2026-11")
+    january = generated("2027-01")
+    assert (december["status"], november["status"], january["status"]) == ("final", "final", "draft")
+    assert december["adjusted_periods"] == []
+    assert november["adjusted_periods"] == ["2026-10"]
+    assert [adjusted_tokens(p, "2026-10") for p in ("2026-11", "2026-12", "2027-01")] == [400_000, 0, 0]
+
+
+def test_two_finals_made_at_once_bill_the_late_usage_of_an_earlier_final_once(
+    october: None, clock: Callable[[datetime], None]
+) -> None:
+    clock(AFTER_OCTOBER_GRACE)
+    generated("2026-10")
+    send([event("aoai-product-subscription-two", 250_000, 0, LATE_OCTOBER)], LATE_OCTOBER, partition="3")
+    clock(AFTER_DECEMBER_GRACE)
+    context = runtime.services().reports
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def finalise(period: str) -> None:
+        start.wait()
+        try:
+            report_service.generate(context, period)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=finalise, args=(period,)) for period in ("2026-11", "2026-12")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert adjusted_tokens("2026-11", "2026-10") + adjusted_tokens("2026-12", "2026-10") == 250_000
+    generated("2027-01")
+    assert adjusted_tokens("2027-01", "2026-10") == 0
 
 
 def test_late_usage_of_a_final_month_is_found_without_reading_that_month_row_by_row(

@@ -4,12 +4,12 @@ The rules, in order:
 
 1. App Service Authentication off, and the request carries ``X-MS-CLIENT-PRINCIPAL``: nobody
    but the caller wrote it, so it is refused (403), never read.
-2. The function is registered at the ``ADMIN`` auth level: the Functions host has checked the
-   master key before the code runs, so the caller is an administrator (automation).
-3. Authentication on: the header is the platform's (it strips any the client sends); without
-   it the caller has not signed in (401); with it, its roles and groups give the scope.
-4. Authentication off, in Azure: nothing vouches for the caller, so nothing is served (403).
-5. Authentication off, on a developer's machine: open, or the simulated principal of
+2. Authentication on: the header is the platform's (it strips any the client sends); without
+   it the caller has not signed in (401); with it, its roles and groups give the scope. This
+   holds at every auth level: a function registered at ``ADMIN`` (the host checks the master
+   key first) still needs a signed-in admin, so a leaked key alone changes nothing.
+3. Authentication off, in Azure: nothing vouches for the caller, so nothing is served (403).
+4. Authentication off, on a developer's machine: open, or the simulated principal of
    ``CHARGEBACK_LOCAL_PRINCIPAL`` to try the roles.
 """
 
@@ -51,16 +51,12 @@ class AccessPolicy:
         )
 
 
-def caller_scope(
-    policy: AccessPolicy, headers: Mapping[str, str], cost_centers: CostCenterMap, *, master_key: bool = False
-) -> Scope:
-    """The scope of the request with ``headers``; ``master_key`` when the host has checked it (ADMIN level)."""
+def caller_scope(policy: AccessPolicy, headers: Mapping[str, str], cost_centers: CostCenterMap) -> Scope:
+    """The scope of the request with ``headers``."""
     check_policy(policy)
     header = _header(headers)
     if header is not None and not policy.sign_in:
         raise ForbiddenError("a client principal is accepted only from App Service Authentication")
-    if master_key:
-        return EVERYTHING
     if policy.sign_in:
         if header is None:
             raise UnauthenticatedError("sign in with Microsoft Entra ID, or send a bearer token")

@@ -207,9 +207,30 @@ class BlobJobStore:
             )
 
     def load(self, job_id: str) -> ReportJob:
+        return self.load_versioned(job_id)[0]
+
+    def load_versioned(self, job_id: str) -> tuple[ReportJob, str]:
         with translated("read a report job"):
             try:
-                data = self._container.download_blob(f"{JOBS}/{_checked(job_id, 'job')}.json").readall()
+                downloader = self._container.download_blob(f"{JOBS}/{_checked(job_id, 'job')}.json")
+                data = downloader.readall()
             except ResourceNotFoundError as exc:
                 raise NotFoundError("no such report job") from exc
-        return cast(ReportJob, orjson.loads(data))
+        return cast(ReportJob, orjson.loads(data)), str(downloader.properties.etag)
+
+    def save_versioned(self, job: ReportJob, etag: str) -> str:
+        """Write ``job`` if its record is still at ``etag``; ``ConflictError`` when someone moved it."""
+        data = orjson.dumps(job, option=orjson.OPT_INDENT_2)
+        settings = ContentSettings(content_type="application/json")
+        with translated("write a report job"):
+            try:
+                written = self._container.get_blob_client(f"{JOBS}/{_checked(job['id'], 'job')}.json").upload_blob(
+                    data,
+                    overwrite=True,
+                    content_settings=settings,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError as exc:
+                raise ConflictError("the report job was changed by another run") from exc
+        return str(written["etag"])

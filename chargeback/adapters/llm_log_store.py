@@ -13,7 +13,7 @@ from chargeback.adapters.storage import translated
 from chargeback.domain import keys, periods
 from chargeback.domain.errors import ConcurrencyError
 from chargeback.domain.usage import COUNTER_FIELDS, Counters, UsageKey, UsageRow
-from chargeback.ingestion.llm_logs import DayMarker, DayState, RowChange
+from chargeback.ingestion.llm_logs import UNKNOWN_SCOPE, DayMarker, DayState, RowChange
 
 _IDENTITY_FIELDS = ("subscription_id", "model", "deployment", "operation")
 _MARKER_FIELDS = ("calls", "tokens", "unattributed_tokens")
@@ -88,6 +88,8 @@ class TableLlmLogStore:
             "PartitionKey": slice_key,
             "RowKey": keys.day_marker_row(day.isoformat()),
             "settled": marker.settled,
+            "complete": marker.complete,
+            "scope": marker.scope,
             **{name: _int64(getattr(marker, name)) for name in _MARKER_FIELDS},
             "collected_at": datetime.now(UTC),
         }
@@ -105,6 +107,28 @@ class TableLlmLogStore:
                 raise
         return str(results[-1]["etag"])
 
+    def event_usage_on(self, day: date) -> bool:
+        """Whether an Event Hub slice of the day's month holds a row of the day: one short read per slice."""
+        month = periods.month_of(day)
+        low, high = keys.period_range(month)
+        with translated(f"look for usage events of {day.isoformat()}"):
+            slices = [
+                str(entity["PartitionKey"])
+                for entity in self._table.query_entities(
+                    "PartitionKey ge @low and PartitionKey lt @high and RowKey eq @rk",
+                    parameters={"low": low, "high": high, "rk": keys.WATERMARK_ROW},
+                    select=["PartitionKey"],
+                )
+            ]
+            query, parameters = _between(*keys.day_range(day.isoformat()))
+            for slice_key in slices:
+                rows = self._table.query_entities(
+                    query, parameters={"pk": slice_key, **parameters}, select=["RowKey"], results_per_page=1
+                )
+                if next(iter(rows), None) is not None:
+                    return True
+        return False
+
     def unattributed(self, period: str) -> Iterator[UsageRow]:
         prefix = keys.UNATTRIBUTED_ROW_PREFIX
         low, high = (f"{prefix}{period}", f"{prefix}{period}}}") if len(period) == 10 else (prefix, prefix[:-1] + "}")
@@ -117,7 +141,16 @@ class TableLlmLogStore:
 
 
 def _marker(entity: Any) -> DayMarker:
-    return DayMarker(bool(entity.get("settled")), *(_as_int(entity.get(name)) for name in _MARKER_FIELDS))
+    """A stored marker; one written before ``complete`` and ``scope`` existed was written whole, in one go."""
+    calls, tokens, unattributed = (_as_int(entity.get(name)) for name in _MARKER_FIELDS)
+    return DayMarker(
+        settled=bool(entity.get("settled")),
+        calls=calls,
+        tokens=tokens,
+        unattributed_tokens=unattributed,
+        complete=bool(entity.get("complete", True)),
+        scope=str(entity.get("scope") or UNKNOWN_SCOPE),
+    )
 
 
 def _operation(slice_key: str, change: RowChange) -> Any:

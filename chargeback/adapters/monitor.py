@@ -118,10 +118,11 @@ def _describe(exc: AzureError) -> str:
     return " ".join(parts) + f": {exc.message}"
 
 
-def logs_client(client_id: str | None) -> LogsQueryClient:
-    """A ``LogsQueryClient`` on the app's identity (a user-assigned one when ``client_id`` is set)."""
+def logs_client(client_id: str | None, **options: Any) -> LogsQueryClient:
+    """A ``LogsQueryClient`` on the app's identity (a user-assigned one when ``client_id`` is set);
+    ``options`` go to the client (a retry policy, say)."""
     credential = DefaultAzureCredential(managed_identity_client_id=client_id or None)
-    return LogsQueryClient(credential)
+    return LogsQueryClient(credential, **options)
 
 
 def monitor_source(settings: Settings) -> MonitorSource:

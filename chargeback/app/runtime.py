@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
 from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.finops_hub import BlobHubStore, hub_store
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
@@ -25,12 +27,14 @@ from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.prices import PriceSheet, load_price_sheet
-from chargeback.domain.errors import ConfigurationError
+from chargeback.domain.errors import ChargebackError, CollectionError, ConfigurationError, ReportScheduleError
 from chargeback.domain.logs import LLM_LOGS, log_event
 from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ledger import Ledger
-from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
+from chargeback.ingestion.llm_log_calls import LlmLogSource
+from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF
 from chargeback.reconciliation.monitor import MonitorSource
+from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 from chargeback.reports.month_view import MonthView
@@ -85,7 +89,8 @@ class Services:
         return llm_log_source(self.settings)
 
     def collect_llm_logs(self, now: datetime, months: Sequence[str] | None = None) -> llm_logs.CollectOutcome | None:
-        """Set the due days' LLM-log usage (of ``months``, else the collection window).
+        """Set the due days' LLM-log usage (of ``months``, else the collection window), each day on
+        its own: what failed is in the outcome's ``failed``, never raised.
 
         None (and a warning) when no LLM-log source is configured.
         """
@@ -100,6 +105,43 @@ class Services:
         return llm_logs.collect(
             source, self.llm_log_store, scope=scope, now=now, lag_hours=self.settings.lag_hours, months=months
         )
+
+    def streamed_usage(self, period: str, now: datetime) -> dict[str, Any]:
+        """Whether ``period``'s streamed usage is all in the ledger, for its report to say."""
+        settings = self.settings
+        if settings.llm_log_scope == SCOPE_OFF:
+            return {"status": "off", "incomplete_days": []}
+        if not (settings.llm_log_export or settings.workspace_id):
+            return {"status": "not_configured", "incomplete_days": []}
+        return llm_logs.month_status(self.llm_log_store, period, now, settings.lag_hours).as_dict()
+
+    def run_schedule(self) -> list[report_jobs.ReportJob]:
+        """The timer's work: queue every due month's report, bring the LLM logs of the other months
+        of the window up to date (each queued job brings its own month), and queue the FinOps hub
+        deliveries a commit could not.
+
+        None of these stops another; what failed is raised once all are done.
+        """
+        now = self.clock()
+        failure: ChargebackError | None = None
+        try:
+            jobs = report_jobs.schedule(self.report_jobs)
+            queued = [job["period"] for job in jobs]
+        except ReportScheduleError as exc:
+            jobs, queued, failure = [], exc.queued, exc
+        others = [month for month in llm_logs.collection_months(now) if month not in queued]
+        outcome = self.collect_llm_logs(now, others)
+        if failure is None and outcome is not None and outcome.failed:
+            failure = CollectionError(outcome.failed)
+        hub = self.finops_hub
+        if hub is not None:
+            try:
+                finops_hub.schedule(hub, now)
+            except ChargebackError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return jobs
 
     @cached_property
     def _report_store(self) -> BlobReportStore:
@@ -136,6 +178,7 @@ class Services:
             clock=self.clock,
             provider_name=settings.provider_name,
             links=settings.downloads == "redirect",
+            streamed_usage=self.streamed_usage,
         )
 
     @cached_property
@@ -144,10 +187,32 @@ class Services:
 
     @property
     def report_jobs(self) -> report_jobs.JobContext:
-        """Report generation jobs: kept beside the reports, queued on the report queue."""
+        """Report generation jobs: kept beside the reports, queued on the report queue.
+
+        With a FinOps hub named, each committed generation that wants a delivery queues one.
+        """
+        hub = self.finops_hub
         return report_jobs.JobContext(
-            reports=self.reports, store=BlobJobStore(self._report_store.container), queue=self._job_queue
+            reports=self.reports,
+            store=BlobJobStore(self._report_store.container),
+            queue=self._job_queue,
+            after_commit=None if hub is None else lambda manifest: finops_hub.request(hub, manifest),
         )
+
+    @cached_property
+    def _hub_store(self) -> BlobHubStore | None:
+        hub = self.settings.finops_hub
+        if hub is None:
+            return None
+        return hub_store(hub, self.settings.storage.client_id)
+
+    @property
+    def finops_hub(self) -> finops_hub.HubContext | None:
+        """Deliveries to the FinOps hub ``CHARGEBACK_FINOPS_HUB_STORAGE`` names, queued on the report queue."""
+        hub, store = self.settings.finops_hub, self._hub_store
+        if hub is None or store is None:
+            return None
+        return finops_hub.HubContext(reports=self.reports, hub=store, queue=self._job_queue, scope=hub.scope)
 
     def monitor(self) -> MonitorSource:
         export = self.settings.monitor_export
@@ -162,9 +227,9 @@ class Services:
     def cost_centers(self) -> CostCenterMap:
         return load_cost_centers(app_path(self.settings.cost_centers))
 
-    def caller(self, headers: Mapping[str, str], *, master_key: bool = False) -> Scope:
+    def caller(self, headers: Mapping[str, str]) -> Scope:
         """Who sent a request with ``headers``, as a scope; see :mod:`chargeback.access.gate`."""
-        return gate.caller_scope(self.settings.access, headers, self.cost_centers(), master_key=master_key)
+        return gate.caller_scope(self.settings.access, headers, self.cost_centers())
 
 
 _lock = threading.Lock()

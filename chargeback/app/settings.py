@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -43,6 +44,8 @@ LLM_LOG_SCOPE = "CHARGEBACK_LLM_LOG_SCOPE"
 LLM_LOG_EXPORT = "CHARGEBACK_LLM_LOG_EXPORT"
 DOWNLOADS = "CHARGEBACK_DOWNLOADS"
 DOWNLOAD_CHOICES = ("redirect", "inline")
+FINOPS_HUB_STORAGE = "CHARGEBACK_FINOPS_HUB_STORAGE"
+FINOPS_HUB_SCOPE = "CHARGEBACK_FINOPS_HUB_SCOPE"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -85,6 +88,18 @@ class StorageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class FinOpsHubSettings:
+    """Where final reports are delivered as FOCUS Parquet: a FinOps hub's storage, and this source's folder."""
+
+    connection_string: str | None
+    """Locally (Azurite): a connection string."""
+    blob_service_uri: str | None
+    """In Azure: the hub storage account's blob endpoint, reached with the app's identity."""
+    scope: str
+    """The folder under each month of the hub's ``Costs`` dataset: ``chargeback/<provider, slugged>`` by default."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting the app reads, validated once."""
 
@@ -113,6 +128,8 @@ class Settings:
     downloads: str = "redirect"
     """``redirect``: report files are served as short-lived storage links; ``inline``: through the app
     (for a storage account callers cannot reach)."""
+    finops_hub: FinOpsHubSettings | None = None
+    """The FinOps hub final reports are delivered to, when one is named."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -169,7 +186,38 @@ class Settings:
             llm_log_scope=_choice(LLM_LOG_SCOPE, need(LLM_LOG_SCOPE), llm_log_rows.SCOPES),
             llm_log_export=get(LLM_LOG_EXPORT),
             downloads=_choice(DOWNLOADS, need(DOWNLOADS), DOWNLOAD_CHOICES),
+            finops_hub=_finops_hub(get(FINOPS_HUB_STORAGE), get(FINOPS_HUB_SCOPE), need(PROVIDER_NAME)),
         )
+
+
+_SCOPE_SEGMENT = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
+_NOT_A_PROVIDER = frozenset({"microsoft", "microsoft corporation"})
+
+
+def _finops_hub(storage: str | None, scope: str | None, provider: str) -> FinOpsHubSettings | None:
+    """The hub settings, or None when no hub is named; the scope defaults to ``chargeback/<provider>``."""
+    if storage is None:
+        return None
+    if provider.casefold() in _NOT_A_PROVIDER:
+        raise ConfigurationError(
+            f"setting {PROVIDER_NAME} must name the platform team, not Microsoft, when {FINOPS_HUB_STORAGE} is set: "
+            "a hub's users would take the chargeback for the Azure bill it re-divides"
+        )
+    if scope is None:
+        scope = "chargeback/" + (re.sub(r"[^a-z0-9]+", "-", provider.casefold()).strip("-") or "provider")
+    segments = scope.strip("/").split("/")
+    if len(scope) > 256 or not all(_SCOPE_SEGMENT.match(segment) for segment in segments):
+        raise ConfigurationError(
+            f"setting {FINOPS_HUB_SCOPE} must be folder names of letters, digits, '.', '_' and '-' joined by '/'"
+        )
+    scope = "/".join(segments)
+    if storage.lower().startswith(("https://", "http://")):
+        return FinOpsHubSettings(connection_string=None, blob_service_uri=storage, scope=scope)
+    if "=" not in storage:
+        raise ConfigurationError(
+            f"setting {FINOPS_HUB_STORAGE} must be a blob service URI (https://...) or a connection string"
+        )
+    return FinOpsHubSettings(connection_string=storage, blob_service_uri=None, scope=scope)
 
 
 def _decimal(name: str, raw: str) -> Decimal:

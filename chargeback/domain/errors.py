@@ -13,7 +13,9 @@
     │   └── AccessDeniedError       no sign-in, or the identity holds no data role there
     ├── MonitorError              Azure Monitor could not give a complete answer
     │   └── PartialResultError      Log Analytics returned a partial result
-    └── ReportScheduleError       some months' reports failed; the others were generated
+    ├── PriceListError            Azure's price list could not be read, or disagrees with the meter map
+    ├── ReportScheduleError       some months' reports failed; the others were generated
+    └── CollectionError           some days' LLM logs could not be collected; the others were
 
 A malformed *event* is not an error: the parser returns a ``Rejection`` and the event is
 dead-lettered, because raising would make the host retry a batch that can never succeed.
@@ -83,11 +85,27 @@ class PartialResultError(MonitorError):
     """Log Analytics returned a partial result, which must not be taken as data."""
 
 
+class PriceListError(ChargebackError):
+    """Azure's retail price list could not be read, or its meters do not match the meter map."""
+
+
 class ReportScheduleError(ChargebackError):
     """Some months' reports failed in a run of the schedule; the other months went on."""
 
-    def __init__(self, failed: dict[str, str]) -> None:
+    def __init__(self, failed: dict[str, str], queued: list[str] | None = None) -> None:
         super().__init__(
             "reports failed for " + ", ".join(f"{period} ({why})" for period, why in sorted(failed.items()))
+        )
+        self.failed = dict(failed)
+        self.queued = list(queued or [])
+        """The months whose jobs were queued all the same."""
+
+
+class CollectionError(ChargebackError):
+    """Some days' LLM logs could not be collected in a run; the other days were."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__(
+            "LLM logs not collected for " + ", ".join(f"{day} ({why})" for day, why in sorted(failed.items()))
         )
         self.failed = dict(failed)

@@ -21,11 +21,14 @@ import logging
 INGEST = "chargeback.ingest"
 LLM_LOGS = "chargeback.llm_logs"
 LLM_LOG_ROW_REJECTED = "chargeback.llm_logs.rejected"
+LLM_LOG_DAY_FAILED = "chargeback.llm_logs.failed"
 REPORT = "chargeback.report"
 REPORT_JOB = "chargeback.report.job"
 REPORT_DISCARD_FAILED = "chargeback.report.discard_failed"
 RECONCILE_FAILED = "chargeback.reconcile.failed"
 HTTP_FAILURE = "chargeback.http.failure"
+FINOPS_HUB = "chargeback.finops_hub"
+REPORT_FOLLOW_UP_FAILED = "chargeback.report.follow_up_failed"
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **facts: object) -> None:

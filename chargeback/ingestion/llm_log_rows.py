@@ -1,15 +1,11 @@
-"""Reads the LLM-log rows joined to their gateway-log subscription: the KQL, the CSV export, row checks."""
+"""The LLM logs as the workspace holds them: the tables, the usage query, and the checks on each row."""
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
 
-from chargeback.domain.errors import ConfigurationError, MonitorError
 from chargeback.domain.kql import kql_datetime
 from chargeback.domain.usage import UNKNOWN
 
@@ -146,55 +142,137 @@ class LlmLogRow:
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
-    """A row that cannot be billed, with where it came from and why."""
+    """A row that cannot be billed, with where it came from, why, and when (None: its time is unreadable)."""
 
     where: str
     reason: str
     detail: str
+    time: datetime | None = None
+    streamed: bool | None = None
 
 
-class LlmLogSource(Protocol):
-    """Where the joined LLM-log rows come from: Log Analytics or a CSV export."""
+MAX_IDENTIFIER_CHARS = 512
+"""The longest subscription, model, deployment or operation name kept, as for usage events:
+anything longer is not a name, and would not fit a ledger row."""
 
-    def rows(self, days: Collection[date]) -> Iterator[LlmLogRow | RejectedRow]:
-        """Every row timed on one of ``days`` (UTC); rows that cannot be read come as ``RejectedRow``."""
-        ...
+USAGE_COLUMNS = (
+    "Kind",
+    "ApimSubscriptionId",
+    "ModelName",
+    "DeploymentName",
+    "OperationName",
+    "Calls",
+    "PromptTokens",
+    "CompletionTokens",
+    "TotalTokens",
+    "Rows",
+    "Reason",
+    "Sample",
+)
+"""The usage query's columns, in order. ``Kind`` says what a row is: ``usage`` (calls summed per
+subscription, model, deployment and operation), ``rejected`` (rows that cannot be billed, per
+reason, with one correlation id as a sample) or ``read`` (how many rows the window held)."""
+
+KIND_USAGE, KIND_REJECTED, KIND_READ = "usage", "rejected", "read"
 
 
-def llm_log_query(start: datetime, end: datetime, *, scope: str) -> str:
-    """The KQL that lists LLM-log rows timed in [start, end) with their call's APIM subscription.
+def llm_log_usage_query(start: datetime, end: datetime, *, scope: str, spread: timedelta) -> str:
+    """The KQL that counts, once each, the calls whose first LLM-log row is timed in [start, end).
 
-    The gateway log holds the subscription; it is joined on ``CorrelationId`` (left outer, so a
-    call whose gateway-log row has not arrived yet comes back with an empty subscription and is
-    shown as unattributed, never dropped). Its window is wider by ``GATEWAY_LOG_SLACK`` each side
-    and it is reduced to one row per call first, so the join cannot multiply LLM-log rows. Rows
-    are not summed here: a call split over several rows is counted once by the caller, the same
-    code that reads a CSV export.
+    It applies the counting rule of ``llm_log_calls`` in the workspace, so an answer grows with
+    subscriptions × models, never with calls: rows are read with ``spread`` either side of the
+    window; each call is reduced to one row (its first row's time and names, the largest count of
+    each kind any of its rows carries); calls whose first row lies outside the window are left to
+    the window that holds it. The call's APIM subscription comes from the gateway log, joined on
+    ``CorrelationId`` (left outer: a call whose gateway-log row has not arrived comes back with an
+    empty subscription and is kept as unattributed, never dropped), looked for
+    ``GATEWAY_LOG_SLACK`` either side and only for the window's calls. Rows that cannot be billed
+    are counted by reason, as the CSV export's rows are checked one by one.
     """
     if scope not in (SCOPE_STREAMED, SCOPE_ALL):
         raise ValueError(f"no query for the scope {scope!r}")
+    spread_text = _timespan(spread)
     lines = [
         f"let WindowStart = {kql_datetime(start)};",
         f"let WindowEnd = {kql_datetime(end)};",
-        f"let Subscriptions = {GATEWAY_LOG_TABLE}",
-        f"    | where TimeGenerated >= WindowStart - {_timespan(GATEWAY_LOG_SLACK)}"
-        f" and TimeGenerated < WindowEnd + {_timespan(GATEWAY_LOG_SLACK)}",
-        "    | where isnotempty(CorrelationId) and isnotempty(ApimSubscriptionId)",
-        "    | summarize ApimSubscriptionId = take_any(ApimSubscriptionId) by CorrelationId;",
-        LLM_LOG_TABLE,
-        "| where TimeGenerated >= WindowStart and TimeGenerated < WindowEnd",
-    ]
-    if scope == SCOPE_STREAMED:
-        lines.append("| where IsStreamCompletion == true")
-    lines += [
-        "| join kind=leftouter Subscriptions on CorrelationId",
-        f"| project {', '.join(EXPORT_COLUMNS)}",
+        f"let RowsStart = WindowStart - {spread_text};",
+        f"let RowsEnd = WindowEnd + {spread_text};",
+        f"let MaxName = {MAX_IDENTIFIER_CHARS};",
+        f"let MaxCount = {MAX_TOKENS};",
+        *_checked_rows(scope),
+        *_calls(),
+        *_usage(),
+        "union Usage, Rejected, Read",
+        f"| project {', '.join(USAGE_COLUMNS)}",
     ]
     return "\n".join(lines)
 
 
+def _checked_rows(scope: str) -> list[str]:
+    """``Rows``: the LLM-log rows read (in scope), each with why it cannot be billed, if it cannot."""
+    streamed = ["    | where IsStreamCompletion == true"] if scope == SCOPE_STREAMED else []
+    return [
+        f"let Rows = {LLM_LOG_TABLE}",
+        "    | where TimeGenerated >= RowsStart and TimeGenerated < RowsEnd",
+        *streamed,
+        "    | extend Prompt = coalesce(PromptTokens, 0), Completion = coalesce(CompletionTokens, 0),"
+        " Total = coalesce(TotalTokens, 0), Sequence = coalesce(SequenceNumber, 0)",
+        "    | extend Reason = case(",
+        '        isempty(CorrelationId), "missing_correlation_id",',
+        "        Prompt < 0 or Completion < 0 or Total < 0 or Sequence < 0"
+        " or Prompt >= MaxCount or Completion >= MaxCount or Total >= MaxCount or Sequence >= MaxCount,",
+        '        "invalid_tokens",',
+        "        strlen(ModelName) > MaxName or strlen(DeploymentName) > MaxName"
+        ' or strlen(OperationName) > MaxName, "invalid_field",',
+        '        "")',
+        "    | extend InWindow = TimeGenerated >= WindowStart and TimeGenerated < WindowEnd;",
+    ]
+
+
+def _calls() -> list[str]:
+    """``Calls``: one row per call whose first row is in the window, with its subscription's key."""
+    slack = _timespan(GATEWAY_LOG_SLACK)
+    return [
+        "let Calls = materialize(Rows",
+        '    | where Reason == ""',
+        "    | extend RowTotal = iff(Total == 0, Prompt + Completion, Total),",
+        "        Rank = tolong((TimeGenerated - RowsStart) / 1tick) * 1000000 + min_of(Sequence, 999999)",
+        "    | summarize arg_min(Rank, TimeGenerated, ModelName, DeploymentName, OperationName),",
+        "        Prompt = max(Prompt), Completion = max(Completion), Total = max(RowTotal) by CorrelationId",
+        "    | where TimeGenerated >= WindowStart and TimeGenerated < WindowEnd);",
+        f"let Subscriptions = {GATEWAY_LOG_TABLE}",
+        f"    | where TimeGenerated >= WindowStart - {slack} and TimeGenerated < WindowEnd + {slack}",
+        "    | where isnotempty(CorrelationId) and isnotempty(ApimSubscriptionId)",
+        "    | join kind=leftsemi (Calls | project CorrelationId) on CorrelationId",
+        "    | summarize ApimSubscriptionId = take_any(ApimSubscriptionId) by CorrelationId;",
+    ]
+
+
+def _usage() -> list[str]:
+    """``Usage``, ``Rejected`` and ``Read``: the answer's three kinds of row."""
+    return [
+        "let Usage = Calls",
+        "    | join kind=leftouter Subscriptions on CorrelationId",
+        "    | summarize Calls = count(), PromptTokens = sum(Prompt), CompletionTokens = sum(Completion),",
+        "        TotalTokens = sum(Total) by ApimSubscriptionId, ModelName, DeploymentName, OperationName",
+        f'    | extend Kind = "{KIND_USAGE}";',
+        "let Rejected = Rows",
+        '    | where InWindow and Reason != ""',
+        "    | summarize Rows = count(), Sample = take_any(substring(CorrelationId, 0, 64)) by Reason",
+        f'    | extend Kind = "{KIND_REJECTED}";',
+        "let Read = Rows",
+        "    | where InWindow",
+        "    | summarize Rows = count()",
+        f'    | extend Kind = "{KIND_READ}";',
+    ]
+
+
 def _timespan(span: timedelta) -> str:
-    return f"{span.days}d"
+    if span % timedelta(days=1) == timedelta(0):
+        return f"{span.days}d"
+    if span % timedelta(hours=1) == timedelta(0):
+        return f"{span // timedelta(hours=1)}h"
+    return f"{span // timedelta(minutes=1)}m"
 
 
 def parse_record(record: Mapping[str, object], where: str) -> LlmLogRow | RejectedRow:
@@ -202,26 +280,34 @@ def parse_record(record: Mapping[str, object], where: str) -> LlmLogRow | Reject
     moment = _time(record.get("TimeGenerated"))
     if moment is None:
         return RejectedRow(where, "invalid_time", f"TimeGenerated is not a timestamp: {record.get('TimeGenerated')!r}")
-    correlation = _text(record.get("CorrelationId"))
-    if not correlation:
-        return RejectedRow(where, "missing_correlation_id", "no CorrelationId: the call cannot be counted once")
-    counts: dict[str, int] = {}
-    for column in ("PromptTokens", "CompletionTokens", "TotalTokens", "SequenceNumber"):
-        value = _count(record.get(column))
-        if value is None:
-            return RejectedRow(where, "invalid_tokens", f"{column} is not a whole non-negative number")
-        counts[column] = value
     streamed = _flag(record.get("IsStreamCompletion"))
     if streamed is None:
-        return RejectedRow(where, "invalid_field", "IsStreamCompletion is not true or false")
+        return RejectedRow(where, "invalid_field", "IsStreamCompletion is not true or false", moment)
+    correlation = text_of(record.get("CorrelationId"))
+    if not correlation:
+        return RejectedRow(
+            where, "missing_correlation_id", "no CorrelationId: the call cannot be counted once", moment, streamed
+        )
+    counts: dict[str, int] = {}
+    for column in ("PromptTokens", "CompletionTokens", "TotalTokens", "SequenceNumber"):
+        value = whole_count(record.get(column))
+        if value is None:
+            return RejectedRow(
+                where, "invalid_tokens", f"{column} is not a whole non-negative number", moment, streamed
+            )
+        counts[column] = value
+    names = {column: record.get(column) for column in _NAME_COLUMNS}
+    problem = identifier_problem(names)
+    if problem is not None:
+        return RejectedRow(where, "invalid_field", problem, moment, streamed)
     total = counts["TotalTokens"] or counts["PromptTokens"] + counts["CompletionTokens"]
     return LlmLogRow(
         time=moment,
         correlation_id=correlation,
-        subscription_id=_text(record.get("ApimSubscriptionId")),
-        model=_text(record.get("ModelName")) or UNKNOWN,
-        deployment=_text(record.get("DeploymentName")) or UNKNOWN,
-        operation=_text(record.get("OperationName")) or UNKNOWN,
+        subscription_id=text_of(names["ApimSubscriptionId"]),
+        model=text_of(names["ModelName"]) or UNKNOWN,
+        deployment=text_of(names["DeploymentName"]) or UNKNOWN,
+        operation=text_of(names["OperationName"]) or UNKNOWN,
         prompt_tokens=counts["PromptTokens"],
         completion_tokens=counts["CompletionTokens"],
         total_tokens=total,
@@ -230,7 +316,23 @@ def parse_record(record: Mapping[str, object], where: str) -> LlmLogRow | Reject
     )
 
 
-def _text(value: object) -> str:
+_NAME_COLUMNS = ("ApimSubscriptionId", "ModelName", "DeploymentName", "OperationName")
+
+
+def identifier_problem(names: Mapping[str, object]) -> str | None:
+    """Why these names cannot be stored (too long, not text), or None when they can."""
+    for column, value in names.items():
+        text = "" if value is None else str(value)
+        if len(text) > MAX_IDENTIFIER_CHARS:
+            return f"{column} is {len(text)} characters long; at most {MAX_IDENTIFIER_CHARS}"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{column} is not valid Unicode text"
+    return None
+
+
+def text_of(value: object) -> str:
     return "" if value is None else str(value).strip()
 
 
@@ -238,7 +340,7 @@ def _time(value: object) -> datetime | None:
     if isinstance(value, datetime):
         moment = value
     else:
-        text = _text(value).replace("Z", "+00:00")
+        text = text_of(value).replace("Z", "+00:00")
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
@@ -250,7 +352,7 @@ MAX_TOKENS = 10**12
 """No single call uses a trillion tokens: a bigger count is corruption, not usage."""
 
 
-def _count(value: object) -> int | None:
+def whole_count(value: object) -> int | None:
     if value is None or value == "":
         return 0
     if isinstance(value, bool):
@@ -258,7 +360,7 @@ def _count(value: object) -> int | None:
     if isinstance(value, int):
         number = value
     else:
-        text = _text(value)
+        text = text_of(value)
         if not text.isdigit():
             return None
         number = int(text)
@@ -268,42 +370,9 @@ def _count(value: object) -> int | None:
 def _flag(value: object) -> bool | None:
     if isinstance(value, bool):
         return value
-    text = _text(value).lower()
+    text = text_of(value).lower()
     if text in ("true", "1"):
         return True
     if text in ("false", "0", ""):
         return False
     return None
-
-
-class CsvLlmLogExport:
-    """An ``LlmLogSource`` over a CSV export of the joined query's rows, for running offline.
-
-    The header must name every column of ``EXPORT_COLUMNS`` (in any order; others are ignored).
-    A missing column is a ``ConfigurationError``; a row that cannot be read is a ``RejectedRow``
-    naming its line, so one bad line never hides the rest of the file.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self._path = Path(path)
-
-    def rows(self, days: Collection[date]) -> Iterator[LlmLogRow | RejectedRow]:
-        wanted = set(days)
-        for line, record in self._records():
-            parsed = parse_record(record, f"{self._path.name}, line {line}")
-            if isinstance(parsed, RejectedRow) or parsed.time.date() in wanted:
-                yield parsed
-
-    def _records(self) -> Iterator[tuple[int, dict[str, str]]]:
-        try:
-            with self._path.open(encoding="utf-8-sig", newline="") as handle:
-                reader = csv.DictReader(handle)
-                missing = [name for name in EXPORT_COLUMNS if name not in (reader.fieldnames or [])]
-                if missing:
-                    raise ConfigurationError(f"the LLM-log export {self._path.name} lacks {', '.join(missing)}")
-                for record in reader:
-                    yield reader.line_num, {name: record.get(name) or "" for name in EXPORT_COLUMNS}
-        except OSError as exc:
-            raise MonitorError(f"cannot read the LLM-log export {self._path.name}: {exc.strerror}") from exc
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise MonitorError(f"the LLM-log export {self._path.name} is not UTF-8 CSV: {exc}") from exc

@@ -1,4 +1,4 @@
-"""``python -m chargeback``: the operator commands that repair the ledger (redrive, replay).
+"""``python -m chargeback``: the operator commands (redrive, replay, prices).
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 modules are imported only when their command runs, so one command's dependencies never slow
@@ -22,6 +22,7 @@ Commands = Mapping[str, tuple[str, str]]
 COMMANDS: Commands = {
     "redrive": ("chargeback.ops.redrive", "re-apply dead-lettered events after their cause is fixed"),
     "replay": ("chargeback.ops.replay", "apply Event Hubs Capture files through the ledger, counting nothing twice"),
+    "prices": ("chargeback.ops.prices", "compare the price sheet with Azure's retail prices, or bring it up to date"),
 }
 
 _REDRIVE_ROLES = (
@@ -45,18 +46,21 @@ ROLES: Mapping[str, str] = {command: _in_words(grants) for command, grants in RO
 
 EPILOG = """\
 settings:
-  Every command reads the app's own settings: ChargebackStorage (a connection string) or
-  ChargebackStorage__tableServiceUri and ChargebackStorage__blobServiceUri (your Azure sign-in,
-  az login), the table and container names, EVENTHUB_NAME and CHARGEBACK_LLM_LOG_SCOPE. They come
-  from the environment, or with --settings FILE from the Values of a Functions local settings file
-  (local.settings.json, as func start, the postprovision hook and the demo write it).
+  The commands read the app's own settings: redrive and replay ChargebackStorage (a connection
+  string) or ChargebackStorage__tableServiceUri and ChargebackStorage__blobServiceUri (your Azure
+  sign-in, az login), the table and container names, EVENTHUB_NAME and CHARGEBACK_LLM_LOG_SCOPE;
+  prices CHARGEBACK_PRICE_SHEET. They come from the environment, or with --settings FILE from the
+  Values of a Functions local settings file (local.settings.json, as func start, the
+  postprovision hook and the demo write it).
 
 Azure roles (data roles of whoever runs the command, on the data storage account):
 {roles}
+  prices   none: Azure's retail price list is public.
   No app role (Chargeback.Admin) is involved: these commands do not go through the HTTP API.
 
-Exit codes: 0 done, 1 done but something is still dead-lettered (redrive), 2 a setting, the
-command line or storage stopped the command (one line on stderr says which).
+Exit codes: 0 done, 1 done but something is still dead-lettered (redrive) or the sheet is behind
+(prices check), 2 a setting, the command line or storage stopped the command (one line on stderr
+says which).
 """.format(
     roles="\n".join(
         textwrap.fill(f"{name:<8} {roles}.", width=100, initial_indent="  ", subsequent_indent="           ")

@@ -9,9 +9,10 @@ counted once however often, or however concurrently, redrive runs). The dead let
 afterwards; a crash in between leaves a dead letter whose marker exists, which the next run
 reports as already present and deletes. The argument is written out in docs/reliability.md.
 
-While the LLM logs bill every call (``CHARGEBACK_LLM_LOG_SCOPE=all``) no usage event is applied,
-here as in ingestion: a dead letter that parses stays, as ``billed_by_llm_logs``, so no call is
-billed by both sources; it is applied by a redrive after the setting goes back.
+No usage event of a day whose buffered calls the LLM logs bill (the day was collected with
+``CHARGEBACK_LLM_LOG_SCOPE=all``, or is not collected yet while the setting is ``all``) is applied,
+here as in ingestion: a dead letter of that day that parses stays, as ``billed_by_llm_logs``, so no
+call is billed by both sources; a redrive applies it once the day is collected with ``streamed``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import dataclasses
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol, TextIO
 
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
@@ -30,6 +31,7 @@ from chargeback.domain import keys, periods
 from chargeback.domain.errors import ConcurrencyError, InvalidRequestError
 from chargeback.domain.events import REASONS, Rejection, parse_event
 from chargeback.domain.usage import ZERO
+from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL
 from chargeback.ingestion.ledger import MAX_CONFLICT_RETRIES, DeadLetter, LedgerStore, RowWrite, usage_delta, usage_key
 from chargeback.ops import settings_file
@@ -97,13 +99,13 @@ class Redriver:
         dead_letters: RedriveDeadLetters,
         *,
         dry_run: bool = False,
-        events_billed: bool = True,
+        billed_by_llm_logs: Callable[[date], bool] = lambda _day: False,
     ) -> None:
-        """``events_billed`` false: the LLM logs bill every call, so no dead letter is applied."""
         self._store = store
         self._dead_letters = dead_letters
         self._dry_run = dry_run
-        self._events_billed = events_billed
+        self._billed_by_llm_logs = billed_by_llm_logs
+        """Whether the LLM logs bill the buffered calls of a day: no event of that day is applied."""
 
     def run(
         self,
@@ -129,9 +131,9 @@ class Redriver:
         parsed = parse_event(letter.body, enqueued)
         if isinstance(parsed, Rejection):
             return self._still_dead_lettered(letter, parsed.reason, parsed.detail)
-        if not self._events_billed:
-            return self._still_dead_lettered(letter, BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL)
         key = usage_key(parsed)
+        if self._billed_by_llm_logs(key.day):  # a dead letter is a buffered call: the LLM logs bill it
+            return self._still_dead_lettered(letter, BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL)
         slice_key = keys.slice_key(key.day.strftime("%Y-%m"), letter.hub, letter.partition_id)
         row_key = keys.aggregate_row_key(key)
         for _attempt in range(MAX_CONFLICT_RETRIES):
@@ -162,6 +164,21 @@ class Redriver:
         if (reason, detail) != (letter.reason, letter.detail) and not self._dry_run:
             self._dead_letters.put([dataclasses.replace(letter, reason=reason, detail=detail)])
         return STILL_DEAD_LETTERED, reason
+
+
+class LlmLogBilling:
+    """Whether the LLM logs bill a day's buffered calls, from its marker, each month's markers read once."""
+
+    def __init__(self, store: llm_logs.LlmLogStore, setting: str) -> None:
+        self._store = store
+        self._setting = setting
+        self._markers: dict[str, dict[date, llm_logs.DayMarker]] = {}
+
+    def __call__(self, day: date) -> bool:
+        month = periods.month_of(day)
+        if month not in self._markers:
+            self._markers[month] = self._store.markers(month)
+        return llm_logs.bills_buffered_calls(self._markers[month].get(day), self._setting)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -196,14 +213,14 @@ def run(args: argparse.Namespace) -> int:
     services = Services(settings_file.settings(args))
     names = services.settings.storage
     if not services.events_billed:
-        sys.stderr.write(f"redrive: {BILLED_BY_LLM_LOGS_DETAIL}: dead letters that parse stay dead-lettered\n")
+        sys.stderr.write(f"redrive: {BILLED_BY_LLM_LOGS_DETAIL}: dead letters of the days it bills stay\n")
     redriver = Redriver(
         TableLedgerStore(services.storage.table(names.ledger_table)),
         TableDeadLetterStore(
             services.storage.table(names.dead_letter_table), services.storage.container(names.dead_letter_container)
         ),
         dry_run=args.dry_run,
-        events_billed=services.events_billed,
+        billed_by_llm_logs=LlmLogBilling(services.llm_log_store, services.settings.llm_log_scope),
     )
     outcome = redriver.run(period=args.period, reason=args.reason, progress=_Progress(sys.stderr))
     report(outcome, sys.stdout, dry_run=args.dry_run)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -83,7 +83,8 @@ def render_csv(report: Report) -> bytes:
     return text.encode("utf-8-sig")
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A cell as plain JSON: Decimals as exact strings, numpy numbers as Python ones, missing as None."""
     if value is None or value is pd.NA:
         return None
     if isinstance(value, Decimal):
@@ -102,7 +103,7 @@ def _json_value(value: Any) -> Any:
 def _json_column(column: pd.Series[Any]) -> list[Any]:
     if isinstance(column.dtype, np.dtype) and column.dtype.kind in "iub":
         return list(column.tolist())
-    return [_json_value(v) for v in column.to_numpy(dtype=object)]
+    return [json_value(v) for v in column.to_numpy(dtype=object)]
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -118,7 +119,7 @@ def render_json(report: Report) -> bytes:
         "currency": report.currency,
         "minor_unit_digits": report.minor_units,
         "generated_at": _utc(report.generated_at),
-        "totals": {name: _json_value(value) for name, value in report.totals.items()},
+        "totals": {name: json_value(value) for name, value in report.totals.items()},
         "lines": _records(report.lines),
         "by_cost_center": _records(report.by_cost_center),
         "by_subscription": _records(report.by_subscription),
@@ -551,10 +552,16 @@ def render_focus_parquet(report: Report) -> bytes:
     counters int64. The schema's metadata names the FOCUS version and the applicability
     criteria the export supports (:data:`FOCUS_APPLICABILITY_CRITERIA`).
     """
-    frame = focus_frame(report)
-    for name in _FOCUS_TIMES:
-        frame[name] = pd.to_datetime(frame[name], utc=True)
-    table = pa.Table.from_pandas(frame, schema=_focus_schema(report.minor_units), preserve_index=False)
+    return focus_parquet(report, focus_frame(report))
+
+
+def focus_parquet(report: Report, frame: pd.DataFrame) -> bytes:
+    """FOCUS rows of ``report`` as Parquet, typed as :func:`render_focus_parquet` types the export's
+    columns; ``frame`` may leave some out or add others (text), as a delivery to a FinOps hub does."""
+    times = {name: pd.to_datetime(frame[name], utc=True) for name in _FOCUS_TIMES if name in frame.columns}
+    frame = frame.assign(**times)
+    schema = _focus_schema(report.minor_units, [str(name) for name in frame.columns])
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     metadata = {
         b"focus_version": FOCUS_VERSION.encode(),
         b"focus_applicability_criteria": ",".join(FOCUS_APPLICABILITY_CRITERIA).encode(),
@@ -566,7 +573,7 @@ def render_focus_parquet(report: Report) -> bytes:
     return buffer.getvalue()
 
 
-def _focus_schema(minor_units: int) -> pa.Schema:
+def _focus_schema(minor_units: int, columns: Sequence[str] = FOCUS_COLUMNS) -> pa.Schema:
     kinds: dict[str, pa.DataType] = {
         **dict.fromkeys(_FOCUS_MONEY, pa.decimal128(18, minor_units)),
         **dict.fromkeys(_FOCUS_PRICES, pa.decimal128(18, MAX_PRICE_PLACES)),
@@ -575,7 +582,7 @@ def _focus_schema(minor_units: int) -> pa.Schema:
         **dict.fromkeys(_FOCUS_TIMES, pa.timestamp("s", tz="UTC")),
         **dict.fromkeys(_FOCUS_COUNTERS, pa.int64()),
     }
-    return pa.schema([pa.field(name, kinds.get(name, pa.string()), nullable=True) for name in FOCUS_COLUMNS])
+    return pa.schema([pa.field(name, kinds.get(name, pa.string()), nullable=True) for name in columns])
 
 
 def focus_frame(report: Report) -> pd.DataFrame:

@@ -1,4 +1,14 @@
-"""Report generation off the request path: jobs requested by POST or the timer, run from a queue."""
+"""Report generation off the request path: jobs requested by POST or the timer, run from a queue.
+
+Every job ends ``done`` or ``failed`` with a reason, whatever raised and however many deliveries
+it took. The queue delivers a message again after a transient storage failure (the job waits,
+``queued``, with the try it is on) and gives up after ``MAX_DELIVERIES``; the last try records the
+failure. A generation the host itself ends (a timeout, the instance's memory) runs no code of
+ours: the job is then failed by whichever comes first, a later delivery of its message that finds
+it ``running`` past its lease (it takes the job over), a reader that finds it so, or the poison
+queue's function when the host gives up. Every change of a job's record is conditioned on the
+record's ETag, so two of these never overwrite each other.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +17,8 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
-from typing import Protocol, TypedDict
+from datetime import UTC, datetime, timedelta
+from typing import NotRequired, Protocol, TypedDict
 
 import orjson
 
@@ -20,7 +30,7 @@ from chargeback.domain.errors import (
     ReportScheduleError,
     TransientStorageError,
 )
-from chargeback.domain.logs import REPORT_JOB, log_event
+from chargeback.domain.logs import REPORT_FOLLOW_UP_FAILED, REPORT_JOB, log_event
 from chargeback.reports import service
 from chargeback.reports.model import FINAL, Manifest
 
@@ -31,6 +41,12 @@ RUNNING = "running"
 DONE = "done"
 FAILED = "failed"
 _JOB_ID = re.compile(r"\A[0-9a-f]{32}\Z")
+
+MAX_DELIVERIES = 5
+"""host.json ``queues.maxDequeueCount``: the host moves a message to the poison queue after this many."""
+JOB_LEASE = timedelta(minutes=31)
+"""How long a running job may run: host.json ``functionTimeout`` (30 minutes) and a minute more.
+Past it the host has ended the invocation, whatever happened to it."""
 
 
 class ReportJob(TypedDict):
@@ -47,13 +63,27 @@ class ReportJob(TypedDict):
     report_status: str | None
     report: Manifest | None
     """When done, the manifest of the generation this job committed."""
+    attempt: NotRequired[int]
+    """Which delivery of the job's message is running it (1 for the first)."""
+    lease_until: NotRequired[str | None]
+    """While running: when the host has certainly ended the invocation."""
 
 
 class JobStore(Protocol):
-    def save(self, job: ReportJob) -> None: ...
+    def save(self, job: ReportJob) -> None:
+        """Write a new job's record."""
+        ...
 
     def load(self, job_id: str) -> ReportJob:
         """The job; ``NotFoundError`` when there is none."""
+        ...
+
+    def load_versioned(self, job_id: str) -> tuple[ReportJob, str]:
+        """The job and its record's ETag; ``NotFoundError`` when there is none."""
+        ...
+
+    def save_versioned(self, job: ReportJob, etag: str) -> str:
+        """Write ``job`` if its record is still at ``etag``; the new ETag, or ``ConflictError``."""
         ...
 
 
@@ -68,6 +98,9 @@ class JobContext:
     reports: service.ReportContext
     store: JobStore
     queue: JobQueue
+    after_commit: Callable[[Manifest], object] | None = None
+    """Runs once a job's generation is committed and recorded (the app queues its FinOps hub
+    delivery there); what it raises is logged and never fails the job, which is done."""
 
 
 def status_url(job: ReportJob) -> str:
@@ -96,7 +129,8 @@ def request(context: JobContext, period: str, requested_by: str) -> ReportJob:
     try:
         context.queue.send(orjson.dumps({"job": job["id"], "period": period}).decode())
     except ChargebackError as exc:
-        _record(context, job, FAILED, reason=service.public_reason(exc))
+        # Nothing else knows the job yet: its record is simply rewritten.
+        context.store.save({**job, "status": FAILED, "reason": service.public_reason(exc)})
         raise
     return job
 
@@ -119,62 +153,142 @@ def schedule(context: JobContext) -> list[ReportJob]:
             )
             failed[period] = service.public_reason(exc)
     if failed:
-        raise ReportScheduleError(failed)
+        raise ReportScheduleError(failed, queued=[job["period"] for job in queued])
     return queued
 
 
-def run(context: JobContext, message: str, prepare: Callable[[str], object] | None = None) -> ReportJob:
-    """Run the job a queue message names: generate its period, record done or failed with why.
+def run(
+    context: JobContext, message: str, prepare: Callable[[str], object] | None = None, *, delivery: int = 1
+) -> ReportJob:
+    """Run the job a queue message names (its ``delivery``-th delivery): generate its period and
+    record ``done``, or ``failed`` with why.
 
     ``prepare(period)`` runs first (the app brings the period's LLM-log usage up to date there);
-    whatever it raises leaves the job queued and the message to be delivered again. A transient
-    storage failure while generating is raised after it is recorded, so the queue delivers the
-    message again; every other failure is final for this job and recorded with its reason.
+    whatever it raises is logged and the report is generated all the same: it states which of
+    its streamed usage is missing. A transient storage failure while generating leaves the job
+    queued and is raised, so the queue delivers the message again, but on the last delivery it
+    fails the job. Any other failure fails the job at once, with a reason that names nothing
+    internal. A message whose job has ended already changes nothing.
     """
-    queued = _job_of(context, message)
+    found, etag = _job_of(context, message)
+    if found["status"] in (DONE, FAILED):
+        return found
     if prepare is not None:
-        prepare(queued["period"])
-    job = _record(context, queued, RUNNING)
+        _prepare(prepare, found)
+    job, etag = _record(context, found, etag, RUNNING, attempt=delivery, lease=True)
     try:
         manifest = service.generate(context.reports, job["period"])
     except ConflictError as exc:
-        return _record(context, job, FAILED, reason=str(exc))
+        return _record(context, job, etag, FAILED, reason=str(exc))[0]
     except TransientStorageError as exc:
-        _record(context, job, FAILED, reason=service.public_reason(exc))
+        reason = service.public_reason(exc)
+        if delivery >= MAX_DELIVERIES:
+            return _record(context, job, etag, FAILED, reason=f"{reason} (gave up after {delivery} tries)")[0]
+        _record(context, job, etag, QUEUED, reason=f"{reason} (try {delivery} of {MAX_DELIVERIES})")
         raise
     except ChargebackError as exc:
         log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
-        return _record(context, job, FAILED, reason=service.public_reason(exc))
-    return _record(context, job, DONE, report=manifest)
+        return _record(context, job, etag, FAILED, reason=service.public_reason(exc))[0]
+    except Exception as exc:  # noqa: BLE001 - recorded with its trace: a job never stays running
+        log_event(logger, REPORT_JOB, logging.ERROR, period=job["period"], job=job["id"], status=FAILED, exc_info=exc)
+        return _record(
+            context, job, etag, FAILED, reason=f"the generation failed ({type(exc).__name__}); see the logs"
+        )[0]
+    done = _record(context, job, etag, DONE, report=manifest)[0]
+    _follow_up(context, manifest)
+    return done
+
+
+def _prepare(prepare: Callable[[str], object], job: ReportJob) -> None:
+    try:
+        prepare(job["period"])
+    except Exception as exc:  # noqa: BLE001 - logged with its trace; the report says what is missing
+        log_event(
+            logger,
+            REPORT_JOB,
+            logging.ERROR,
+            period=job["period"],
+            job=job["id"],
+            status="prepare_failed",
+            kind=type(exc).__name__,
+            exc_info=exc,
+        )
+
+
+def give_up(context: JobContext, message: str) -> ReportJob:
+    """The poison queue's work: the host gave up on a job's message, so the job fails, if it has not ended."""
+    job, etag = _job_of(context, message)
+    if job["status"] in (DONE, FAILED):
+        return job
+    reason = f"the generation did not finish in {MAX_DELIVERIES} tries (the host ended it: a timeout or memory)"
+    return _record(context, job, etag, FAILED, reason=reason)[0]
+
+
+def _follow_up(context: JobContext, manifest: Manifest) -> None:
+    """Run the context's ``after_commit``. The report is committed already, so a failure here is
+    only logged: the timer's daily pass does what it did not (see ``finops_hub.schedule``)."""
+    if context.after_commit is None:
+        return
+    try:
+        context.after_commit(manifest)
+    except ChargebackError as exc:
+        log_event(
+            logger,
+            REPORT_FOLLOW_UP_FAILED,
+            logging.WARNING,
+            period=manifest["period"],
+            generation=manifest["generation"],
+            kind=type(exc).__name__,
+            exc_info=exc,
+        )
 
 
 def job_status(context: JobContext, job_id: str) -> ReportJob:
+    """The job; one found running past its lease is failed first (its invocation has ended)."""
     if not _JOB_ID.match(job_id):
         raise InvalidRequestError("a job id is 32 hexadecimal digits", field="id")
-    return context.store.load(job_id)
+    job, etag = context.store.load_versioned(job_id)
+    if job["status"] == RUNNING and _lease_over(context, job):
+        try:
+            return _record(context, job, etag, FAILED, reason="the generation stopped without finishing")[0]
+        except ConflictError:
+            return context.store.load(job_id)
+    return job
 
 
-def _job_of(context: JobContext, message: str) -> ReportJob:
-    """The job a message names; ``InvalidRequestError`` for a message this app did not write."""
+def _lease_over(context: JobContext, job: ReportJob) -> bool:
+    lease = job.get("lease_until")
+    return lease is not None and datetime.fromisoformat(lease) < context.reports.clock().astimezone(UTC)
+
+
+def _job_of(context: JobContext, message: str) -> tuple[ReportJob, str]:
+    """The job a message names and its record's ETag; ``InvalidRequestError`` for a message this app did not write."""
     try:
         document = orjson.loads(message)
         job_id, period = str(document["job"]), str(document["period"])
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise InvalidRequestError("a report job message is not one this app writes") from exc
-    job = job_status(context, job_id)
+    if not _JOB_ID.match(job_id):
+        raise InvalidRequestError("a job id is 32 hexadecimal digits", field="id")
+    job, etag = context.store.load_versioned(job_id)
     if job["period"] != periods.parse_month(period):
         raise InvalidRequestError("a report job message names another period than its job")
-    return job
+    return job, etag
 
 
 def _record(
     context: JobContext,
     job: ReportJob,
+    etag: str,
     status: str,
     *,
     reason: str | None = None,
     report: Manifest | None = None,
-) -> ReportJob:
+    attempt: int | None = None,
+    lease: bool = False,
+) -> tuple[ReportJob, str]:
+    """Move the job to ``status`` if its record is still at ``etag``; ``ConflictError`` when another
+    run moved it first (nothing is overwritten then)."""
     updated = job.copy()
     updated.update(
         {
@@ -184,13 +298,19 @@ def _record(
             "report_status": None if report is None else report["status"],
             "report": report,
             "updated_at": _now(context),
+            "lease_until": _stamp(context.reports.clock() + JOB_LEASE) if lease else None,
         }
     )
-    context.store.save(updated)
-    log_event(logger, REPORT_JOB, job=job["id"], period=job["period"], status=status)
-    return updated
+    if attempt is not None:
+        updated["attempt"] = attempt
+    etag = context.store.save_versioned(updated, etag)
+    log_event(logger, REPORT_JOB, job=job["id"], period=job["period"], status=status, attempt=updated.get("attempt"))
+    return updated, etag
 
 
 def _now(context: JobContext) -> str:
-    moment = context.reports.clock().astimezone(UTC)
-    return moment.isoformat().replace("+00:00", "Z")
+    return _stamp(context.reports.clock())
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

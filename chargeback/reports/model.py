@@ -103,5 +103,8 @@ class Manifest(TypedDict):
     files: list[FileEntry]
     ledger_view: NotRequired[LedgerView]
     """How the generation read the ledger: which days from compacted files (as of when), which live."""
+    streamed_usage: NotRequired[dict[str, Any]]
+    """Whether the streamed usage (the LLM logs) of the period was all in the ledger: ``status``
+    (``complete``, ``incomplete``, ``off``, ``not_configured``) and the ``incomplete_days``."""
     view: NotRequired[dict[str, Any]]
     """Only on a file rebuilt for a narrower audience: the subscription and cost centers it shows."""

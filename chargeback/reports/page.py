@@ -83,6 +83,7 @@ svg text{font:12px system-ui,sans-serif;fill:#1f2933}
 .links a{margin-right:14px}
 .empty{color:#7b8794;font-style:italic}
 .view{background:#fff8e6;border:1px solid #f2d49b;border-radius:6px;padding:6px 12px;display:inline-block}
+.warning{background:#fdecea;border:1px solid #f5c2c0;border-radius:6px;padding:6px 12px}
 """
 
 
@@ -140,8 +141,34 @@ def _header(report: Report, manifest: Mapping[str, Any]) -> str:
     return (
         f"<h1>Chargeback report {_text(report.period)} "
         f'<span class="badge {_attr(status)}">{_text(status)}</span></h1>\n'
-        f'<p class="meta">{meta}</p>\n{_view_note(manifest)}<div class="cards">{card_html}</div>'
+        f'<p class="meta">{meta}</p>\n{_view_note(manifest)}{_streamed_note(manifest)}'
+        f'<div class="cards">{card_html}</div>'
     )
+
+
+def _streamed_note(manifest: Mapping[str, Any]) -> str:
+    """A warning when the period's streamed usage is not all in the report; nothing when it is."""
+    streamed = manifest.get("streamed_usage")
+    if not isinstance(streamed, Mapping):
+        return ""
+    if streamed.get("status") == "not_configured":
+        text = "Streamed calls are not billed: no source of API Management's LLM logs is configured."
+    elif streamed.get("status") == "incomplete":
+        days = [str(day) for day in streamed.get("incomplete_days") or []]
+        later = "as adjustments in the next report" if manifest.get("status") == "final" else "by the next run"
+        text = (
+            f"Streamed usage (API Management's LLM logs) of {_day_list(days)} could not be collected: "
+            f"it is missing from this report and will be billed {later}."
+        )
+    else:
+        return ""
+    return f'<p class="warning">{_text(text)}</p>\n'
+
+
+def _day_list(days: list[str]) -> str:
+    if len(days) <= 5:
+        return ", ".join(days) or "some days"
+    return f"{len(days)} days ({days[0]} to {days[-1]})"
 
 
 def _view_note(manifest: Mapping[str, Any]) -> str:

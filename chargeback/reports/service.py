@@ -161,6 +161,12 @@ class ReportContext:
     """The platform that provides the service and issues the chargeback (FOCUS ProviderName)."""
     links: bool = False
     """Serve files as redirects to short-lived storage links, so no function holds a whole file."""
+    streamed_usage: Callable[[str, datetime], dict[str, Any]] = lambda _period, _now: {
+        "status": "off",
+        "incomplete_days": [],
+    }
+    """Whether the period's streamed usage (the LLM logs) is all in the ledger; the runtime wires
+    ``llm_logs.month_status``. A report is written either way, and says so when it is not."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +191,8 @@ class Priced:
     adjustments: dict[str, pd.DataFrame]
     """Per earlier final month, its late usage as ledger rows (deltas), in month_view's entry columns."""
     reconciliation: ReconciliationSummary
+    streamed_usage: dict[str, Any]
+    """Whether the streamed usage of the period was all collected when it was read."""
 
 
 def final_after(period: str, grace_days: int) -> datetime:
@@ -262,6 +270,7 @@ def _write_generation(context: ReportContext, period: str, generation: str, now:
 
 
 def _price(context: ReportContext, period: str, now: datetime) -> Priced:
+    streamed_usage = context.streamed_usage(period, now)
     read = context.view.read(period, now)
     reconciliation, summary = _reconcile(context, period, now, read.usage)
     adjustments = _late_usage(context, period, now)
@@ -276,7 +285,7 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
         invoice_issuer=context.provider_name,
     )
     # The month's usage frame is dropped here, before any file is rendered: it is the largest thing held.
-    return Priced(report, read.changes, read.records, adjustments, summary)
+    return Priced(report, read.changes, read.records, adjustments, summary, streamed_usage)
 
 
 def _manifest(context: ReportContext, priced: Priced, generation: str, status: str) -> Manifest:
@@ -296,6 +305,7 @@ def _manifest(context: ReportContext, priced: Priced, generation: str, status: s
         unallocated_subscriptions=sorted(report.unallocated["subscription_id"].astype(str)),
         files=[],
         ledger_view={"days": priced.records},
+        streamed_usage=priced.streamed_usage,
     )
 
 
@@ -536,11 +546,21 @@ def _reconcile(
 
 
 def _late_usage(context: ReportContext, period: str, now: datetime) -> dict[str, pd.DataFrame]:
-    """Per closed month, what the ledger holds beyond what final reports have billed, as ledger rows."""
+    """Per closed month, what the ledger holds beyond what final reports have billed, as ledger rows.
+
+    A final month's late usage is billed by the first month after it to be finalised, whatever
+    order finals are made in: while a month between the two has no final yet, the late usage is
+    left to that month's final, which bills it less what any final after it already billed.
+    Finals racing each other therefore never both bill it: a later month skips it until the
+    month before it is final, and the final that bills it reads what later finals billed.
+    """
     finals = _recent_finals(context, period)
+    later_finals = _finals_after(context, period, now)
     late: dict[str, pd.DataFrame] = {}
     for original, manifest in finals.items():
-        adjusted = _adjusted(context, original, finals)
+        if any(month not in finals for month in _months_between(original, period)):
+            continue
+        adjusted = _adjusted(context, original, {**finals, **later_finals})
         if "ledger_view" in manifest:
             rows = _late_since(context, original, manifest, adjusted, now)
         else:
@@ -610,6 +630,25 @@ def _late_since_snapshot(
         if difference_ != ZERO:
             late.append(LedgerEntry("", "", row.key, difference_))
     return entries_frame(late)
+
+
+def _months_between(first: str, last: str) -> list[str]:
+    """The months strictly after ``first`` and before ``last``."""
+    months, month = [], periods.next_month(first)
+    while month < last:
+        months.append(month)
+        month = periods.next_month(month)
+    return months
+
+
+def _finals_after(context: ReportContext, period: str, now: datetime) -> dict[str, Manifest]:
+    """The final manifests of the months after ``period``, up to ``now``'s month: finals made out of order."""
+    finals: dict[str, Manifest] = {}
+    for month in _months_between(period, periods.next_month(periods.month_of(now))):
+        found = context.reports.pointer(month, FINAL)
+        if found is not None:
+            finals[month] = found[0]
+    return finals
 
 
 def _recent_finals(context: ReportContext, period: str) -> dict[str, Manifest]:

@@ -8,10 +8,11 @@
 //     instance's identity, granted Monitoring Metrics Publisher on the component) and the API's
 //     `applicationinsights` diagnostic with custom metrics turned on, so that AppMetrics rows
 //     reach the workspace the reconciliation reads;
-//   - the LLM logs: the API's `azuremonitor` diagnostic with LLM logging on (token counts only:
-//     prompt and completion messages are off unless logLlmMessages is set) and a diagnostic
-//     setting that sends GatewayLlmLogs and GatewayLogs to the workspace as resource-specific
-//     tables (ApiManagementGatewayLlmLog, ApiManagementGatewayLogs).
+//   - the LLM logs: the instance's `azuremonitor` logger, the API's `azuremonitor` diagnostic with
+//     LLM logging on (token counts only: prompt and completion messages are off unless
+//     logLlmMessages is set) and, unless the instance already has one to this workspace, a
+//     diagnostic setting that sends GatewayLlmLogs and GatewayLogs to the workspace as
+//     resource-specific tables (ApiManagementGatewayLlmLog, ApiManagementGatewayLogs).
 // Deployed into the API Management instance's resource group; the instance must have its
 // system-assigned identity turned on.
 
@@ -42,6 +43,9 @@ param workspaceResourceId string
 @description('Also log prompt and completion messages (off: billing needs token counts only).')
 param logLlmMessages bool = false
 
+@description('Create the diagnostic setting that sends GatewayLogs and GatewayLlmLogs to the workspace. False when one of the instance\'s settings already sends both there as resource-specific tables: Azure Monitor refuses a second setting for the same category and destination ("Data sink ... is already used").')
+param createDiagnosticSetting bool = true
+
 // The outbound fragment names this logger in its log-to-eventhub policy; policy attributes
 // cannot read parameters, so the two must change together.
 var loggerName = 'chargeback-usage-logger'
@@ -65,10 +69,16 @@ resource api 'Microsoft.ApiManagement/service/apis@2024-05-01' existing = {
   name: apiName
 }
 
-// Every instance has this built-in logger; diagnostics that name it write to Azure Monitor.
-resource azureMonitorLogger 'Microsoft.ApiManagement/service/loggers@2024-05-01' existing = {
+// The logger diagnostics name to write to Azure Monitor. Instances get it when Azure Monitor
+// logging is first set up; declaring it (a PUT of the same type, without credentials) creates it
+// where it is missing and leaves it as it is elsewhere, so a fresh instance deploys too.
+resource azureMonitorLogger 'Microsoft.ApiManagement/service/loggers@2024-05-01' = {
   parent: apimService
   name: 'azuremonitor'
+  properties: {
+    loggerType: 'azureMonitor'
+    isBuffered: true
+  }
 }
 
 module sender 'eventhub-sender.bicep' = {
@@ -162,7 +172,7 @@ resource monitorDiagnostic 'Microsoft.ApiManagement/service/apis/diagnostics@202
   }
 }
 
-resource gatewayLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+resource gatewayLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (createDiagnosticSetting) {
   name: 'chargeback-gateway-logs'
   scope: apimService
   properties: {
@@ -204,7 +214,7 @@ resource usageEventFragment 'Microsoft.ApiManagement/service/policyFragments@202
   dependsOn: [usageLogger]
 }
 
-output loggerId string = usageLogger.name
-output insightsLoggerId string = insightsLogger.name
-output tokenMetricFragmentId string = tokenMetricFragment.name
-output usageEventFragmentId string = usageEventFragment.name
+output loggerId string = usageLogger.id
+output insightsLoggerId string = insightsLogger.id
+output tokenMetricFragmentId string = tokenMetricFragment.id
+output usageEventFragmentId string = usageEventFragment.id

@@ -70,6 +70,12 @@ param costCentersPath string
 @allowed(['streamed', 'all', 'off'])
 param llmLogScope string = 'streamed'
 
+@description('Blob endpoint of a FinOps hub\'s storage account final reports are delivered to; empty for none.')
+param finopsHubBlobEndpoint string = ''
+
+@description('Folder of this source under each month in the hub; empty: chargeback/<provider, slugged>.')
+param finopsHubScope string = ''
+
 @description('How report files are served: redirect (a short-lived link to the blob) or inline (through the app, when callers cannot reach the storage account).')
 @allowed(['redirect', 'inline'])
 param downloads string = 'redirect'
@@ -138,6 +144,10 @@ var appSettings = {
 
   // Report files are links to the reports container unless callers cannot reach storage.
   CHARGEBACK_DOWNLOADS: downloads
+
+  // Each final month's FOCUS costs go to a FinOps hub's ingestion container, with the app's identity.
+  CHARGEBACK_FINOPS_HUB_STORAGE: finopsHubBlobEndpoint
+  CHARGEBACK_FINOPS_HUB_SCOPE: finopsHubScope
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

@@ -56,14 +56,17 @@ resource app 'Microsoft.Graph/applications@v1.0' = {
   api: {
     requestedAccessTokenVersion: 2
   }
+  // App Service Authentication signs a browser in with the hybrid flow (response_type
+  // 'code id_token'), which needs ID-token issuance on ("Configure your App Service or Azure
+  // Functions app to use Microsoft Entra sign-in": enable ID tokens under "Implicit grant and
+  // hybrid flows"). Access tokens still come only from the token endpoint.
   web: {
     redirectUris: ['https://${appHostName}/.auth/login/aad/callback']
     implicitGrantSettings: {
-      enableIdTokenIssuance: false
+      enableIdTokenIssuance: true
       enableAccessTokenIssuance: false
     }
   }
-
 }
 
 resource signInCredential 'Microsoft.Graph/applications/federatedIdentityCredentials@v1.0' = {

@@ -21,9 +21,12 @@ param endpointSubnetPrefix string = '10.40.2.0/24'
 
 var eventHubsSuffix = substring(eventHubFullyQualifiedNamespace, indexOf(eventHubFullyQualifiedNamespace, '.') + 1)
 
-// One private endpoint per service and sub-resource, with the zone that resolves it.
+// One private endpoint per service and sub-resource, with the zone that resolves it (the zone
+// names of "Azure Private Endpoint private DNS zone values"). The data account's queue carries
+// the report jobs (ChargebackStorage__queueServiceUri, the generate_report trigger).
 var endpoints = [
   { name: 'data-blob', target: dataStorageAccountId, group: 'blob', zone: 'privatelink.blob.${environment().suffixes.storage}' }
+  { name: 'data-queue', target: dataStorageAccountId, group: 'queue', zone: 'privatelink.queue.${environment().suffixes.storage}' }
   { name: 'data-table', target: dataStorageAccountId, group: 'table', zone: 'privatelink.table.${environment().suffixes.storage}' }
   { name: 'host-blob', target: hostStorageAccountId, group: 'blob', zone: 'privatelink.blob.${environment().suffixes.storage}' }
   { name: 'host-queue', target: hostStorageAccountId, group: 'queue', zone: 'privatelink.queue.${environment().suffixes.storage}' }

@@ -2,8 +2,9 @@
 //   the app's identity     - receives from the usage hub; runs the Functions host on the host
 //                            storage account (leases, checkpoints, timers, keys); reads and writes
 //                            the three ledger tables and the reports and dead-letter containers
-//                            of the data account, and nothing else there (not the deployment
-//                            package); publishes its telemetry with Entra ID;
+//                            of the data account and the report queue with its poison queue,
+//                            and no data beyond them (not the deployment package); asks the data
+//                            account for user delegation keys; publishes telemetry with Entra ID;
 //   the deploy identity    - writes and reads the deployment package container, nothing else;
 //   the deploying user     - sends simulated usage to the hub and runs the app locally, so it
 //     (optional)             gets what the app gets (on the same scopes) plus send on the hub;
@@ -29,6 +30,9 @@ param reportsContainerName string
 param deadLetterContainerName string
 param deploymentContainerName string
 param reportQueueName string
+
+@description('The queue the Functions host moves a report job to after its last failed attempt.')
+param reportPoisonQueueName string
 
 @description('Principal id of the function app\'s user-assigned identity.')
 param appPrincipalId string
@@ -94,6 +98,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource reportQueue 'queues' existing = {
       name: reportQueueName
+    }
+
+    resource reportPoisonQueue 'queues' existing = {
+      name: reportPoisonQueueName
     }
   }
 }
@@ -189,10 +197,22 @@ resource appReconciliationTableContributor 'Microsoft.Authorization/roleAssignme
   }
 }
 
-// The report queue's service, not the queue: the trigger moves a failing job to <queue>-poison.
+// Each queue, the narrowest scope "Authorize access to queues using Microsoft Entra ID" lists
+// (a queue, the account, the resource group, ...; not the queue service): the report queue, and
+// the poison queue the trigger moves a job to after its last failed attempt (Bicep creates it).
 resource appReportQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage::queueService.id, appPrincipalId, storageQueueDataContributorRole)
-  scope: storage::queueService
+  name: guid(storage::queueService::reportQueue.id, appPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService::reportQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appReportPoisonQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::queueService::reportPoisonQueue.id, appPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService::reportPoisonQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
     principalId: appPrincipalId
@@ -210,12 +230,14 @@ resource appReportsContributor 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
-// Report downloads redirect to short-lived links signed with a user delegation key. Asking for
-// the key is an action on the blob service, so this role sits there; it reads no data: a link
-// reads only what the signer may read (the reports container, above).
+// Report downloads redirect to short-lived links signed with a user delegation key. "Get User
+// Delegation Key" acts on the storage account: its generateUserDelegationKey action must be
+// scoped at the storage account, the resource group or the subscription, so this role sits on
+// the data account. It carries no data action: a link reads only what the signer may read (the
+// reports container, above).
 resource appBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage::blobService.id, appPrincipalId, storageBlobDelegatorRole)
-  scope: storage::blobService
+  name: guid(storage.id, appPrincipalId, storageBlobDelegatorRole)
+  scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDelegatorRole)
     principalId: appPrincipalId
@@ -272,8 +294,8 @@ resource userHubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
 }
 
 resource userBlobDelegator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(storage::blobService.id, userPrincipalId, storageBlobDelegatorRole)
-  scope: storage::blobService
+  name: guid(storage.id, userPrincipalId, storageBlobDelegatorRole)
+  scope: storage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDelegatorRole)
     principalId: userPrincipalId
@@ -342,8 +364,18 @@ resource userReconciliationTableContributor 'Microsoft.Authorization/roleAssignm
 }
 
 resource userReportQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
-  name: guid(storage::queueService.id, userPrincipalId, storageQueueDataContributorRole)
-  scope: storage::queueService
+  name: guid(storage::queueService::reportQueue.id, userPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService::reportQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userReportPoisonQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::queueService::reportPoisonQueue.id, userPrincipalId, storageQueueDataContributorRole)
+  scope: storage::queueService::reportPoisonQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRole)
     principalId: userPrincipalId

@@ -183,6 +183,15 @@ def variables(path: Path) -> dict[str, tree_sitter.Node]:
     return found
 
 
+def outputs(path: Path) -> dict[str, str]:
+    """A file's outputs by name, to the source text of the value."""
+    return {
+        _text(node.named_children[0]): _text(node.named_children[-1])
+        for node in root(path).named_children
+        if node.type == "output_declaration"
+    }
+
+
 def identifiers(path: Path) -> set[str]:
     """Every identifier and property key in a file: the names it mentions."""
     found: set[str] = set()

@@ -111,3 +111,25 @@ def test_the_only_extension_the_deployment_uses_is_microsoft_graph_v1() -> None:
     assert {path: refs for path, refs in used.items() if refs} == {
         "infra/app/entra-app.bicep": ["br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:1.0.0"]
     }
+
+
+def _implicit_grant_settings() -> dict[str, str]:
+    (app,) = [r for r in resources(ENTRA) if r.symbol == "app"]
+    web = properties(app.props["web"])
+    return {name: text(value) for name, value in properties(web["implicitGrantSettings"]).items()}
+
+
+def test_the_registration_issues_the_id_token_of_the_browser_sign_in() -> None:
+    # App Service Authentication signs a browser in with the hybrid flow (response_type
+    # 'code id_token'). Microsoft Learn, "Configure your App Service or Azure Functions app to use
+    # Microsoft Entra sign-in": under "Implicit grant and hybrid flows", enable ID tokens to allow
+    # OpenID Connect user sign-ins from App Service. Azure-Samples/remote-mcp-functions-python
+    # (infra/app/entra.bicep, the same Flex app with a Graph Bicep registration and a managed
+    # identity as federated credential) sets enableIdTokenIssuance to true.
+    assert _implicit_grant_settings()["enableIdTokenIssuance"] == "true"
+
+
+def test_the_registration_issues_no_access_token_from_the_authorize_endpoint() -> None:
+    # Access tokens come from the token endpoint (client credentials, or the code of the hybrid
+    # flow); none is needed in the redirect.
+    assert _implicit_grant_settings()["enableAccessTokenIssuance"] == "false"

@@ -14,8 +14,20 @@ import pytest
 import yaml
 
 from chargeback import interpreter
-from tests.infra.bicep_tree import INFRA, literal, param_decorators, params, properties, resources, root, text
-from tests.infra.setting_names import is_read
+from chargeback.app import settings
+from tests.infra.bicep_tree import (
+    INFRA,
+    literal,
+    modules,
+    outputs,
+    param_decorators,
+    params,
+    properties,
+    resources,
+    text,
+    variables,
+)
+from tests.infra.setting_names import NOT_IN_AZURE, connection_of, is_read
 from tests.support import ROOT
 
 HOOKS = INFRA / "hooks"
@@ -34,6 +46,15 @@ OUTPUTS = {
     "HOST_STORAGE_TABLE_ENDPOINT": "https://sthostabc.table.core.windows.net/",
     "LOG_ANALYTICS_WORKSPACE_ID": "00000000-0000-0000-0000-000000000001",
     "RECONCILE_SCHEDULE": "0 0 2 * * *",
+    "CHARGEBACK_METRIC_NAMESPACE": "openai",
+    "CHARGEBACK_RECONCILE_TOLERANCE_PERCENT": "1.0",
+    "CHARGEBACK_RECONCILE_LAG_HOURS": "6",
+    "CHARGEBACK_FINAL_GRACE_DAYS": "5",
+    "CHARGEBACK_PRICE_SHEET": "config/price-sheet.json",
+    "CHARGEBACK_COST_CENTERS": "config/cost-centers.csv",
+    "CHARGEBACK_DOWNLOADS": "redirect",
+    "CHARGEBACK_PROVIDER_NAME": "Contoso AI platform",
+    "CHARGEBACK_LLM_LOG_SCOPE": "all",
     "AZURE_RESOURCE_GROUP": "rg-dev",
 }
 
@@ -42,14 +63,6 @@ OUTPUTS = {
 def fixture_azure_yaml() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load((ROOT / "azure.yaml").read_text())
     return document
-
-
-def main_outputs() -> set[str]:
-    return {
-        text(node.named_children[0])
-        for node in root(INFRA / "main.bicep").named_children
-        if node.type == "output_declaration"
-    }
 
 
 def run_hook(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -100,7 +113,7 @@ def test_the_postprovision_hook_of_each_platform_exists(azure_yaml: dict[str, An
 
 def test_every_value_the_hook_needs_is_a_main_bicep_output() -> None:
     needed = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]+)", SH_HOOK.read_text())) - {"AZURE_RESOURCE_GROUP"}
-    assert needed <= main_outputs()
+    assert needed <= set(outputs(INFRA / "main.bicep"))
 
 
 def test_the_hook_writes_identity_based_settings_the_app_reads(tmp_path: Path) -> None:
@@ -172,3 +185,133 @@ def test_the_maximum_instance_count_stays_in_the_range_flex_documents(path: Path
     default = params(path)["maximumInstanceCount"].default
     assert default is not None
     assert 40 <= int(text(default)) <= 1000
+
+
+# What the hook leaves out of the sample's names, and why.
+NOT_WRITTEN_BY_THE_HOOK = {
+    **{name: reason for name, reason in NOT_IN_AZURE.items() if name != "FUNCTIONS_WORKER_RUNTIME"},
+    settings.MONITOR_CLIENT_ID: "locally the app signs in as you: no client id",
+}
+SIGN_IN_SUFFIXES = ("__credential", "__clientId")
+
+
+def sample_values() -> dict[str, str]:
+    values: dict[str, str] = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    return values
+
+
+def api_app_settings() -> dict[str, str]:
+    return {
+        name: text(value) for name, value in properties(variables(INFRA / "app" / "api.bicep")["appSettings"]).items()
+    }
+
+
+def hook_values() -> dict[str, str]:
+    """The sh hook's Values as written in its template: name to the source of the value."""
+    template = SH_HOOK.read_text().split("<<JSON", 1)[1].split('"Values": {', 1)[1]
+    return dict(re.findall(r'^\s*"(\w+)": "(.*)",?$', template, re.MULTILINE))
+
+
+def identity_form(connection: str) -> set[str]:
+    """The identity-form settings api.bicep gives a connection, without the ones that pick an identity."""
+    return {
+        name for name in api_app_settings() if connection_of(name) == connection and not name.endswith(SIGN_IN_SUFFIXES)
+    }
+
+
+def expected_hook_names() -> set[str]:
+    expected: set[str] = set()
+    for name in sample_values():
+        if name in NOT_WRITTEN_BY_THE_HOOK:
+            continue
+        expected |= identity_form(name) or {name}
+    return expected
+
+
+def test_the_hook_writes_every_setting_of_the_sample_connections_in_identity_form(tmp_path: Path) -> None:
+    # local.settings.sample.json names every setting the app and its bindings read; the Functions
+    # host resolves %CHARGEBACK_REPORT_QUEUE% and the ChargebackStorage connection from settings,
+    # never from the code's defaults, so a name the hook leaves out stops generate_report indexing.
+    result = run_hook(tmp_path, OUTPUTS)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "local.settings.json").read_text())["Values"]
+    assert set(written) == set(hook_values()) == expected_hook_names()
+
+
+@pytest.mark.parametrize("name", [settings.STORAGE_QUEUE_URI, settings.REPORT_QUEUE, settings.EVENTHUB_NAME])
+def test_the_hook_writes_what_the_bindings_resolve_from_settings(name: str) -> None:
+    assert name in hook_values()
+
+
+def _main_api_arguments() -> dict[str, str]:
+    (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "api"]
+    return {name: text(value) for name, value in properties(call.props["params"]).items()}
+
+
+def deployed_source(setting: str) -> str:
+    """The main.bicep expression the deployed app's setting gets, through api.bicep's parameters."""
+    api_params = params(INFRA / "app" / "api.bicep")
+    arguments = _main_api_arguments()
+
+    def resolve(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token.startswith("'") or token not in api_params:
+            return token
+        default = api_params[token].default
+        return arguments.get(token) or (text(default) if default is not None else token)
+
+    return re.sub(r"'[^']*'|\b[A-Za-z_]\w*\b", resolve, api_app_settings()[setting])
+
+
+OUTPUT_SOURCE = re.compile(r'\$\(json "\$\{?([A-Z][A-Z0-9_]*)(?::-)?\}?"\)')
+HOOK_VALUES = [(name, source) for name, source in hook_values().items() if name not in NOT_IN_AZURE]
+FROM_OUTPUTS = [(name, match[1]) for name, source in HOOK_VALUES if (match := OUTPUT_SOURCE.fullmatch(source))]
+FIXED = [(name, source) for name, source in HOOK_VALUES if not OUTPUT_SOURCE.fullmatch(source)]
+
+
+@pytest.mark.parametrize(("name", "output"), FROM_OUTPUTS, ids=[name for name, _ in FROM_OUTPUTS])
+def test_the_hook_writes_the_output_that_carries_the_deployed_value(name: str, output: str) -> None:
+    assert outputs(INFRA / "main.bicep")[output] == deployed_source(name)
+
+
+@pytest.mark.parametrize(("name", "value"), FIXED, ids=[name for name, _ in FIXED])
+def test_the_hook_writes_the_fixed_value_bicep_gives_the_app(name: str, value: str) -> None:
+    deployed = deployed_source(name)
+    bicep_value = (
+        literal(variables(INFRA / "main.bicep")[deployed]) if deployed.isidentifier() else literal_text(deployed)
+    )
+    assert bicep_value == value
+
+
+def literal_text(source: str) -> str:
+    """The text of a single-quoted Bicep string without interpolation."""
+    assert re.fullmatch(r"'[^'$]*'", source), f"not a plain string literal: {source}"
+    return source[1:-1]
+
+
+def test_the_hook_writes_values_as_json_strings_whatever_they_hold(tmp_path: Path) -> None:
+    awkward = 'config/price "sheet" \\ 2026.json'
+    result = run_hook(tmp_path, {**OUTPUTS, "CHARGEBACK_PRICE_SHEET": awkward})
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "local.settings.json").read_text())["Values"]["CHARGEBACK_PRICE_SHEET"] == awkward
+
+
+def test_an_empty_metric_namespace_is_written_as_empty(tmp_path: Path) -> None:
+    # An empty namespace compares every namespace; the hook keeps it rather than refusing to run.
+    result = run_hook(tmp_path, {k: v for k, v in OUTPUTS.items() if k != "CHARGEBACK_METRIC_NAMESPACE"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "local.settings.json").read_text())["Values"]["CHARGEBACK_METRIC_NAMESPACE"] == ""
+
+
+def _normalized(source: str) -> str:
+    """A hook value's source as `$NAME` (an output) or the literal text."""
+    output = re.search(r"\$(?:\{|env:)?([A-Z][A-Z0-9_]*)", source)
+    return f"${output[1]}" if output is not None else source.strip("'\"")
+
+
+def test_the_windows_hook_writes_the_same_value_as_the_posix_hook_for_every_setting() -> None:
+    windows = dict(re.findall(r"^\s*'(\w+)'\s*=\s*(.+?)\s*$", PS_HOOK.read_text(), re.MULTILINE))
+    posix = hook_values()
+    assert {name: _normalized(source) for name, source in windows.items()} == {
+        name: _normalized(source) for name, source in posix.items()
+    }

@@ -10,6 +10,7 @@ import pytest
 from tests.infra.bicep_tree import (
     INFRA,
     bicep_files,
+    extensions,
     identifiers,
     literal,
     params,
@@ -152,3 +153,30 @@ def test_every_fragment_and_logger_the_doc_mentions_is_created_by_the_apim_modul
     loggers = {literal(variables(apim)[name]) for name in ("loggerName", "insightsLoggerName")}
     created = {literal(r.props.get("name")) for r in resources(apim)} | loggers
     assert name in created
+
+
+def test_the_doc_says_how_to_retry_when_captures_role_has_not_propagated() -> None:
+    # Azure RBAC, "Troubleshoot Azure RBAC": a new role assignment can take minutes to apply, so
+    # the first deployment with Capture may fail on the hub; the same deployment run again works.
+    section = _section("Replaying usage")
+    assert "infra/app/capture-access.bicep" in section
+    assert "Run the same deployment again" in section
+    assert "`azd provision`" in section
+    assert "`az deployment sub create`" in section
+
+
+@pytest.mark.parametrize(
+    "title", ["Before you start", "Path 2: `az deployment sub create` and `func azure functionapp publish`"]
+)
+def test_the_doc_asks_for_the_bicep_the_graph_extension_needs(title: str) -> None:
+    # The Microsoft Graph Bicep extension's 1.0.0 types need Bicep 0.36.1 or later; azd brings
+    # its own Bicep, the Azure CLI path compiles with the CLI's (az bicep upgrade).
+    assert "0.36.1 or later" in _section(title)
+
+
+def test_the_non_azd_path_says_how_to_check_and_update_the_clis_bicep() -> None:
+    section = _section("Path 2: `az deployment sub create` and `func azure functionapp publish`")
+    assert "`az bicep version`" in section
+    assert "`az bicep upgrade`" in section
+    source = (INFRA / "app" / "entra-app.bicep").read_bytes()
+    assert extensions(source) == ["br:mcr.microsoft.com/bicep/extensions/microsoftgraph/v1.0:1.0.0"]

@@ -29,6 +29,7 @@ RBAC_FILES = [
     INFRA / "app" / "rbac.bicep",
     INFRA / "app" / "capture-access.bicep",
     INFRA / "app" / "workspace-access.bicep",
+    INFRA / "app" / "finops-hub-access.bicep",
     INFRA / "apim" / "eventhub-sender.bicep",
     INFRA / "apim" / "insights-publisher.bicep",
 ]
@@ -133,10 +134,12 @@ LEDGER, DEAD_LETTER_TABLE, RECONCILIATION = (
 REPORTS, DEAD_LETTER_CONTAINER, PACKAGE = (
     Scope(CONTAINER, name) for name in ("reportsContainerName", "deadLetterContainerName", "deploymentContainerName")
 )
-BLOB_SERVICE = Scope("Microsoft.Storage/storageAccounts/blobServices", "'default'")
-REPORT_QUEUES = Scope("Microsoft.Storage/storageAccounts/queueServices", "'default'")
+QUEUE = "Microsoft.Storage/storageAccounts/queueServices/queues"
+REPORT_QUEUE, REPORT_POISON_QUEUE = (Scope(QUEUE, name) for name in ("reportQueueName", "reportPoisonQueueName"))
 INSIGHTS = Scope("Microsoft.Insights/components", "applicationInsightsName")
 WORKSPACE = Scope("Microsoft.OperationalInsights/workspaces", "workspaceName")
+HUB_INGESTION = Scope(CONTAINER, "'ingestion'")
+"""A FinOps hub's ingestion container, in the hub's storage account: the one thing of the hub the app writes."""
 
 # What the running code touches: the same list for the app and (to run it locally) the user.
 RUNTIME = [
@@ -149,9 +152,10 @@ RUNTIME = [
     ("Storage Table Data Contributor", RECONCILIATION),
     ("Storage Blob Data Contributor", REPORTS),
     ("Storage Blob Data Contributor", DEAD_LETTER_CONTAINER),
-    ("Storage Queue Data Contributor", REPORT_QUEUES),
+    ("Storage Queue Data Contributor", REPORT_QUEUE),
+    ("Storage Queue Data Contributor", REPORT_POISON_QUEUE),
     # Signs the download links (a user delegation key); reads no data itself.
-    ("Storage Blob Delegator", BLOB_SERVICE),
+    ("Storage Blob Delegator", DATA),
 ]
 
 EXPECTED = [
@@ -162,6 +166,7 @@ EXPECTED = [
     (RBAC, USER, "Azure Event Hubs Data Sender", HUB, True),
     ("infra/app/workspace-access.bicep", APP, "Log Analytics Data Reader", WORKSPACE, False),
     ("infra/app/workspace-access.bicep", USER, "Log Analytics Data Reader", WORKSPACE, True),
+    ("infra/app/finops-hub-access.bicep", APP, "Storage Blob Data Contributor", HUB_INGESTION, False),
     # Event Hubs documents Capture's role on the storage account, not on a container.
     ("infra/app/capture-access.bicep", "capturePrincipalId", "Storage Blob Data Contributor", DATA, False),
     ("infra/apim/eventhub-sender.bicep", "apimPrincipalId", "Azure Event Hubs Data Sender", HUB, False),
@@ -192,9 +197,50 @@ def test_no_role_is_granted_beyond_the_expected_ones() -> None:
     assert granted == set(EXPECTED)
 
 
+# Roles that carry no data action: they reach no blob, whatever their scope.
+NO_DATA_ACTIONS = {"Storage Blob Delegator"}
+
+
 def test_no_identity_but_the_deploy_identity_can_write_the_deployment_package() -> None:
-    writers = {g.principal for gs in ALL_GRANTS.values() for g in gs if g.scope in (PACKAGE, DATA)}
+    writers = {
+        g.principal
+        for gs in ALL_GRANTS.values()
+        for g in gs
+        if g.scope in (PACKAGE, DATA) and g.role not in NO_DATA_ACTIONS
+    }
     assert writers == {DEPLOY, "capturePrincipalId"}
+
+
+@pytest.mark.parametrize("principal", [APP, USER])
+def test_the_user_delegation_key_is_asked_for_with_a_role_on_the_storage_account(principal: str) -> None:
+    # Microsoft Learn, "Get User Delegation Key" (Storage REST API), Authorization: the operation
+    # acts at the level of the storage account, so the
+    # Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey action "must be
+    # scoped at the level of the storage account, the resource group, or the subscription". A
+    # grant on the blob service or a container would make every download link fail with 403.
+    (delegator,) = [g for g in ALL_GRANTS[RBAC] if g.principal == principal and g.role == "Storage Blob Delegator"]
+    assert delegator.scope == DATA
+
+
+@pytest.mark.parametrize("principal", [APP, USER])
+def test_queue_roles_sit_on_single_queues_a_scope_storage_documents(principal: str) -> None:
+    # Microsoft Learn, "Authorize access to queues using Microsoft Entra ID", Resource scope: a
+    # role on queue data is scoped to an individual queue, the storage account, the resource
+    # group, the subscription or a management group; the queue service is not among them.
+    data_queue_scopes = {
+        g.scope
+        for g in ALL_GRANTS[RBAC]
+        if g.principal == principal and g.role == "Storage Queue Data Contributor" and g.scope != HOST
+    }
+    assert data_queue_scopes == {REPORT_QUEUE, REPORT_POISON_QUEUE}
+
+
+def test_the_poison_queue_is_the_one_the_functions_host_moves_failed_jobs_to() -> None:
+    # Microsoft Learn, "Azure Queue storage trigger for Azure Functions", Poison messages: after
+    # the last failed attempt the host moves the message to a queue named <originalqueuename>-poison.
+    assert text(variables(ROOT / "infra" / "main.bicep")["reportPoisonQueueName"]) == "'${reportQueueName}-poison'"
+    (call,) = [m for m in modules(ROOT / "infra" / "main.bicep") if m.symbol == "storage"]
+    assert text(properties(call.props["params"])["queueNames"]) == "[reportQueueName, reportPoisonQueueName]"
 
 
 def test_no_owner_role_reaches_the_data_account() -> None:
@@ -212,6 +258,14 @@ def test_workspace_reads_are_limited_to_the_three_tables_by_a_condition(symbol: 
     condition = text(variables(path)["tableCondition"])
     assert "ActionMatches{\\'Microsoft.OperationalInsights/workspaces/tables/data/read\\'}" in condition
     assert "@Resource[Microsoft.OperationalInsights/workspaces/tables:name] StringEquals" in condition
+
+
+def test_the_hubs_container_is_granted_only_when_a_hub_is_named_and_in_the_hubs_resource_group() -> None:
+    main = INFRA / "main.bicep"
+    access = {m.symbol: m for m in modules(main)}["finopsHubAccess"]
+    assert "module finopsHubAccess 'app/finops-hub-access.bicep' = if (useFinopsHub) {" in text(root(main))
+    assert text(variables(main)["useFinopsHub"]) == "!empty(finopsHubStorageAccountId)"
+    assert "finopsHubParts[4]" in text(access.props["scope"])
 
 
 def test_the_readable_tables_are_exactly_the_ones_the_queries_read() -> None:
@@ -233,6 +287,7 @@ def test_the_readable_tables_are_exactly_the_ones_the_queries_read() -> None:
         ("infra/main.bicep", "captureAccess", "capturePrincipalId", "eventHubs.outputs.principalId"),
         ("infra/main.bicep", "workspaceAccess", "appPrincipalId", "identity.outputs.principalId"),
         ("infra/main.bicep", "workspaceAccess", "userPrincipalId", "grantPrincipalWorkspaceAccess ? principalId : ''"),
+        ("infra/main.bicep", "finopsHubAccess", "appPrincipalId", "identity.outputs.principalId"),
         ("infra/apim/apim.bicep", "sender", "apimPrincipalId", "apimService.identity.principalId"),
         ("infra/apim/apim.bicep", "insightsPublisher", "apimPrincipalId", "apimService.identity.principalId"),
     ],

@@ -38,3 +38,25 @@ def work(settings: dict[str, str], moment: str, contents: list[str], barrier: Ba
     for message in messages:
         registered("generate_report").get_user_function()(message)
     answers.put(0)
+
+
+def stalled(settings: dict[str, str], moment: str, content: str, dequeue_count: int, reached: str) -> None:
+    """Run the registered queue function on a message, but stall for good once the generation has
+    written its first file: the process is killed there, as the host ends an invocation."""
+    from pathlib import Path
+    from threading import Event
+
+    from chargeback.adapters.blobs import BlobReportStore
+
+    _configure(settings, moment)
+    put_file = BlobReportStore.put_file
+
+    def put_then_stall(self: BlobReportStore, *args: object, **kwargs: object) -> None:
+        put_file(self, *args, **kwargs)  # type: ignore[arg-type]
+        Path(reached).write_text("mid-way")
+        Event().wait()
+
+    BlobReportStore.put_file = put_then_stall  # type: ignore[method-assign]
+    metadata = {"DequeueCount": meta.Datum(dequeue_count, "int")}
+    message = QueueMessageInConverter.decode(meta.Datum(content, "string"), trigger_metadata=metadata)
+    registered("generate_report").get_user_function()(message)

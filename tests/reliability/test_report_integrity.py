@@ -8,15 +8,19 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import orjson
 import pytest
 from azure.functions import meta
+from azure.functions.queue import QueueMessageInConverter
 from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
@@ -330,3 +334,55 @@ def fixture_blob_proxied(
     runtime.reset()
     runtime.services().reports  # noqa: B018 - create the container and tables before any fault
     return {**app_settings, "ChargebackStorage": connection}
+
+
+def killed_mid_generation(settings: dict[str, str], moment: datetime, message: str, delivery: int, tmp: Path) -> None:
+    """Run the queue function in a process of its own and kill it once the generation is under way."""
+    reached = tmp / f"reached-{delivery}"
+    worker = SPAWN.Process(
+        target=report_workers.stalled, args=(settings, moment.isoformat(), message, delivery, str(reached))
+    )
+    worker.start()
+    deadline = time.monotonic() + 120
+    while not reached.exists():
+        assert worker.is_alive() and time.monotonic() < deadline, "the generation never got under way"
+        time.sleep(0.05)
+    worker.kill()
+    worker.join()
+    assert worker.exitcode == -signal.SIGKILL
+
+
+def test_a_generation_killed_mid_way_is_taken_over_by_the_next_delivery_and_ends_done(
+    october: None, app_settings: dict[str, str], tmp_path: Path
+) -> None:
+    accepted = post()
+    [message] = take()
+    text = message.get_body().decode()
+    at(DURING_OCTOBER)
+    killed_mid_generation(app_settings, DURING_OCTOBER, text, 1, tmp_path)
+    job_id = json.loads(accepted.get_body())["id"]
+    assert job(job_id)["status"] == "running"
+    redelivered = QueueMessageInConverter.decode(
+        meta.Datum(text, "string"), trigger_metadata={"DequeueCount": meta.Datum(2, "int")}
+    )
+    generate_report(redelivered)
+    done = job(job_id)
+    assert (done["status"], done["attempt"]) == ("done", 2)
+    assert_served_whole()
+
+
+def test_a_generation_killed_on_every_delivery_ends_failed_past_its_lease_or_from_the_poison_queue(
+    october: None, app_settings: dict[str, str], tmp_path: Path
+) -> None:
+    accepted = post()
+    [message] = take()
+    text = message.get_body().decode()
+    job_id = json.loads(accepted.get_body())["id"]
+    at(DURING_OCTOBER)
+    killed_mid_generation(app_settings, DURING_OCTOBER, text, 5, tmp_path)
+    at(DURING_OCTOBER + report_jobs.JOB_LEASE + timedelta(seconds=1))
+    failed = job(job_id)
+    assert failed["status"] == "failed"
+    assert "stopped without finishing" in failed["reason"]
+    registered("report_job_gave_up").get_user_function()(message)  # the host's poison queue, later
+    assert job(job_id) == failed
