@@ -167,13 +167,14 @@ def report(req: func.HttpRequest) -> func.HttpResponse:
         scope = services.caller(req.headers)
         # a month (?format=…), or one of its files by name: the page links to them so
         period, fmt = report_service.parse_target(req.route_params.get("period", ""), req.params.get("format"))
-        context = services.reports
+        cost_center = report_service.parse_filter(req.params.get("cost_center"), "cost_center")
         found = report_service.download(
-            context,
+            services.reports,
             period,
             fmt,
             subscription=report_service.parse_filter(req.params.get("subscription"), "subscription"),
-            cost_centers=scope.narrow(report_service.parse_filter(req.params.get("cost_center"), "cost_center")),
+            cost_center=cost_center,
+            cost_centers=scope.narrow(cost_center),
         )
         if found.url is not None:
             return http.redirect_response(found.url, etag=found.etag, if_none_match=req.headers.get("If-None-Match"))

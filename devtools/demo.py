@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import re
+import shlex
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,14 +25,16 @@ from typing import Any, TextIO
 from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
+from chargeback.access import gate
 from chargeback.app import runtime, settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
 from devtools import traffic
 from devtools.emulator import Azurite
-from devtools.hostshape import decode_batch, take_queue_messages
+from devtools.hostshape import decode_batch
 from devtools.local_host import LocalHost, registered
+from devtools.queue_host import QueueTrigger
 
 DEFAULT_OUT = runtime.APP_ROOT / "artifacts" / "demo"
 EXPORT_NAME = "appmetrics-export.csv"
@@ -37,6 +42,8 @@ LLM_LOG_EXPORT_NAME = "llm-log-export.csv"
 STREAMED_SHARE = 1 / 3
 """About a third of the simulated calls stream: no usage event, billed from the LLM logs."""
 LOG_NAME = "demo.log"
+SETTINGS_NAME = "local.settings.json"
+"""Written while --keep-running runs: the operator commands' --settings file for its Azurite."""
 TIMER_HOUR = 2
 """The timer's schedule runs it at 02:00 UTC; the demo runs it on the 2nd of the next month."""
 HTTP_TIMEOUT_SECONDS = 60
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         month=args.month or periods.previous_month(periods.month_of(datetime.now(UTC))),
         out=args.out,
         keep_running=args.keep_running,
+        principal=os.environ.get(settings.LOCAL_PRINCIPAL, "").strip() or None,
     )
     try:
         summary = run_demo(options, sys.stdout)
@@ -100,6 +108,8 @@ class DemoOptions:
     month: str
     out: Path
     keep_running: bool = False
+    principal: str | None = None
+    """``CHARGEBACK_LOCAL_PRINCIPAL``: after its checks the demo answers HTTP requests as this caller."""
 
     def scenario(self) -> traffic.Scenario:
         start = periods.month_start(self.month)
@@ -123,6 +133,8 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
     """Run the demo, print as it goes, and return the summary it prints last (as one JSON line)."""
     console = Console(out)
     scenario = options.scenario()
+    if options.principal:
+        gate.parse_local_principal(options.principal)  # a malformed one stops the demo before it starts
     console.title(f"Token chargeback demo: {options.month}, {scenario.requests:,} requests, seed {scenario.seed}")
     with contextlib.ExitStack() as stack:
         console.step("Starting Azurite in memory")
@@ -159,7 +171,7 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
         timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
         registered("reconcile_and_report").get_user_function()(timer)
-        generated = _run_report_jobs()
+        generated = _report_trigger().drain()
         console.done(f"reconciled; {generated} report jobs run by generate_report from the queue")
 
         host = stack.enter_context(LocalHost())
@@ -169,9 +181,11 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
 
         summary = _summary(options, simulated=simulated, truth=truth, delivered=delivered, found=found, base=host.url)
         console.report(summary, found)
+        if options.principal:
+            _show_view(console, host.url, options)
         console.line(json.dumps(summary, sort_keys=True))
         if options.keep_running:
-            _stay_up(console, azurite, host, options.month)
+            _stay_up(console, azurite, host, options)
         return summary
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
 
@@ -201,18 +215,73 @@ def _write_exports(console: Console, options: DemoOptions, simulated: traffic.Tr
     return export, llm_export
 
 
-def _stay_up(console: Console, azurite: Azurite, host: LocalHost, month: str) -> None:
-    """Leave Azurite and the HTTP functions up for exploring until Ctrl-C."""
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C may come as soon as the prompt is out
-        console.line()
-        console.line(f"Azurite: blob {azurite.blob_endpoint}, table {azurite.table_endpoint}")
-        console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{month}")
-        console.line("They stay up for exploring. Press Ctrl-C to stop.")
-        # Wake up twice a second: Ctrl-C may be delivered to another thread (pyarrow's pool, used
-        # by the report), and Python runs its handler only when the main thread runs again.
-        stop = threading.Event()
-        while not stop.wait(0.5):
-            pass
+def _stay_up(console: Console, azurite: Azurite, host: LocalHost, options: DemoOptions) -> None:
+    """Leave Azurite, the HTTP functions and the queue trigger up for exploring until Ctrl-C."""
+    local_settings = _write_local_settings(options.out / SETTINGS_NAME, azurite)
+    try:
+        # Ctrl-C may come as soon as the prompt is out, or while the queue trigger stops
+        with contextlib.suppress(KeyboardInterrupt), _report_trigger() as trigger:
+            console.line()
+            console.line(
+                f"Azurite: blob {azurite.blob_endpoint}, queue {azurite.queue_endpoint}, table {azurite.table_endpoint}"
+            )
+            console.line(f"HTTP functions: {host.url}/api/reports, {host.url}/api/usage/{options.month}")
+            queue = runtime.services().settings.storage.report_queue
+            console.line(
+                f"Queue trigger: POST {host.url}/api/reports/{options.month} queues a job on {queue}; generate_report "
+                f"takes it as the host does (up to {trigger.options.max_dequeue_count} tries, then {queue}-poison)"
+            )
+            _print_operator_settings(console, azurite, local_settings)
+            console.line("They stay up for exploring. Press Ctrl-C to stop.")
+            # Wake up twice a second: Ctrl-C may be delivered to another thread (pyarrow's pool, used
+            # by the report), and Python runs its handler only when the main thread runs again.
+            stop = threading.Event()
+            while not stop.wait(0.5):
+                pass
+    finally:
+        local_settings.unlink(missing_ok=True)
+
+
+def _write_local_settings(path: Path, azurite: Azurite) -> Path:
+    """The demo's settings as a Functions local settings file, for ``python -m chargeback --settings``."""
+    values = {name: value for name, value in os.environ.items() if name.startswith(_CLEARED_PREFIXES)}
+    values[settings.STORAGE_CONNECTION] = azurite.connection_string
+    path.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _print_operator_settings(console: Console, azurite: Azurite, local_settings: Path) -> None:
+    python = _unresolved(Path(sys.executable))  # the venv's python, not the interpreter it links to
+    console.line("Operator commands reach this Azurite from another shell in this folder, with its settings file:")
+    console.line(f"  {python} -m chargeback redrive --dry-run --settings {_relative(local_settings)}")
+    console.line("or with the setting in the environment:")
+    console.line(f"  export {settings.STORAGE_CONNECTION}={shlex.quote(azurite.connection_string)}")
+    console.line(f"  {python} -m chargeback redrive --dry-run")
+
+
+def _show_view(console: Console, base: str, options: DemoOptions) -> None:
+    """Answer as ``CHARGEBACK_LOCAL_PRINCIPAL`` from now on, and show what that caller reads."""
+    principal = options.principal or ""
+    services = runtime.services()
+    access = dataclasses.replace(services.settings.access, local_principal=principal)
+    services.settings = dataclasses.replace(services.settings, access=access)
+    console.line(f"From here on every request is answered as {settings.LOCAL_PRINCIPAL}={principal}:")
+    try:
+        listing = _get_json(f"{base}/api/reports")
+    except urllib.error.HTTPError as exc:
+        reason = json.loads(exc.read()).get("error", {}).get("message", "")
+        console.line(f"  GET /api/reports answers {exc.code}: {reason}")
+        return
+    centers = listing.get("scope", {}).get("cost_centers")
+    entry = next((r for r in listing["reports"] if r["period"] == options.month), None)
+    total = f"{Decimal(entry['grand_total']):,} {entry['currency']}" if entry else "no report"
+    scope = f"the cost centers {', '.join(centers)} only" if centers is not None else "every cost center"
+    console.line(f"  it reads {scope}; {options.month} totals {total} for it")
+    page = f"{base}/api/reports/{options.month}?format=html"
+    data, name = _get(page)
+    (options.out / name).write_bytes(data)
+    console.line(f"  its report page: {page} (offline copy {_relative(options.out / name)})")
+    console.line()
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,15 +502,12 @@ def _app_log(path: Path) -> Iterator[None]:
         logger.propagate = saved[1]
 
 
-def _run_report_jobs() -> int:
-    """Hand every queued report job to the registered queue function, as the host would."""
+def _report_trigger() -> QueueTrigger:
+    """The report queue and the registered ``generate_report``, played as the host plays its trigger."""
     names = runtime.services().settings.storage
     if names.connection_string is None:
         raise ConfigurationError("the demo needs a storage connection string")
-    messages = take_queue_messages(names.connection_string, names.report_queue)
-    for message in messages:
-        registered("generate_report").get_user_function()(message)
-    return len(messages)
+    return QueueTrigger(names.connection_string, names.report_queue, registered("generate_report").get_user_function())
 
 
 @contextlib.contextmanager
@@ -630,6 +696,13 @@ def _mark(ok: bool) -> str:
 def _relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _unresolved(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 

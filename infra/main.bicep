@@ -75,6 +75,22 @@ param priceSheetPath string = 'config/price-sheet.json'
 @description('Path, relative to the app root, of the subscription to cost-center map.')
 param costCentersPath string = 'config/cost-centers.csv'
 
+@allowed(['streamed', 'all', 'off'])
+@description('What API Management\'s LLM logs bill (CHARGEBACK_LLM_LOG_SCOPE): streamed calls, the usage events billing the rest (a gateway with a usage-event policy); all calls, usage events set aside (a gateway with LLM logging and no usage-event policy); or off.')
+param llmLogScope string = 'streamed'
+
+@minLength(1)
+@description('The platform team that runs the gateway: provider and invoice issuer in the FOCUS export (CHARGEBACK_PROVIDER_NAME).')
+param providerName string = 'AI gateway platform'
+
+@allowed(['auto', 'redirect', 'inline'])
+@description('How report files are served (CHARGEBACK_DOWNLOADS): redirect to a 10-minute read-only link, or inline through the app; auto is inline with privateNetworking (callers cannot reach the storage account), else redirect.')
+param reportDownloads string = 'auto'
+
+@allowed(['3.11', '3.12', '3.13'])
+@description('Python version of the function app: the app runs on 3.11, 3.12 and 3.13 (chargeback/interpreter.py).')
+param pythonVersion string = '3.11'
+
 @description('Namespace of the token metric APIM emits (the chargeback-token-metric fragment uses openai).')
 param metricNamespace string = 'openai'
 
@@ -154,8 +170,9 @@ var wireApim = empty(apimServiceName)
           ? fail('privateNetworking turns public access to the Event Hubs namespace off, and an API Management instance without a path to its private endpoint would drop every usage event without an error. Give the instance that path, then set apimReachesPrivateNetwork=true.')
           : true
 
-// With storage off public networks, callers could not follow a link to it.
-var downloads = privateNetworking ? 'inline' : 'redirect'
+// The deployer's choice; auto serves files through the app with storage off public networks,
+// where callers could not follow a link to it.
+var downloads = reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')
 
 // Where the FinOps hub's storage account lives: usually the hub's own resource group.
 var useFinopsHub = !empty(finopsHubStorageAccountId)
@@ -365,6 +382,9 @@ module api 'app/api.bicep' = {
     hostTableEndpoint: hostStorage.outputs.tableEndpoint
     virtualNetworkSubnetId: privateNetworking ? network.outputs.appSubnetId : ''
     downloads: downloads
+    llmLogScope: llmLogScope
+    providerName: providerName
+    pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
@@ -465,6 +485,8 @@ output CHARGEBACK_FINAL_GRACE_DAYS string = string(finalGraceDays)
 output CHARGEBACK_PRICE_SHEET string = priceSheetPath
 output CHARGEBACK_COST_CENTERS string = costCentersPath
 output CHARGEBACK_DOWNLOADS string = downloads
+output CHARGEBACK_PROVIDER_NAME string = providerName
+output CHARGEBACK_LLM_LOG_SCOPE string = llmLogScope
 output CHARGEBACK_FINOPS_HUB_STORAGE string = useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
 output CHARGEBACK_FINOPS_HUB_SCOPE string = finopsHubScope
 output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''

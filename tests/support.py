@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from chargeback.domain import events
@@ -11,6 +13,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SAMPLES = ROOT / "tests" / "fixtures" / "events"
 """The gateways' event shapes, one JSON event per line, as real APIM policies write them."""
+
+
+def chargeback(*argv: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m chargeback ARGV`` as an operator runs it, in the repository, with ``env`` alone."""
+    return subprocess.run(
+        [sys.executable, "-m", "chargeback", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
 
 APPMETRICS_EXPORT = ROOT / "tests" / "fixtures" / "appmetrics-export.csv"
 """An AppMetrics export, as Log Analytics writes it, for the reconciliation tests."""

@@ -195,7 +195,20 @@ def test_a_team_member_cannot_ask_for_another_teams_cost_center(signed_in: None)
 
 def test_a_team_member_filtering_on_another_teams_subscription_gets_no_line_of_it(signed_in: None) -> None:
     response = call("GET", "reports/2026-10", TEAM_ONE_MEMBER, {"subscription": TWO})
-    assert subscriptions_in("csv", response.get_body()) == set()
+    assert (response.status_code, error(response)["field"]) == (404, "subscription")
+    assert set(json.loads(response.get_body())) == {"error"}
+
+
+@pytest.mark.parametrize("subscription", [TWO, "no-such-subscription"])
+def test_a_team_member_cannot_tell_another_teams_subscription_from_one_that_does_not_exist(
+    signed_in: None, subscription: str
+) -> None:
+    response = call("GET", "reports/2026-10", TEAM_ONE_MEMBER, {"subscription": subscription})
+    assert response.status_code == 404
+    assert error(response)["message"] == (
+        f"no subscription {subscription} in this report or the cost-center map among the cost centers "
+        "this answer covers"
+    )
 
 
 def test_a_team_members_view_never_answers_304_to_the_whole_files_etag(signed_in: None) -> None:

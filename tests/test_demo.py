@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools import demo, traffic
-from tests.support import ROOT
+from tests.support import ROOT, chargeback
 
 SMALL = ["--requests", "300", "--days", "6", "--month", "2026-10", "--seed", "11"]
+TEAM = "group:6f1c3c2e-0000-4b7e-9a57-2d0f5a1c8e11"
+"""The sample map's reader group of CC-1001 and CC-1002."""
 
 pytestmark = [pytest.mark.slow]
 
@@ -31,6 +40,7 @@ def fixture_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Co
     finished = subprocess.run(
         [sys.executable, "-m", "devtools", "demo", *SMALL, "--out", str(out)],
         cwd=ROOT,
+        env={**os.environ, "CHARGEBACK_LOCAL_PRINCIPAL": TEAM},
         capture_output=True,
         text=True,
         timeout=300,
@@ -124,36 +134,75 @@ def test_a_sparkline_scales_each_value_to_the_largest(values: list[int], expecte
     assert demo.sparkline(values) == expected
 
 
-def test_keep_running_leaves_the_endpoints_up_until_interrupted(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devtools",
-            "demo",
-            *SMALL,
-            "--requests",
-            "60",
-            "--out",
-            str(tmp_path),
-            "--keep-running",
-        ],
+def test_the_demo_answers_as_the_local_principal_after_its_checks_and_saves_that_callers_page(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    finished, out = run
+    assert summary_of(finished.stdout)["checks"]["all_passed"] is True
+    assert f"every request is answered as CHARGEBACK_LOCAL_PRINCIPAL={TEAM}:" in finished.stdout
+    assert "it reads the cost centers CC-1001, CC-1002 only" in finished.stdout
+    page = (out / "chargeback-2026-10-CC-1001-CC-1002.html").read_text(encoding="utf-8")
+    assert "Showing cost centers CC-1001, CC-1002 only" in page
+
+
+def test_a_malformed_local_principal_stops_the_demo_before_it_starts() -> None:
+    finished = subprocess.run(
+        [sys.executable, "-m", "devtools", "demo", *SMALL, "--out", "/nonexistent/never-written"],
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        env={**os.environ, "CHARGEBACK_LOCAL_PRINCIPAL": "wizard:yes"},
+        capture_output=True,
         text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 2
+    assert finished.stderr.strip().splitlines() == [
+        "demo: CHARGEBACK_LOCAL_PRINCIPAL: 'wizard:yes' is neither role:Chargeback.Admin, "
+        "role:Chargeback.FinanceReader nor group:<object id>"
+    ]
+
+
+def until_done(status_url: str) -> dict[str, Any]:
+    """Poll a report job's status URL the way a caller of POST does, until it is done or failed."""
+    deadline = time.monotonic() + 120
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(status_url, timeout=30) as answer:  # noqa: S310 - http://127.0.0.1
+            job = json.loads(answer.read())
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"the job at {status_url} never finished: {job}")
+
+
+@dataclass
+class KeptRunning:
+    """A demo left running: its summary and what it printed up to "Press Ctrl-C"."""
+
+    summary: dict[str, Any]
+    printed: str
+
+    @property
+    def base(self) -> str:
+        return str(self.summary["reports_url"]).removesuffix("/api/reports")
+
+
+@contextlib.contextmanager
+def kept_running(out: Path) -> Iterator[KeptRunning]:
+    """``make demo ARGS=--keep-running``, stopped with Ctrl-C at the end; it must exit 0."""
+    argv = [sys.executable, "-m", "devtools", "demo", *SMALL, "--requests", "60", "--out", str(out)]
+    process = subprocess.Popen(
+        [*argv, "--keep-running"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
     try:
         assert process.stdout is not None
-        summary: dict[str, Any] | None = None
+        printed: list[str] = []
         for line in process.stdout:
-            if line.startswith("{"):
-                summary = json.loads(line)
+            printed.append(line)
             if "Press Ctrl-C" in line:
                 break
-        assert summary is not None
-        with urllib.request.urlopen(summary["reports_url"], timeout=30) as answer:  # noqa: S310 - http://127.0.0.1
-            assert "2026-10" in {report["period"] for report in json.loads(answer.read())["reports"]}
+        [summary] = [json.loads(line) for line in printed if line.startswith("{")]
+        yield KeptRunning(summary, "".join(printed))
         process.send_signal(signal.SIGINT)
         # Keep reading its output while it stops: a child blocked writing to a full pipe never exits.
         process.communicate(timeout=60)
@@ -162,6 +211,34 @@ def test_keep_running_leaves_the_endpoints_up_until_interrupted(tmp_path: Path) 
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def post(url: str) -> str:
+    """POST with no body, as an admin script does; the Location of the 202."""
+    request = urllib.request.Request(url, method="POST")  # noqa: S310 - http://127.0.0.1
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - http://127.0.0.1
+        assert answer.status == 202
+        return str(answer.headers["Location"])
+
+
+def test_keep_running_serves_plays_the_queue_and_points_operator_commands_at_its_azurite(tmp_path: Path) -> None:
+    with kept_running(tmp_path) as demo_run:
+        with urllib.request.urlopen(demo_run.summary["reports_url"], timeout=30) as answer:  # noqa: S310
+            assert "2026-10" in {report["period"] for report in json.loads(answer.read())["reports"]}
+
+        location = post(demo_run.summary["reports_url"] + "/2026-10")
+        assert until_done(demo_run.base + location)["status"] == "done"
+
+        settings_file = ROOT / re.search(r"--settings (\S+)", demo_run.printed).group(1)  # type: ignore[union-attr]
+        [export] = [line.strip() for line in demo_run.printed.splitlines() if line.strip().startswith("export ")]
+        name, _, value = shlex.split(export)[1].partition("=")
+        for finished in (
+            chargeback("redrive", "--dry-run", "--settings", str(settings_file), env=dict(os.environ)),
+            chargeback("redrive", "--dry-run", env={**os.environ, name: value}),
+        ):
+            assert finished.returncode == 1, finished.stderr  # the malformed events are still dead-lettered
+            assert f"examined: {demo_run.summary['dead_letters']}" in finished.stdout
+    assert not settings_file.exists()
 
 
 def test_the_summary_shows_streamed_and_event_path_tokens_as_the_ground_truth_has_them(

@@ -16,9 +16,11 @@ from azure.data.tables import TableServiceClient
 from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
+from chargeback.adapters.tables import TableDeadLetterStore
 from chargeback.app import runtime
 from chargeback.ingestion import llm_logs
 from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
+from chargeback.ingestion.ledger import DeadLetter
 from chargeback.ingestion.llm_log_export import CsvLlmLogExport
 from tests.conftest import Writer
 from tests.functions import get, registered, run_queue
@@ -348,3 +350,25 @@ def test_switching_from_streamed_to_all_bills_each_buffered_call_once_after_a_re
     assert billed() == (400, 5_000, 1)
     redrive_everything()
     assert billed() == (440, 5_000, 0)
+
+
+def test_a_dead_letter_of_another_reason_stays_set_aside_on_a_day_the_llm_logs_bill(
+    write_export: Writer, clock: Callable[[datetime], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rejected by an older parser, its call was billed by the LLM logs of an `all` day: applying it bills twice."""
+    switch_scope(monkeypatch, clock, "all", NOVEMBER_2)
+    names = runtime.services().settings.storage
+    storage = runtime.services().storage
+    TableDeadLetterStore(storage.table(names.dead_letter_table), storage.container(names.dead_letter_container)).put(
+        [DeadLetter("aoai-usage", "0", 1, NOVEMBER_2, event(ONE, 30, 10, NOVEMBER_2), "missing_tokens", "older parser")]
+    )
+    write_export([call("b-1", ONE, 30, 10, IsStreamCompletion="false", TimeGenerated="2026-11-02T08:00:00Z")])
+    run_timer()
+    assert billed() == (0, 40, 1)
+    switch_scope(monkeypatch, clock, "streamed", LATER_ON_NOVEMBER_2)  # the day keeps `all`: it was billed so
+    redrive_everything()
+    assert billed() == (0, 40, 1)
+    [kept] = TableDeadLetterStore(
+        storage.table(names.dead_letter_table), storage.container(names.dead_letter_container)
+    ).find()
+    assert kept.reason == BILLED_BY_LLM_LOGS

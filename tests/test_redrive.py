@@ -12,9 +12,10 @@ import pytest
 from chargeback.adapters.tables import TableDeadLetterStore
 from chargeback.app import runtime
 from chargeback.domain import events
+from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
 from chargeback.ingestion.ledger import DeadLetter, Ledger, RowWrite
 from chargeback.ops import cli
-from chargeback.ops.redrive import ALREADY_PRESENT, APPLIED, Redriver
+from chargeback.ops.redrive import ALREADY_PRESENT, APPLIED, DEAD_LETTER_REASONS, Redriver
 from devtools.hostshape import HostEvent
 from devtools.memory import InMemoryDeadLetterStore, InMemoryLedgerStore
 from tests.functions import deliver
@@ -171,6 +172,33 @@ class TestAgainstAzurite:
         container = runtime.services().storage.container(app_settings["CHARGEBACK_DEAD_LETTER_CONTAINER"])
         assert tokens_of("big") == 6
         assert list(container.list_blobs()) == []
+
+    def test_while_the_llm_logs_bill_every_call_a_dead_letter_that_parses_stays_as_billed_by_llm_logs(
+        self, app_settings: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("CHARGEBACK_LLM_LOG_SCOPE", "all")
+        dead_letter_store().put([letter(1, good("streamed-too", 7))])
+        code, counts = redrive(capsys)
+        assert (code, counts["applied"], counts["still dead-lettered"]) == (1, "0", "1")
+        assert tokens_of("streamed-too") == 0
+        [kept] = dead_letter_store().find()
+        assert kept.reason == BILLED_BY_LLM_LOGS
+
+    def test_billed_by_llm_logs_letters_are_applied_once_the_scope_goes_back(
+        self, app_settings: dict[str, str], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead_letter_store().put([letter(1, good("back", 7), BILLED_BY_LLM_LOGS), letter(2, good("other", 1))])
+        code, counts = redrive(capsys, "--reason", BILLED_BY_LLM_LOGS)
+        assert (code, counts["applied"]) == (0, "1")
+        assert (tokens_of("back"), tokens_of("other")) == (7, 0)
+
+    @pytest.mark.parametrize("reason", DEAD_LETTER_REASONS)
+    def test_every_dead_letter_reason_is_a_reason_redrive_accepts(
+        self, app_settings: dict[str, str], capsys: pytest.CaptureFixture[str], reason: str
+    ) -> None:
+        dead_letter_store().put([letter(1, good("chosen", 3), reason), letter(2, good("left", 1), "other")])
+        code, counts = redrive(capsys, "--reason", reason)
+        assert (code, counts["examined"], tokens_of("chosen"), tokens_of("left")) == (0, "1", 3, 0)
 
     @pytest.mark.parametrize("period", ["2026-13", "26-11", "yesterday"])
     def test_a_malformed_period_is_refused_before_anything_runs(

@@ -584,6 +584,46 @@ def test_a_cost_center_filter_keeps_that_cost_centers_lines(october: None) -> No
     assert {row["subscription_id"] for row in rows} == {"aoai-product-subscription-one"}
 
 
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"cost_center": "CC-9999"}, "cost_center"),
+        ({"subscription": "no-such-subscription"}, "subscription"),
+        ({"cost_center": "CC-9999", "subscription": "aoai-product-subscription-one"}, "cost_center"),
+        ({"subscription": "aoai-product-subscription-one", "cost_center": "CC-1002"}, "subscription"),
+        ({"subscription": "no-such-subscription", "format": "html"}, "subscription"),
+    ],
+)
+def test_a_filter_naming_nothing_the_report_or_the_map_knows_is_a_404_with_a_json_error(
+    october: None, params: dict[str, str], field: str
+) -> None:
+    generated("2026-10")
+    response = request("GET", "reports/2026-10", params)
+    assert (response.status_code, response.mimetype) == (404, "application/json")
+    error = body(response)["error"]
+    assert (error["code"], error["field"]) == ("not_found", field)
+    assert params[field] in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "subscriptions"),
+    [
+        ({"cost_center": "CC-4001"}, set()),
+        ({"subscription": "finance-copilot"}, set()),
+        ({"cost_center": "unallocated"}, {"aoai-product-subscription-three"}),
+        ({"subscription": "aoai-product-subscription-three"}, {"aoai-product-subscription-three"}),
+    ],
+    ids=["mapped-cost-center-without-usage", "mapped-subscription-without-usage", "unallocated", "unmapped-in-report"],
+)
+def test_a_filter_naming_a_known_cost_center_or_subscription_answers_its_lines_even_none(
+    october: None, params: dict[str, str], subscriptions: set[str]
+) -> None:
+    generated("2026-10")
+    response = request("GET", "reports/2026-10", params)
+    assert response.status_code == 200
+    assert {row["subscription_id"] for row in csv_rows(response)} == subscriptions
+
+
 def test_a_filtered_download_has_its_own_etag(october: None) -> None:
     generated("2026-10")
     whole = request("GET", "reports/2026-10").headers["ETag"]

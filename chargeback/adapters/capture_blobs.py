@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from chargeback.adapters import storage
@@ -28,11 +29,18 @@ class CaptureBlobs:
     def files(self, pattern: re.Pattern[str]) -> list[CaptureFile]:
         """Every Capture file under the prefix, in name order (which is time order per partition)."""
         files: list[CaptureFile] = []
-        with translated(f"list capture blobs under {self._container.container_name}/{self._prefix}"):
-            for blob in self._container.list_blobs(name_starts_with=self._prefix or None):
-                found = parse_blob_name(blob.name, pattern)
-                if found is not None and blob.size:
-                    files.append(found)
+        container = self._container.container_name
+        with translated(f"list capture blobs under {container}/{self._prefix}"):
+            try:
+                for blob in self._container.list_blobs(name_starts_with=self._prefix or None):
+                    found = parse_blob_name(blob.name, pattern)
+                    if found is not None and blob.size:
+                        files.append(found)
+            except ResourceNotFoundError as exc:
+                raise ConfigurationError(
+                    f"--capture names the container {container}, which the storage account does not have "
+                    "(Capture writes to the container the hub's Capture settings name, capture by default)"
+                ) from exc
         return sorted(files, key=lambda file: file.name)
 
     def download(self, name: str) -> io.BytesIO:

@@ -60,7 +60,8 @@ def respond(handler: Callable[[], func.HttpResponse]) -> func.HttpResponse:
             if isinstance(exc, kind):
                 if status >= 500:
                     return _failure(exc, status, "storage_unavailable")
-                extra = {"field": exc.field} if isinstance(exc, InvalidRequestError) and exc.field else {}
+                field = exc.field if isinstance(exc, InvalidRequestError | NotFoundError) else None
+                extra = {"field": field} if field else {}
                 return error_response(status, _code(kind), str(exc), **extra)
         return _failure(exc, 500, "internal_error")
     except Exception as exc:  # noqa: BLE001 - the last line of defence: log it, answer 500

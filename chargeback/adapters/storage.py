@@ -8,6 +8,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ServiceRequestError,
@@ -19,9 +20,10 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from chargeback.app.settings import StorageSettings
-from chargeback.domain.errors import ConfigurationError, StorageError, TransientStorageError
+from chargeback.domain.errors import AccessDeniedError, ConfigurationError, StorageError, TransientStorageError
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+DENIED_STATUS = frozenset({401, 403})
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30}
 
 
@@ -77,15 +79,26 @@ def translated(what: str) -> Iterator[None]:
         yield
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise TransientStorageError(f"{what}: storage unreachable ({type(exc).__name__})") from exc
+    except ClientAuthenticationError as exc:
+        if exc.status_code is None:  # no answer from storage: the credential found no sign-in
+            raise AccessDeniedError(f"{what}: could not sign in to storage ({_first_line(exc)})") from exc
+        raise AccessDeniedError(f"{what}: storage refused the sign-in ({exc.status_code} {_code(exc)})") from exc
     except HttpResponseError as exc:
         status = exc.status_code
         if status in TRANSIENT_STATUS:
             raise TransientStorageError(f"{what}: storage answered {status}") from exc
+        if status in DENIED_STATUS:
+            raise AccessDeniedError(f"{what}: storage answered {status} {_code(exc)}") from exc
         raise StorageError(f"{what}: storage answered {status} {_code(exc)}") from exc
 
 
 def _code(exc: HttpResponseError) -> str:
     return str(getattr(exc, "error_code", "") or "")
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def ensure_table(service: TableServiceClient, name: str) -> None:

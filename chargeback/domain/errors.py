@@ -9,7 +9,8 @@
     ├── ForbiddenError            the caller's identity grants no access to this (HTTP 403)
     ├── StorageError              the ledger or report store failed
     │   ├── TransientStorageError   worth retrying: throttling, timeouts, connection loss
-    │   └── ConcurrencyError        another writer moved a slice's watermark first
+    │   ├── ConcurrencyError        another writer moved a slice's watermark first
+    │   └── AccessDeniedError       no sign-in, or the identity holds no data role there
     ├── MonitorError              Azure Monitor could not give a complete answer
     │   └── PartialResultError      Log Analytics returned a partial result
     ├── PriceListError            Azure's price list could not be read, or disagrees with the meter map
@@ -41,7 +42,11 @@ class InvalidRequestError(ChargebackError):
 
 
 class NotFoundError(ChargebackError):
-    """The requested period, report or file does not exist."""
+    """The requested period, report or file does not exist; ``field`` names the part that names it."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ConflictError(ChargebackError):
@@ -66,6 +71,10 @@ class TransientStorageError(StorageError):
 
 class ConcurrencyError(StorageError):
     """A slice's watermark moved under us: another owner applied events first."""
+
+
+class AccessDeniedError(StorageError):
+    """Storage refused the caller: it could not sign in, or its identity holds no data role there."""
 
 
 class MonitorError(ChargebackError):

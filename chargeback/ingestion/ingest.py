@@ -13,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 BILLED_BY_LLM_LOGS = "billed_by_llm_logs"
 """The dead-letter reason of usage events received while the LLM logs bill every call."""
+BILLED_BY_LLM_LOGS_DETAIL = "the LLM logs bill every call (CHARGEBACK_LLM_LOG_SCOPE=all)"
 
 
 def ingest(ledger: Ledger, batch: Batch, *, events_billed: bool = True) -> BatchOutcome:
@@ -27,9 +28,7 @@ def ingest(ledger: Ledger, batch: Batch, *, events_billed: bool = True) -> Batch
     if events_billed:
         outcome = ledger.apply(batch)
     else:
-        outcome = ledger.set_aside(
-            batch, BILLED_BY_LLM_LOGS, "the LLM logs bill every call (CHARGEBACK_LLM_LOG_SCOPE=all)"
-        )
+        outcome = ledger.set_aside(batch, BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL)
     record = outcome.as_log()
     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     level = logging.WARNING if outcome.dead_lettered else logging.INFO

@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import Any, TextIO
 
 from chargeback.app.runtime import Services
-from chargeback.app.settings import Settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ConflictError, InvalidRequestError
+from chargeback.ops import settings_file
 from chargeback.reports import corrections
 from chargeback.reports import jobs as report_jobs
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    services = Services(Settings.from_env())
+    services = Services(settings_file.settings(args))
     who = f"cli:{_user()}"
     if args.dry_run:
         found = corrections.dry_run(services.reports, args.period, requested_by=who, reason=args.reason)

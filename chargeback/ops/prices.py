@@ -24,6 +24,7 @@ from chargeback.app.runtime import app_path
 from chargeback.billing import price_sync
 from chargeback.billing.meter_map import MeterMap, load_meter_map
 from chargeback.domain.errors import ChargebackError
+from chargeback.ops import settings_file
 
 DEFAULT_METER_MAP = "config/meter-map.json"
 UP_TO_DATE, BEHIND, FAILED = 0, 1, 2
@@ -52,8 +53,9 @@ def _day(text: str) -> date:
 
 def run(args: argparse.Namespace) -> int:
     """Sync or check; 0 when nothing differs (or it was written), 1 when behind, 2 on failure."""
-    sheet_path = app_path(args.sheet or os.environ.get(settings.PRICE_SHEET) or settings.DEFAULTS[settings.PRICE_SHEET])
     try:
+        env = settings_file.environment(getattr(args, "settings", None))
+        sheet_path = app_path(args.sheet or env.get(settings.PRICE_SHEET) or settings.DEFAULTS[settings.PRICE_SHEET])
         text = sheet_path.read_text(encoding="utf-8")
         document = price_sync.load_sheet_document(text, f"price sheet {sheet_path}")
         meter_map = load_meter_map(app_path(args.meter_map))

@@ -8,6 +8,11 @@ owner's cached totals are invalidated) and on the marker not existing yet (so th
 counted once however often, or however concurrently, redrive runs). The dead letter is deleted
 afterwards; a crash in between leaves a dead letter whose marker exists, which the next run
 reports as already present and deletes. The argument is written out in docs/reliability.md.
+
+No usage event of a day whose buffered calls the LLM logs bill (the day was collected with
+``CHARGEBACK_LLM_LOG_SCOPE=all``, or is not collected yet while the setting is ``all``) is applied,
+here as in ingestion: a dead letter of that day that parses stays, as ``billed_by_llm_logs``, so no
+call is billed by both sources; a redrive applies it once the day is collected with ``streamed``.
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ from typing import Protocol, TextIO
 
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.runtime import Services
-from chargeback.app.settings import Settings
 from chargeback.domain import keys, periods
 from chargeback.domain.errors import ConcurrencyError, InvalidRequestError
 from chargeback.domain.events import REASONS, Rejection, parse_event
 from chargeback.domain.usage import ZERO
 from chargeback.ingestion import llm_logs
-from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS
+from chargeback.ingestion.ingest import BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL
 from chargeback.ingestion.ledger import MAX_CONFLICT_RETRIES, DeadLetter, LedgerStore, RowWrite, usage_delta, usage_key
+from chargeback.ops import settings_file
 
+DEAD_LETTER_REASONS: tuple[str, ...] = tuple(sorted(REASONS | {BILLED_BY_LLM_LOGS}))
+"""Every reason a dead letter can carry: the parser's, and the usage events the LLM logs bill."""
 APPLIED = "applied"
 ALREADY_PRESENT = "already_present"
 STILL_DEAD_LETTERED = "still_dead_lettered"
@@ -98,7 +105,7 @@ class Redriver:
         self._dead_letters = dead_letters
         self._dry_run = dry_run
         self._billed_by_llm_logs = billed_by_llm_logs
-        """Whether the LLM logs bill the buffered calls of a day: its events set aside stay set aside."""
+        """Whether the LLM logs bill the buffered calls of a day: no event of that day is applied."""
 
     def run(
         self,
@@ -123,12 +130,10 @@ class Redriver:
         enqueued = _utc(letter.enqueued_time)
         parsed = parse_event(letter.body, enqueued)
         if isinstance(parsed, Rejection):
-            if (parsed.reason, parsed.detail) != (letter.reason, letter.detail) and not self._dry_run:
-                self._dead_letters.put([dataclasses.replace(letter, reason=parsed.reason, detail=parsed.detail)])
-            return STILL_DEAD_LETTERED, parsed.reason
+            return self._still_dead_lettered(letter, parsed.reason, parsed.detail)
         key = usage_key(parsed)
-        if letter.reason == BILLED_BY_LLM_LOGS and self._billed_by_llm_logs(key.day):
-            return STILL_DEAD_LETTERED, BILLED_BY_LLM_LOGS
+        if self._billed_by_llm_logs(key.day):  # a dead letter is a buffered call: the LLM logs bill it
+            return self._still_dead_lettered(letter, BILLED_BY_LLM_LOGS, BILLED_BY_LLM_LOGS_DETAIL)
         slice_key = keys.slice_key(key.day.strftime("%Y-%m"), letter.hub, letter.partition_id)
         row_key = keys.aggregate_row_key(key)
         for _attempt in range(MAX_CONFLICT_RETRIES):
@@ -154,6 +159,12 @@ class Redriver:
             self._dead_letters.remove([letter])
         return result, None
 
+    def _still_dead_lettered(self, letter: DeadLetter, reason: str, detail: str) -> tuple[str, str | None]:
+        """Keep ``letter``, its reason brought up to date (unless this is a dry run)."""
+        if (reason, detail) != (letter.reason, letter.detail) and not self._dry_run:
+            self._dead_letters.put([dataclasses.replace(letter, reason=reason, detail=detail)])
+        return STILL_DEAD_LETTERED, reason
+
 
 class LlmLogBilling:
     """Whether the LLM logs bill a day's buffered calls, from its marker, each month's markers read once."""
@@ -178,7 +189,12 @@ def _utc(moment: datetime) -> datetime:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--reason", choices=sorted(REASONS), help="only dead letters rejected for this reason")
+    parser.add_argument(
+        "--reason",
+        choices=DEAD_LETTER_REASONS,
+        metavar="REASON",
+        help="only dead letters set aside for this reason: " + ", ".join(DEAD_LETTER_REASONS),
+    )
     parser.add_argument(
         "--period", type=_period, help="only dead letters enqueued in this month (YYYY-MM) or day (YYYY-MM-DD)"
     )
@@ -194,8 +210,10 @@ def _period(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Redrive from the ChargebackStorage settings; exit 1 when something is still dead-lettered."""
-    services = Services(Settings.from_env())
+    services = Services(settings_file.settings(args))
     names = services.settings.storage
+    if not services.events_billed:
+        sys.stderr.write(f"redrive: {BILLED_BY_LLM_LOGS_DETAIL}: dead letters of the days it bills stay\n")
     redriver = Redriver(
         TableLedgerStore(services.storage.table(names.ledger_table)),
         TableDeadLetterStore(

@@ -4,7 +4,8 @@ Capture files carry each event's partition (in the blob path), sequence number, 
 and raw body, so replaying them through ``Ledger.apply`` lands on the same slices and watermarks
 as live ingestion: what was counted is skipped, what was missed fills the gap. Events that are
 dead letters (still waiting for ``redrive``) or were already re-applied by ``redrive`` are left
-alone, so a fixed parser cannot count them twice through two doors.
+alone, so a fixed parser cannot count them twice through two doors. While the LLM logs bill every
+call (``CHARGEBACK_LLM_LOG_SCOPE=all``) there is nothing for usage events to fill, and replay refuses.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from typing import Protocol, TextIO
 from chargeback.adapters.capture_blobs import CaptureBlobs
 from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.runtime import Services
-from chargeback.app.settings import Settings
+from chargeback.app.settings import LLM_LOG_SCOPE
 from chargeback.domain import keys
 from chargeback.domain.errors import ConfigurationError
 from chargeback.domain.events import Rejection, parse_event
 from chargeback.ingestion.capture import DEFAULT_LAYOUT, CaptureFile, path_pattern, read_events
 from chargeback.ingestion.ledger import Batch, Ledger, ReceivedEvent, usage_key
+from chargeback.ops import settings_file
 from chargeback.ops.redrive import RedriveLedgerStore
 
 DEFAULT_BATCH_SIZE = 500
@@ -167,7 +169,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay from the ChargebackStorage settings; progress on stderr, counts on stdout."""
-    services = Services(Settings.from_env())
+    services = Services(settings_file.settings(args))
+    if not services.events_billed:
+        raise ConfigurationError(
+            f"{LLM_LOG_SCOPE} is {services.settings.llm_log_scope}: the LLM logs bill every call, so replaying "
+            "usage events would bill calls twice; nothing was replayed"
+        )
     names = services.settings.storage
     blobs = CaptureBlobs(names, args.capture)
     files = blobs.files(path_pattern(args.layout))

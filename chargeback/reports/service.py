@@ -48,7 +48,7 @@ from chargeback.reconciliation.reconcile import (
     periods_to_reconcile,
     reconcile_period,
 )
-from chargeback.reports import correction_book
+from chargeback.reports import correction_book, filters
 from chargeback.reports.build import build_report, filtered, from_bundle, to_bundle
 from chargeback.reports.correction_book import CorrectionStore, PendingCorrection
 from chargeback.reports.formats import FORMATS
@@ -450,12 +450,11 @@ def download(
     generation = manifest["generation"]
     if subscription is None and cost_center is None and cost_centers is None:
         return _served(context, period, generation, stored=entry["name"], entry=entry, tag=f'"{entry["sha256"]}"')
-    report = filtered(
-        from_bundle(context.reports.get_file(period, generation, BUNDLE)),
-        subscription=subscription,
-        cost_center=cost_center,
-        cost_centers=cost_centers,
+    whole = from_bundle(context.reports.get_file(period, generation, BUNDLE))
+    filters.require_known(
+        whole, context.cost_centers(), subscription=subscription, cost_center=cost_center, cost_centers=cost_centers
     )
+    report = filtered(whole, subscription=subscription, cost_center=cost_center, cost_centers=cost_centers)
     view = _view(manifest, subscription, cost_center, cost_centers)
     data = FORMATS[fmt].render(report, view)
     view_of = view.get("view", {})

@@ -1,4 +1,4 @@
-// The function app on the Flex Consumption plan (FC1, Linux, Python 3.11), running as the
+// The function app on the Flex Consumption plan (FC1, Linux, Python 3.11 to 3.13), running as the
 // app's user-assigned identity. Every app setting here is a name the code, the Functions host
 // or the platform reads, in its identity-based form: no connection strings, no keys.
 // Three identities are attached: the app's (every connection of the code and the host), the
@@ -80,6 +80,14 @@ param finopsHubScope string = ''
 @allowed(['redirect', 'inline'])
 param downloads string = 'redirect'
 
+@description('Who provides the gateway\'s service and issues the chargeback: FOCUS ProviderName and InvoiceIssuerName.')
+@minLength(1)
+param providerName string
+
+@description('Python version the platform runs the app on (functionAppConfig.runtime).')
+@allowed(['3.11', '3.12', '3.13'])
+param pythonVersion string
+
 var managedIdentity = 'managedidentity'
 
 var appSettings = {
@@ -129,7 +137,7 @@ var appSettings = {
   CHARGEBACK_FINAL_GRACE_DAYS: string(finalGraceDays)
   CHARGEBACK_PRICE_SHEET: priceSheetPath
   CHARGEBACK_COST_CENTERS: costCentersPath
-  CHARGEBACK_PROVIDER_NAME: 'AI gateway platform'
+  CHARGEBACK_PROVIDER_NAME: providerName
 
   // Streamed calls are billed from API Management's LLM logs in the same workspace.
   CHARGEBACK_LLM_LOG_SCOPE: llmLogScope
@@ -195,7 +203,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: pythonVersion
       }
     }
   }

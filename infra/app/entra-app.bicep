@@ -25,7 +25,7 @@ var appRoles = [
   {
     value: 'Chargeback.Admin'
     displayName: 'Chargeback administrator'
-    description: 'Reads every report and usage, regenerates reports and redrives dead letters.'
+    description: 'Reads every report and usage and regenerates reports (redrive and replay use storage roles).'
   }
   {
     value: 'Chargeback.FinanceReader'

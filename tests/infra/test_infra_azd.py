@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chargeback import interpreter
 from chargeback.app import settings
 from tests.infra.bicep_tree import (
     INFRA,
@@ -52,6 +53,8 @@ OUTPUTS = {
     "CHARGEBACK_PRICE_SHEET": "config/price-sheet.json",
     "CHARGEBACK_COST_CENTERS": "config/cost-centers.csv",
     "CHARGEBACK_DOWNLOADS": "redirect",
+    "CHARGEBACK_PROVIDER_NAME": "Contoso AI platform",
+    "CHARGEBACK_LLM_LOG_SCOPE": "all",
     "AZURE_RESOURCE_GROUP": "rg-dev",
 }
 
@@ -82,14 +85,24 @@ def test_the_function_app_carries_the_azd_service_tag_of_that_service() -> None:
     assert "'azd-service-name': 'api'" in text(site.props["tags"])
 
 
-def test_the_function_app_is_flex_consumption_python_3_11() -> None:
+def test_the_function_app_is_flex_consumption_python_of_the_chosen_version() -> None:
     by_type = {r.target.split("@")[0]: r for r in resources(INFRA / "app" / "api.bicep")}
     plan_sku = properties(by_type["Microsoft.Web/serverfarms"].props["sku"])
     assert (literal(plan_sku["name"]), literal(plan_sku["tier"])) == ("FC1", "FlexConsumption")
     config = properties(properties(by_type["Microsoft.Web/sites"].props["properties"])["functionAppConfig"])
     runtime = properties(config["runtime"])
-    assert (literal(runtime["name"]), literal(runtime["version"])) == ("python", "3.11")
+    assert (literal(runtime["name"]), text(runtime["version"])) == ("python", "pythonVersion")
     assert literal(properties(properties(config["deployment"])["storage"])["type"]) == "blobContainer"
+
+
+@pytest.mark.parametrize("path", [INFRA / "main.bicep", INFRA / "app" / "api.bicep"], ids=lambda p: p.name)
+def test_the_python_version_a_deployer_may_choose_is_one_the_app_supports(path: Path) -> None:
+    allowed = param_decorators(path, "pythonVersion")["allowed"]
+    assert re.findall(r"'([\d.]+)'", allowed) == [f"{major}.{minor}" for major, minor in interpreter.SUPPORTED]
+
+
+def test_the_default_python_version_is_the_one_make_test_runs_on() -> None:
+    assert literal(params(INFRA / "main.bicep")["pythonVersion"].default) == "3.11"
 
 
 @pytest.mark.parametrize("platform", ["posix", "windows"])

@@ -14,6 +14,7 @@ from tests.infra.bicep_tree import (
     bicep_files,
     literal,
     modules,
+    param_decorators,
     params,
     properties,
     root,
@@ -114,6 +115,8 @@ def test_main_bicep_leaves_only_azd_supplied_parameters_without_a_default() -> N
         ("reconcileTolerancePercent", settings.RECONCILE_TOLERANCE_PERCENT),
         ("priceSheetPath", settings.PRICE_SHEET),
         ("costCentersPath", settings.COST_CENTERS),
+        ("llmLogScope", settings.LLM_LOG_SCOPE),
+        ("providerName", settings.PROVIDER_NAME),
     ],
 )
 def test_main_bicep_defaults_match_the_code_defaults(parameter: str, setting: str) -> None:
@@ -147,3 +150,41 @@ def test_main_bicep_whole_number_defaults_match_the_code_defaults(parameter: str
 )
 def test_main_bicep_creates_the_tables_and_containers_the_code_defaults_to(variable: str, setting: str) -> None:
     assert literal(variables(INFRA / "main.bicep")[variable]) == settings.DEFAULTS[setting]
+
+
+def _api_call_params() -> dict[str, str]:
+    [api] = [module for module in modules(INFRA / "main.bicep") if module.symbol == "api"]
+    return {name: text(value) for name, value in properties(api.props["params"]).items()}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "setting"),
+    [
+        ("llmLogScope", settings.LLM_LOG_SCOPE),
+        ("providerName", settings.PROVIDER_NAME),
+        ("finalGraceDays", settings.FINAL_GRACE_DAYS),
+        ("pythonVersion", None),
+    ],
+)
+def test_a_deployer_chooses_these_in_main_bicep_and_they_reach_the_app_unchanged(
+    parameter: str, setting: str | None
+) -> None:
+    assert parameter in params(INFRA / "main.bicep")
+    assert _api_call_params()[parameter] == parameter
+    if setting is not None:
+        configured = properties(variables(INFRA / "app" / "api.bicep")["appSettings"])
+        assert parameter in text(configured[setting])
+
+
+def test_report_downloads_are_the_deployers_choice_and_auto_follows_private_networking() -> None:
+    assert _api_call_params()["downloads"] == "downloads"
+    assert text(variables(INFRA / "main.bicep")["downloads"]) == (
+        "reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')"
+    )
+    assert param_decorators(INFRA / "main.bicep", "reportDownloads")["allowed"] == "['auto', 'redirect', 'inline']"
+
+
+@pytest.mark.parametrize("name", sorted(set(settings.DEFAULTS)))
+def test_api_bicep_takes_every_defaulted_setting_from_a_parameter_not_a_literal(name: str) -> None:
+    configured = properties(variables(INFRA / "app" / "api.bicep")["appSettings"])
+    assert literal(configured[name]) is None, f"{name} is hard-coded in api.bicep"
