@@ -427,14 +427,15 @@ def test_the_hub_file_of_a_report_with_every_kind_of_line_bills_its_grand_total(
     assert standard | {"x_CostCenter"} <= set(table.column_names) <= finops_hub.HUB_COLUMNS
 
 
-def test_a_drafts_hub_file_holds_its_corrections_only() -> None:
+def test_a_drafts_hub_file_holds_its_corrections_of_final_months_only() -> None:
     report = make_report()
     data, rows, cost = finops_hub.hub_file(report, whole=False)
     table = pq.read_table(io.BytesIO(data)).to_pylist()
-    adjustments = report.lines[report.lines["charge_category"] == "adjustment"]
+    changes = report.lines[report.lines["charge_category"].isin(["adjustment", "correction"])]
+    assert set(changes["charge_category"]) == {"adjustment", "correction"}
     assert {row["ChargeClass"] for row in table} == {"Correction"}
-    assert rows == len(table) == len(adjustments) > 0
-    assert cost == sum(adjustments["cost"], Decimal(0))
+    assert rows == len(table) == len(changes) > 0
+    assert cost == sum(changes["cost"], Decimal(0))
 
 
 @pytest.mark.slow

@@ -161,8 +161,12 @@ def manifest_name(period: str, scope: str) -> str:
 
 
 def wants_delivery(manifest: Manifest) -> bool:
-    """A final report, or a draft carrying corrections of final months."""
-    return manifest["status"] == FINAL or bool(manifest["adjusted_periods"])
+    """A final report, or a draft carrying changes to final months (late usage, corrections)."""
+    return manifest["status"] == FINAL or _changes_finals(manifest)
+
+
+def _changes_finals(manifest: Manifest) -> bool:
+    return bool(manifest["adjusted_periods"] or manifest.get("corrections"))
 
 
 def request(context: HubContext, manifest: Manifest) -> bool:
@@ -246,7 +250,7 @@ def _target(context: HubContext, period: str) -> tuple[Manifest, bool] | None:
     draft = context.reports.reports.pointer(period, DRAFT)
     if draft is None:
         return None
-    if draft[0]["adjusted_periods"] or context.hub.find(manifest_name(period, context.scope)) is not None:
+    if _changes_finals(draft[0]) or context.hub.find(manifest_name(period, context.scope)) is not None:
         return draft[0], False
     return None
 
