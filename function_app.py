@@ -5,13 +5,16 @@ from __future__ import annotations
 import azure.functions as func
 
 from chargeback.access import views as access_views
-from chargeback.adapters import eventhub, http
+from chargeback.adapters import eventhub, http, telemetry
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
 from chargeback.reports import finops_hub
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+
+# The worker's telemetry (metrics, log lines) goes to Application Insights, set up once, here.
+telemetry.configure()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -30,8 +30,8 @@ def ingest(
     The log line is ``chargeback.ingest {json}``: hub, partition, sequence range, counts and
     duration. It never carries a body, a key or a connection string. With ``events_billed``
     false (the LLM logs bill every call), the batch is dead-lettered instead, so no call is
-    billed by both sources. The batch's counts and each event's lag (``clock()`` minus its
-    enqueued time) are recorded as metrics, whatever the outcome.
+    billed by both sources. The batch's counts and its lag (``clock()`` minus its newest
+    event's enqueued time) are recorded as metrics.
     """
     started = time.perf_counter()
     if events_billed:
@@ -59,4 +59,6 @@ def _record_metrics(batch: Batch, outcome: BatchOutcome, now: datetime) -> None:
         transactions=outcome.transactions,
         conflicts=outcome.conflicts,
     )
-    metrics.ingest_lag(batch.hub, batch.partition_id, (event.enqueued_time for event in batch.events), now)
+    if batch.events:
+        newest = max(event.enqueued_time for event in batch.events)
+        metrics.ingest_lag(batch.hub, batch.partition_id, newest, now)
