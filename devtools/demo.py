@@ -26,6 +26,7 @@ from chargeback.app import runtime, settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
+from devtools import metrics as local_metrics
 from devtools import traffic
 from devtools.emulator import Azurite
 from devtools.hostshape import decode_batch, take_queue_messages
@@ -37,6 +38,7 @@ LLM_LOG_EXPORT_NAME = "llm-log-export.csv"
 STREAMED_SHARE = 1 / 3
 """About a third of the simulated calls stream: no usage event, billed from the LLM logs."""
 LOG_NAME = "demo.log"
+LINES_NAME = "published-lines.jsonl"
 TIMER_HOUR = 2
 """The timer's schedule runs it at 02:00 UTC; the demo runs it on the 2nd of the next month."""
 HTTP_TIMEOUT_SECONDS = 60
@@ -134,8 +136,12 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         )
 
         export, llm_export = _write_exports(console, options, simulated)
+        lines = options.out / LINES_NAME
+        lines.unlink(missing_ok=True)
+        measured = local_metrics.install()
+        measured.take()
 
-        stack.enter_context(_environment(_app_settings(azurite, export, llm_export)))
+        stack.enter_context(_environment(_app_settings(azurite, export, llm_export, lines)))
         stack.enter_context(_app_log(options.out / LOG_NAME))
         stack.enter_context(_clock(options.timer_time))
 
@@ -160,7 +166,9 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.done(f"{len(found.files)} report files downloaded to {_relative(options.out)}")
 
         summary = _summary(options, simulated=simulated, truth=truth, delivered=delivered, found=found, base=host.url)
+        _observed(summary, lines, measured.take())
         console.report(summary, found)
+        console.operations(summary)
         console.line(json.dumps(summary, sort_keys=True))
         if options.keep_running:
             _stay_up(console, azurite, host, options.month)
@@ -379,11 +387,31 @@ def _summary(
 # Settings and clock for the in-process app
 
 
-def _app_settings(azurite: Azurite, export: Path, llm_export: Path) -> dict[str, str]:
+def _app_settings(azurite: Azurite, export: Path, llm_export: Path, lines: Path) -> dict[str, str]:
     values = azurite.app_settings()
     values[settings.MONITOR_EXPORT] = str(export)
     values[settings.LLM_LOG_EXPORT] = str(llm_export)
+    values[settings.LINES_FILE] = str(lines)
     return values
+
+
+def _observed(summary: dict[str, Any], lines: Path, taken: local_metrics.Taken) -> None:
+    """Add what operators would see: the lines published for Log Analytics, and the metric totals."""
+    rows = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()] if lines.exists() else []
+    served = [row for row in rows if row["Period"] == summary["period"]]
+    newest = max((row["Generation"] for row in served), default=None)
+    cost = sum(
+        (Decimal(row["CostMinor"]).scaleb(-row["MinorUnits"]) for row in served if row["Generation"] == newest),
+        Decimal(0),
+    )
+    summary["published_lines"] = {"file": str(lines), "rows": len(rows), "generation": newest, "cost": str(cost)}
+    summary["checks"]["published_lines_equal_report"] = bool(served) and cost == Decimal(summary["totals"]["cost"])
+    summary["checks"]["all_passed"] = all(v for k, v in summary["checks"].items() if k != "all_passed")
+    # Counters as totals; histograms (lag, duration) as their mean in seconds.
+    summary["metrics"] = {
+        name: taken.total(name) / taken.count(name) if name in taken.counts else taken.total(name)
+        for name in sorted(taken.sums)
+    }
 
 
 _CLEARED_PREFIXES = ("CHARGEBACK_", "ChargebackStorage", "EVENTHUB_", "LOG_ANALYTICS")
@@ -430,10 +458,13 @@ def _run_report_jobs() -> int:
     names = runtime.services().settings.storage
     if names.connection_string is None:
         raise ConfigurationError("the demo needs a storage connection string")
-    messages = take_queue_messages(names.connection_string, names.report_queue)
-    for message in messages:
-        registered("generate_report").get_user_function()(message)
-    return len(messages)
+    run = 0
+    for _ in range(3):  # report jobs, then the publications and deliveries their commits queued
+        messages = take_queue_messages(names.connection_string, names.report_queue)
+        for message in messages:
+            registered("generate_report").get_user_function()(message)
+        run += len(messages)
+    return run
 
 
 @contextlib.contextmanager
@@ -481,6 +512,9 @@ class Console:
     def done(self, detail: str) -> None:
         prefix = "\r\x1b[2K" if self._tty else ""
         print(f"{prefix}✓ {self._step}: {detail}", file=self._out, flush=True)
+
+    def operations(self, summary: Mapping[str, Any]) -> None:
+        _operations(self, summary)
 
     def report(self, summary: Mapping[str, Any], found: Found) -> None:
         currency = summary["totals"]["currency"]
@@ -569,6 +603,24 @@ class Console:
         self.line(f"Reports API:  {summary['reports_url']}")
         self.line(f"Downloaded:   {', '.join(_relative(path) for path in found.files)}")
         self.line()
+
+
+def _operations(console: Console, summary: Mapping[str, Any]) -> None:
+    published, measured = summary["published_lines"], summary["metrics"]
+    console.line(
+        f"{_mark(summary['checks']['published_lines_equal_report'])} Published for Log Analytics: "
+        f"{published['rows']} report lines ({_relative(Path(published['file']))}, the rows ChargebackLines_CL "
+        f"would receive); the latest generation's cost {_money(published['cost'])} equals the report's."
+    )
+    console.line("Metric totals (what Application Insights would receive):")
+    width = max((len(name) for name in measured), default=0)
+    for name, total in measured.items():
+        console.line(
+            f"  {name:<{width}}  {total:,.1f}"
+            if name.endswith(("lag", "duration"))
+            else f"  {name:<{width}}  {int(total):,}"
+        )
+    console.line()
 
 
 def day_axis(days: Sequence[date]) -> str:
