@@ -96,7 +96,7 @@ def test_each_workbook_query_has_no_errors_from_the_kusto_parser(
 )
 def test_the_parser_reports_what_a_query_gets_wrong(kusto: Parser, wrong: str, right: str) -> None:
     texts = [path.read_text(encoding="utf-8") for path in ALERTS] + [
-        substituted(q) for _, _, q in (p.values for p in WORKBOOK_QUERIES)
+        substituted(query) for path in WORKBOOKS for _, query in queries(workbook(path))
     ]
     query = next(text for text in texts if right in text)
     assert kusto.errors(query.replace(right, wrong, 1)) != []
