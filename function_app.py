@@ -5,14 +5,17 @@ from __future__ import annotations
 import azure.functions as func
 
 from chargeback.access import views as access_views
-from chargeback.adapters import eventhub, http
+from chargeback.adapters import eventhub, http, telemetry
 from chargeback.app import runtime
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
 from chargeback.reports import corrections as report_corrections
-from chargeback.reports import finops_hub
+from chargeback.reports import finops_hub, published_lines
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+
+# The worker's telemetry (metrics, log lines) goes to Application Insights, set up once, here.
+telemetry.configure()
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -83,6 +86,9 @@ def generate_report(message: func.QueueMessage) -> None:
     if finops_hub.is_delivery(body):
         finops_hub.run(services.finops_hub, body)
         return
+    if published_lines.is_publication(body):
+        published_lines.run(services.line_publication, body)
+        return
     # A job brings its own month's LLM-log usage up to date first; the timer collects the others.
     report_jobs.run(
         services.report_jobs,
@@ -96,9 +102,9 @@ def generate_report(message: func.QueueMessage) -> None:
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%-poison", connection="ChargebackStorage")
 def report_job_gave_up(message: func.QueueMessage) -> None:
     # The host moved a message here after its last delivery: a job is failed, if it has not ended;
-    # a hub delivery is left to the timer, which queues again what a hub is missing.
+    # a hub delivery or a publication is left to the timer, which queues again what is missing.
     body = message.get_body().decode("utf-8")
-    if not finops_hub.is_delivery(body):
+    if not (finops_hub.is_delivery(body) or published_lines.is_publication(body)):
         report_jobs.give_up(runtime.services().report_jobs, body)
 
 

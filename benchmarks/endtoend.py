@@ -65,8 +65,8 @@ def _recorded_outcomes() -> Iterator[list[BatchOutcome]]:
     outcomes: list[BatchOutcome] = []
     original = ingest_module.ingest
 
-    def recording(ledger: Ledger, batch: Any, *, events_billed: bool = True) -> BatchOutcome:
-        outcome = original(ledger, batch, events_billed=events_billed)
+    def recording(ledger: Ledger, batch: Any, *, events_billed: bool = True, **options: Any) -> BatchOutcome:
+        outcome = original(ledger, batch, events_billed=events_billed, **options)
         outcomes.append(outcome)
         return outcome
 

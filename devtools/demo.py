@@ -30,6 +30,7 @@ from chargeback.app import runtime, settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
+from devtools import metrics as local_metrics
 from devtools import traffic
 from devtools.emulator import Azurite
 from devtools.hostshape import decode_batch
@@ -44,6 +45,7 @@ STREAMED_SHARE = 1 / 3
 LOG_NAME = "demo.log"
 SETTINGS_NAME = "local.settings.json"
 """Written while --keep-running runs: the operator commands' --settings file for its Azurite."""
+LINES_NAME = "published-lines.jsonl"
 TIMER_HOUR = 2
 """The timer's schedule runs it at 02:00 UTC; the demo runs it on the 2nd of the next month."""
 HTTP_TIMEOUT_SECONDS = 60
@@ -154,8 +156,12 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         )
 
         export, llm_export = _write_exports(console, options, simulated)
+        lines = options.out / LINES_NAME
+        lines.unlink(missing_ok=True)
+        measured = local_metrics.install()
+        measured.take()
 
-        stack.enter_context(_environment(_app_settings(azurite, export, llm_export)))
+        stack.enter_context(_environment(_app_settings(azurite, export, llm_export, lines)))
         stack.enter_context(_app_log(options.out / LOG_NAME))
         stack.enter_context(_clock(options.timer_time))
 
@@ -180,7 +186,9 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.done(f"{len(found.files)} report files downloaded to {_relative(options.out)}")
 
         summary = _summary(options, simulated=simulated, truth=truth, delivered=delivered, found=found, base=host.url)
+        _observed(summary, lines, measured.take())
         console.report(summary, found)
+        console.operations(summary)
         if options.principal:
             _show_view(console, host.url, options)
         console.line(json.dumps(summary, sort_keys=True))
@@ -456,11 +464,31 @@ def _summary(
 # Settings and clock for the in-process app
 
 
-def _app_settings(azurite: Azurite, export: Path, llm_export: Path) -> dict[str, str]:
+def _app_settings(azurite: Azurite, export: Path, llm_export: Path, lines: Path) -> dict[str, str]:
     values = azurite.app_settings()
     values[settings.MONITOR_EXPORT] = str(export)
     values[settings.LLM_LOG_EXPORT] = str(llm_export)
+    values[settings.LINES_FILE] = str(lines)
     return values
+
+
+def _observed(summary: dict[str, Any], lines: Path, taken: local_metrics.Taken) -> None:
+    """Add what operators would see: the lines published for Log Analytics, and the metric totals."""
+    rows = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()] if lines.exists() else []
+    served = [row for row in rows if row["Period"] == summary["period"]]
+    newest = max((row["Generation"] for row in served), default=None)
+    cost = sum(
+        (Decimal(row["CostMinor"]).scaleb(-row["MinorUnits"]) for row in served if row["Generation"] == newest),
+        Decimal(0),
+    )
+    summary["published_lines"] = {"file": str(lines), "rows": len(rows), "generation": newest, "cost": str(cost)}
+    summary["checks"]["published_lines_equal_report"] = bool(served) and cost == Decimal(summary["totals"]["cost"])
+    summary["checks"]["all_passed"] = all(v for k, v in summary["checks"].items() if k != "all_passed")
+    # Counters as totals; histograms (lag, duration) as their mean in seconds.
+    summary["metrics"] = {
+        name: taken.total(name) / taken.count(name) if name in taken.counts else taken.total(name)
+        for name in sorted(taken.sums)
+    }
 
 
 _CLEARED_PREFIXES = ("CHARGEBACK_", "ChargebackStorage", "EVENTHUB_", "LOG_ANALYTICS")
@@ -556,6 +584,9 @@ class Console:
         prefix = "\r\x1b[2K" if self._tty else ""
         print(f"{prefix}✓ {self._step}: {detail}", file=self._out, flush=True)
 
+    def operations(self, summary: Mapping[str, Any]) -> None:
+        _operations(self, summary)
+
     def report(self, summary: Mapping[str, Any], found: Found) -> None:
         currency = summary["totals"]["currency"]
         self.line()
@@ -643,6 +674,24 @@ class Console:
         self.line(f"Reports API:  {summary['reports_url']}")
         self.line(f"Downloaded:   {', '.join(_relative(path) for path in found.files)}")
         self.line()
+
+
+def _operations(console: Console, summary: Mapping[str, Any]) -> None:
+    published, measured = summary["published_lines"], summary["metrics"]
+    console.line(
+        f"{_mark(summary['checks']['published_lines_equal_report'])} Published for Log Analytics: "
+        f"{published['rows']} report lines ({_relative(Path(published['file']))}, the rows ChargebackLines_CL "
+        f"would receive); the latest generation's cost {_money(published['cost'])} equals the report's."
+    )
+    console.line("Metric totals (what Application Insights would receive):")
+    width = max((len(name) for name in measured), default=0)
+    for name, total in measured.items():
+        console.line(
+            f"  {name:<{width}}  {total:,.1f}"
+            if name.endswith(("lag", "duration"))
+            else f"  {name:<{width}}  {int(total):,}"
+        )
+    console.line()
 
 
 def day_axis(days: Sequence[date]) -> str:

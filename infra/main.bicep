@@ -126,6 +126,9 @@ param finopsHubStorageAccountId string = ''
 @description('Folder of this source under each month in the hub (CHARGEBACK_FINOPS_HUB_SCOPE); empty: chargeback/<provider, slugged>.')
 param finopsHubScope string = ''
 
+@description('Email addresses the operations alerts go to (the action group\'s receivers); empty: the rules fire without mail.')
+param alertEmails array = []
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -333,6 +336,34 @@ module workspaceAccess 'app/workspace-access.bicep' = {
   }
 }
 
+// Report lines in Log Analytics: the custom table, the data collection rule the app publishes
+// through, and the app's right to publish to that rule only; in the workspace's resource group.
+module chargebackLines 'app/chargeback-lines.bicep' = {
+  name: 'chargeback-lines-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    workspaceName: monitoring.outputs.workspaceName
+    ruleName: 'dcr-chargeback-lines-${resourceToken}'
+    appPrincipalId: identity.outputs.principalId
+    tags: tags
+  }
+}
+
+module operations 'app/operations.bicep' = {
+  name: 'operations'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceResourceId: monitoring.outputs.workspaceResourceId
+    eventHubNamespaceName: eventHubs.outputs.name
+    actionGroupName: 'ag-chargeback-${resourceToken}'
+    rulePrefix: 'chargeback-${resourceToken}'
+    alertEmails: alertEmails
+  }
+  dependsOn: [chargebackLines]
+}
+
 module finopsHubAccess 'app/finops-hub-access.bicep' = if (useFinopsHub) {
   name: 'finops-hub-access-${resourceToken}'
   scope: resourceGroup(useFinopsHub ? finopsHubParts[2] : subscription().subscriptionId, useFinopsHub ? finopsHubParts[4] : resourceGroupName)
@@ -406,6 +437,8 @@ module api 'app/api.bicep' = {
     costCentersPath: costCentersPath
     finopsHubBlobEndpoint: useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
     finopsHubScope: finopsHubScope
+    linesEndpoint: chargebackLines.outputs.endpoint
+    linesRuleId: chargebackLines.outputs.ruleId
   }
   dependsOn: [rbac, workspaceAccess]
 }
@@ -489,4 +522,6 @@ output CHARGEBACK_PROVIDER_NAME string = providerName
 output CHARGEBACK_LLM_LOG_SCOPE string = llmLogScope
 output CHARGEBACK_FINOPS_HUB_STORAGE string = useFinopsHub ? finopsHubAccess.outputs.blobEndpoint : ''
 output CHARGEBACK_FINOPS_HUB_SCOPE string = finopsHubScope
+output CHARGEBACK_LINES_ENDPOINT string = chargebackLines.outputs.endpoint
+output CHARGEBACK_LINES_RULE_ID string = chargebackLines.outputs.ruleId
 output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''

@@ -20,6 +20,7 @@ from chargeback.adapters.finops_hub import BlobHubStore, hub_store
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
+from chargeback.adapters.log_ingestion import BlobPublishedStore, line_sink
 from chargeback.adapters.monitor import monitor_source
 from chargeback.adapters.queues import StorageJobQueue
 from chargeback.adapters.reconciliation_store import TableReconciliationStore
@@ -34,9 +35,10 @@ from chargeback.ingestion.ledger import Ledger
 from chargeback.ingestion.llm_log_calls import LlmLogSource
 from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF
 from chargeback.reconciliation.monitor import MonitorSource
-from chargeback.reports import finops_hub
+from chargeback.reports import finops_hub, published_lines
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+from chargeback.reports.model import Manifest
 from chargeback.reports.month_view import MonthView
 
 logger = logging.getLogger(__name__)
@@ -133,15 +135,25 @@ class Services:
         outcome = self.collect_llm_logs(now, others)
         if failure is None and outcome is not None and outcome.failed:
             failure = CollectionError(outcome.failed)
-        hub = self.finops_hub
-        if hub is not None:
-            try:
-                finops_hub.schedule(hub, now)
-            except ChargebackError as exc:
-                failure = failure or exc
+        failure = failure or self._schedule_follow_ups(now)
         if failure is not None:
             raise failure
         return jobs
+
+    def _schedule_follow_ups(self, now: datetime) -> ChargebackError | None:
+        """Queue the hub deliveries and line publications a commit could not; the first failure, if any."""
+        failure: ChargebackError | None = None
+        hub, lines = self.finops_hub, self.line_publication
+        for scheduled in (
+            None if hub is None else lambda: finops_hub.schedule(hub, now),
+            None if lines is None else lambda: published_lines.schedule(lines, now),
+        ):
+            try:
+                if scheduled is not None:
+                    scheduled()
+            except ChargebackError as exc:
+                failure = failure or exc
+        return failure
 
     @cached_property
     def _report_store(self) -> BlobReportStore:
@@ -192,12 +204,41 @@ class Services:
 
         With a FinOps hub named, each committed generation that wants a delivery queues one.
         """
-        hub = self.finops_hub
         return report_jobs.JobContext(
             reports=self.reports,
             store=BlobJobStore(self._report_store.container),
             queue=self._job_queue,
-            after_commit=None if hub is None else lambda manifest: finops_hub.request(hub, manifest),
+            after_commit=self._after_commit,
+        )
+
+    def _after_commit(self, manifest: Manifest) -> None:
+        """Queue what follows a commit: the hub delivery and the lines' publication, each tried;
+        the first failure is raised once both were (the timer queues what was not)."""
+        hub, lines = self.finops_hub, self.line_publication
+        failure: ChargebackError | None = None
+        for follow_up in (
+            None if hub is None else lambda: finops_hub.request(hub, manifest),
+            None if lines is None else lambda: published_lines.request(lines, manifest),
+        ):
+            try:
+                if follow_up is not None:
+                    follow_up()
+            except ChargebackError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+    @property
+    def line_publication(self) -> published_lines.PublishContext | None:
+        """Publishing committed lines where ``CHARGEBACK_LINES_*`` name a destination, queued on the report queue."""
+        lines = self.settings.lines
+        if lines is None:
+            return None
+        return published_lines.PublishContext(
+            reports=self.reports,
+            sink=line_sink(lines, self.settings.storage.client_id, APP_ROOT),
+            published=BlobPublishedStore(self._report_store.container),
+            queue=self._job_queue,
         )
 
     @cached_property

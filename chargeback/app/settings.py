@@ -46,6 +46,9 @@ DOWNLOADS = "CHARGEBACK_DOWNLOADS"
 DOWNLOAD_CHOICES = ("redirect", "inline")
 FINOPS_HUB_STORAGE = "CHARGEBACK_FINOPS_HUB_STORAGE"
 FINOPS_HUB_SCOPE = "CHARGEBACK_FINOPS_HUB_SCOPE"
+LINES_ENDPOINT = "CHARGEBACK_LINES_ENDPOINT"
+LINES_RULE_ID = "CHARGEBACK_LINES_RULE_ID"
+LINES_FILE = "CHARGEBACK_LINES_FILE"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -100,6 +103,18 @@ class FinOpsHubSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LinesSettings:
+    """Where committed report lines are published: a data collection rule's ingestion endpoint, or a file."""
+
+    endpoint: str | None
+    """The rule's logs ingestion endpoint (https://...), reached with the app's identity."""
+    rule_id: str | None
+    """The rule's immutable id (``dcr-...``)."""
+    file: str | None
+    """Locally: the JSON Lines file the rows are appended to, relative to the app root."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Every setting the app reads, validated once."""
 
@@ -130,6 +145,8 @@ class Settings:
     (for a storage account callers cannot reach)."""
     finops_hub: FinOpsHubSettings | None = None
     """The FinOps hub final reports are delivered to, when one is named."""
+    lines: LinesSettings | None = None
+    """Where each committed generation's lines are published, when anywhere."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -187,7 +204,19 @@ class Settings:
             llm_log_export=get(LLM_LOG_EXPORT),
             downloads=_choice(DOWNLOADS, need(DOWNLOADS), DOWNLOAD_CHOICES),
             finops_hub=_finops_hub(get(FINOPS_HUB_STORAGE), get(FINOPS_HUB_SCOPE), need(PROVIDER_NAME)),
+            lines=_lines(get(LINES_ENDPOINT), get(LINES_RULE_ID), get(LINES_FILE)),
         )
+
+
+def _lines(endpoint: str | None, rule_id: str | None, file: str | None) -> LinesSettings | None:
+    """The publication settings: an endpoint and a rule together, or a file, or neither (None)."""
+    if (endpoint is None) != (rule_id is None):
+        raise ConfigurationError(f"settings {LINES_ENDPOINT} and {LINES_RULE_ID} are set together or not at all")
+    if endpoint is not None and not endpoint.lower().startswith(("https://", "http://")):
+        raise ConfigurationError(f"setting {LINES_ENDPOINT} must be the rule's logs ingestion endpoint (https://...)")
+    if endpoint is None and file is None:
+        return None
+    return LinesSettings(endpoint=endpoint, rule_id=rule_id, file=file)
 
 
 _SCOPE_SEGMENT = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")

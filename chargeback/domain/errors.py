@@ -12,7 +12,8 @@
     │   ├── ConcurrencyError        another writer moved a slice's watermark first
     │   └── AccessDeniedError       no sign-in, or the identity holds no data role there
     ├── MonitorError              Azure Monitor could not give a complete answer
-    │   └── PartialResultError      Log Analytics returned a partial result
+    │   ├── PartialResultError      Log Analytics returned a partial result
+    │   └── PublishError            Log Analytics did not take the report lines sent to it
     ├── PriceListError            Azure's price list could not be read, or disagrees with the meter map
     ├── ReportScheduleError       some months' reports failed; the others were generated
     └── CollectionError           some days' LLM logs could not be collected; the others were
@@ -83,6 +84,10 @@ class MonitorError(ChargebackError):
 
 class PartialResultError(MonitorError):
     """Log Analytics returned a partial result, which must not be taken as data."""
+
+
+class PublishError(MonitorError):
+    """The Logs Ingestion API did not take the report lines sent to it; the publication is retried."""
 
 
 class PriceListError(ChargebackError):

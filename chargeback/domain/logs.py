@@ -30,6 +30,8 @@ RECONCILE_FAILED = "chargeback.reconcile.failed"
 HTTP_FAILURE = "chargeback.http.failure"
 FINOPS_HUB = "chargeback.finops_hub"
 REPORT_FOLLOW_UP_FAILED = "chargeback.report.follow_up_failed"
+REPORT_SCHEDULE = "chargeback.report.schedule"
+PUBLISHED_LINES = "chargeback.lines"
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **facts: object) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from chargeback.domain.logs import INGEST, log_event
 from chargeback.ingestion.ledger import Batch, BatchOutcome, Ledger
+from chargeback.observability import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -16,13 +19,20 @@ BILLED_BY_LLM_LOGS = "billed_by_llm_logs"
 BILLED_BY_LLM_LOGS_DETAIL = "the LLM logs bill every call (CHARGEBACK_LLM_LOG_SCOPE=all)"
 
 
-def ingest(ledger: Ledger, batch: Batch, *, events_billed: bool = True) -> BatchOutcome:
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ingest(
+    ledger: Ledger, batch: Batch, *, events_billed: bool = True, clock: Callable[[], datetime] = _now
+) -> BatchOutcome:
     """Apply ``batch``; storage failures propagate so the host's retry policy holds the partition.
 
     The log line is ``chargeback.ingest {json}``: hub, partition, sequence range, counts and
     duration. It never carries a body, a key or a connection string. With ``events_billed``
     false (the LLM logs bill every call), the batch is dead-lettered instead, so no call is
-    billed by both sources.
+    billed by both sources. The batch's counts and its lag (``clock()`` minus its newest
+    event's enqueued time) are recorded as metrics.
     """
     started = time.perf_counter()
     if events_billed:
@@ -33,4 +43,21 @@ def ingest(ledger: Ledger, batch: Batch, *, events_billed: bool = True) -> Batch
     record["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     level = logging.WARNING if outcome.dead_lettered else logging.INFO
     log_event(logger, INGEST, level, **record)
+    _record_metrics(batch, outcome, clock())
     return outcome
+
+
+def _record_metrics(batch: Batch, outcome: BatchOutcome, now: datetime) -> None:
+    metrics.batch_ingested(
+        batch.hub,
+        batch.partition_id,
+        received=outcome.received,
+        applied=outcome.applied,
+        skipped=outcome.skipped,
+        dead_letters=outcome.reasons,
+        transactions=outcome.transactions,
+        conflicts=outcome.conflicts,
+    )
+    if batch.events:
+        newest = max(event.enqueued_time for event in batch.events)
+        metrics.ingest_lag(batch.hub, batch.partition_id, newest, now)

@@ -40,6 +40,7 @@ from chargeback.domain.logs import LLM_LOG_DAY_FAILED, LLM_LOGS, log_event
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.ingestion.llm_log_calls import LlmLogSource, WindowUsage
 from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, SCOPE_STREAMED
+from chargeback.observability import metrics
 
 MAX_ROWS_PER_COMMIT = 99
 """A transaction holds at most 100 entities: 99 rows (writes and deletes) and the day marker."""
@@ -250,7 +251,24 @@ def collect(
                 )
     level = logging.WARNING if outcome.rejected or outcome.unattributed_tokens or outcome.failed else logging.INFO
     log_event(logger, LLM_LOGS, level, **outcome.as_log())
+    _record_metrics(outcome)
     return outcome
+
+
+def _record_metrics(outcome: CollectOutcome) -> None:
+    """The collection as metrics; a month whose days could not be listed counts as one failed day."""
+    failed_days = sum(1 for where in outcome.failed if len(where) == len("YYYY-MM-DD"))
+    metrics.llm_logs_collected(
+        outcome.scope,
+        rows=outcome.rows_read,
+        calls=outcome.calls,
+        rejected=outcome.rejected,
+        collected_days=outcome.days - failed_days,
+        failed_days=len(outcome.failed),
+        unattributed_tokens=outcome.unattributed_tokens,
+        transactions=outcome.transactions,
+        conflicts=outcome.conflicts,
+    )
 
 
 def collect_day(

@@ -33,7 +33,8 @@ from chargeback.domain.errors import (
     ReportScheduleError,
     TransientStorageError,
 )
-from chargeback.domain.logs import REPORT_FOLLOW_UP_FAILED, REPORT_JOB, log_event
+from chargeback.domain.logs import REPORT_FOLLOW_UP_FAILED, REPORT_JOB, REPORT_SCHEDULE, log_event
+from chargeback.observability import metrics
 from chargeback.reports import corrections, service
 from chargeback.reports.model import FINAL, Manifest
 
@@ -172,14 +173,22 @@ def _queue(context: JobContext, job: ReportJob) -> ReportJob:
     except ChargebackError as exc:
         # Nothing else knows the job yet: its record is simply rewritten.
         context.store.save({**job, "status": FAILED, "reason": service.public_reason(exc)})
+        metrics.report_job_ended("not_queued")
         raise
     return job
 
 
 def schedule(context: JobContext) -> list[ReportJob]:
-    """The timer's work: queue every due month; one month failing to queue does not stop the others."""
+    """The timer's work: queue every due month; one month failing to queue does not stop the others.
+
+    Logs the months due, and those whose final report is overdue (``OVERDUE_AFTER`` past the end
+    of their grace period and still without one), which an alert rule watches.
+    """
     queued, failed = [], {}
-    for period in service.due_periods(context.reports, context.reports.clock()):
+    now = context.reports.clock()
+    due = service.due_periods(context.reports, now)
+    _log_schedule(context, due, now)
+    for period in due:
         try:
             queued.append(request(context, period, "timer"))
         except ChargebackError as exc:
@@ -196,6 +205,16 @@ def schedule(context: JobContext) -> list[ReportJob]:
     if failed:
         raise ReportScheduleError(failed, queued=[job["period"] for job in queued])
     return queued
+
+
+OVERDUE_AFTER = timedelta(days=1)
+"""A final report is overdue this long after its grace period ends: the daily timer should have made it."""
+
+
+def _log_schedule(context: JobContext, due: list[str], now: datetime) -> None:
+    grace = context.reports.grace_days
+    overdue = [period for period in due if now >= service.final_after(period, grace) + OVERDUE_AFTER]
+    log_event(logger, REPORT_SCHEDULE, logging.ERROR if overdue else logging.INFO, due=due, overdue=overdue)
 
 
 def run(
@@ -415,6 +434,8 @@ def _record(
         updated["attempt"] = attempt
     etag = context.store.save_versioned(updated, etag)
     log_event(logger, REPORT_JOB, job=job["id"], period=job["period"], status=status, attempt=updated.get("attempt"))
+    if status != RUNNING:
+        metrics.report_job_ended("requeued" if status == QUEUED else status)
     return updated, etag
 
 

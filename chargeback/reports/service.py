@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,7 @@ from chargeback.domain.errors import (
 )
 from chargeback.domain.logs import RECONCILE_FAILED, REPORT, REPORT_DISCARD_FAILED, log_event
 from chargeback.domain.usage import COUNTER_FIELDS, ZERO, Counters, UsageKey, UsageRow
+from chargeback.observability import metrics
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reconciliation.reconcile import (
     ReconciliationLine,
@@ -229,11 +231,25 @@ def generate(context: ReportContext, period: str) -> Manifest:
     none exists (``If-None-Match: *``), a draft moves the draft pointer only if no other draft
     moved it since this generation began (``If-Match``). The loser of a race gets
     ``ConflictError`` and its files are discarded; a generation that fails before its commit
-    leaves the previous one served.
+    leaves the previous one served. Its outcome (committed, conflict, failed) and duration are
+    recorded as metrics.
     """
     periods.parse_month(period)
     now = context.clock()
     status = status_at(period, now, context.grace_days)
+    started, outcome = time.perf_counter(), "failed"
+    try:
+        manifest = _generate(context, period, now, status)
+        outcome = "committed"
+    except ConflictError:
+        outcome = "conflict"
+        raise
+    finally:
+        metrics.report_generated(outcome, status, time.perf_counter() - started)
+    return manifest
+
+
+def _generate(context: ReportContext, period: str, now: datetime, status: str) -> Manifest:
     base = _commit_base(context, period, status)
     generation = new_generation(now)
     manifest = _write_generation(context, period, generation, now, status)
@@ -381,6 +397,7 @@ def _log_committed(manifest: Manifest) -> None:
         grand_total=manifest["grand_total"],
         currency=manifest["currency"],
         reconciliation=manifest["reconciliation"].get("status"),
+        findings=manifest["reconciliation"].get("findings", {}),
     )
 
 

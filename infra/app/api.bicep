@@ -76,6 +76,10 @@ param finopsHubBlobEndpoint string = ''
 @description('Folder of this source under each month in the hub; empty: chargeback/<provider, slugged>.')
 param finopsHubScope string = ''
 
+@description('Logs ingestion endpoint and immutable id of the data collection rule report lines are published through.')
+param linesEndpoint string = ''
+param linesRuleId string = ''
+
 @description('How report files are served: redirect (a short-lived link to the blob) or inline (through the app, when callers cannot reach the storage account).')
 @allowed(['redirect', 'inline'])
 param downloads string = 'redirect'
@@ -148,6 +152,10 @@ var appSettings = {
   // Each final month's FOCUS costs go to a FinOps hub's ingestion container, with the app's identity.
   CHARGEBACK_FINOPS_HUB_STORAGE: finopsHubBlobEndpoint
   CHARGEBACK_FINOPS_HUB_SCOPE: finopsHubScope
+
+  // Each committed generation's lines go to Log Analytics through this rule, with the app's identity.
+  CHARGEBACK_LINES_ENDPOINT: linesEndpoint
+  CHARGEBACK_LINES_RULE_ID: linesRuleId
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

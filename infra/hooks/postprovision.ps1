@@ -53,6 +53,8 @@ $values = [ordered]@{
     'CHARGEBACK_DOWNLOADS'                        = $env:CHARGEBACK_DOWNLOADS
     'CHARGEBACK_FINOPS_HUB_STORAGE'               = "$env:CHARGEBACK_FINOPS_HUB_STORAGE"  # '' when no hub
     'CHARGEBACK_FINOPS_HUB_SCOPE'                 = "$env:CHARGEBACK_FINOPS_HUB_SCOPE"
+    'CHARGEBACK_LINES_ENDPOINT'                   = "$env:CHARGEBACK_LINES_ENDPOINT"
+    'CHARGEBACK_LINES_RULE_ID'                    = "$env:CHARGEBACK_LINES_RULE_ID"
 }
 
 $target = 'local.settings.json'

@@ -41,6 +41,7 @@ NOT_IN_AZURE = {
     settings.MONITOR_EXPORT: "reconciles against a CSV export; in Azure the app queries the workspace",
     settings.LLM_LOG_EXPORT: "bills LLM logs from a CSV export; in Azure the app queries the workspace",
     settings.LOCAL_PRINCIPAL: "simulates a signed-in caller on a developer's machine; the app refuses it in Azure",
+    settings.LINES_FILE: "writes published lines to a local file; in Azure they go to the data collection rule",
 }
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

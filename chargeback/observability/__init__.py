@@ -1,0 +1,1 @@
+"""What the app tells its operators: metrics on the vendor-neutral OpenTelemetry API."""
