@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ MINOR_UNITS: Mapping[str, int] = {
     "VND": 0, "ZAR": 2,
 }  # fmt: skip
 """ISO 4217 minor-unit digits of the currencies a sheet may name without stating them."""
+SECONDS_PER_HOUR = Decimal(3600)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MODEL_SEPARATORS = ("-", "_", ":", "@", "/")
 
@@ -128,21 +129,23 @@ class PriceSheet:
     def provisioned_deployments(self) -> tuple[str, ...]:
         return tuple(sorted({rate.deployment for rate in self.provisioned}))
 
-    def provisioned_cost(self, deployment: str, period: str) -> Decimal:
-        """The fixed cost of ``deployment`` for ``period``, rounded to the minor unit.
+    def provisioned_cost(self, deployment: str, period: str, until: datetime | None = None) -> Decimal:
+        """The fixed cost of ``deployment`` for ``period`` (up to ``until``, when given), rounded to the minor unit.
 
         Hourly entries cost hourly × provisioned hours in the period; monthly entries are
-        prorated by the share of the month's hours they cover.
+        prorated by the share of the month's hours they cover. ``until`` accrues the cost to
+        that instant, for the month so far: the whole period's cost once it has ended.
         """
-        start, end = period_bounds(period)
+        start, end = (datetime.combine(day, time(), UTC) for day in period_bounds(period))
+        stop = end if until is None else max(start, min(end, until.astimezone(UTC)))
         month_hours = Decimal((end - start).days * 24)
         total = Decimal(0)
         for rate, seg_start, seg_end in self._segments(deployment):
-            lo = max(seg_start, start)
-            hi = end if seg_end is None else min(seg_end, end)
+            lo = max(datetime.combine(seg_start, time(), UTC), start)
+            hi = stop if seg_end is None else min(datetime.combine(seg_end, time(), UTC), stop)
             if hi <= lo:
                 continue
-            hours = Decimal((hi - lo).days * 24)
+            hours = Decimal(int((hi - lo).total_seconds())) / SECONDS_PER_HOUR
             if rate.hourly_cost is not None:
                 total += rate.hourly_cost * hours
             elif rate.monthly_cost is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +44,7 @@ LINE_COLUMNS = (
     "cost",
     "currency",
     "pricing",
+    "capacity_minor",
 )
 DAILY_COLUMNS = ("day", "subscription_id", *LEDGER_COUNTERS, "metered_cost_minor", "metered_cost")
 _CHUNK_ROWS = 1_000_000
@@ -55,7 +56,8 @@ class PricedUsage:
     """The priced lines of a period and its daily metered totals per subscription."""
 
     lines: pd.DataFrame
-    """One row per (subscription, model, deployment), columns :data:`LINE_COLUMNS`."""
+    """One row per (subscription, model, deployment), columns :data:`LINE_COLUMNS`; ``capacity_minor``
+    is the part of ``cost_minor`` that is a share of provisioned capacity."""
     daily: pd.DataFrame
     """One row per (day, subscription), columns :data:`DAILY_COLUMNS`.
 
@@ -84,7 +86,12 @@ def price_rows(rows: Iterable[UsageRow], sheet: PriceSheet, period: str) -> Pric
 
 
 def price_usage(
-    frame: pd.DataFrame, sheet: PriceSheet, period: str, *, allocate_provisioned: bool = True
+    frame: pd.DataFrame,
+    sheet: PriceSheet,
+    period: str,
+    *,
+    allocate_provisioned: bool = True,
+    capacity_until: datetime | None = None,
 ) -> PricedUsage:
     """Price a normalised usage frame of ``period`` into report lines and daily totals.
 
@@ -93,7 +100,9 @@ def price_usage(
     the currency's minor unit. With ``allocate_provisioned`` the fixed cost of each provisioned
     deployment is shared among the subscriptions that used it in the period (largest
     remainder, to the minor unit); without it (late usage of a closed period, whose capacity
-    was charged already) tokens on provisioned deployments cost nothing more.
+    was charged already) tokens on provisioned deployments cost nothing more. ``capacity_until``
+    shares out only the capacity's cost accrued up to that instant (a month so far); the whole
+    period's once the period has ended.
     """
     start, end = period_bounds(period)
     frame = normalise_usage_frame(frame)
@@ -123,7 +132,7 @@ def price_usage(
         )
     lines = _lines(pd.concat(grouped, ignore_index=True), sheet, tables, models)
     if allocate_provisioned:
-        lines = _allocate_provisioned(lines, sheet, period)
+        lines = _allocate_provisioned(lines, sheet, period, capacity_until)
     lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
     return PricedUsage(lines=lines, daily=_daily(pd.concat(daily, ignore_index=True), sheet, tables))
 
@@ -309,11 +318,11 @@ def _single_rate(grouped: pd.DataFrame, column: str) -> pd.DataFrame:
     )
 
 
-def _allocate_provisioned(lines: pd.DataFrame, sheet: PriceSheet, period: str) -> pd.DataFrame:
-    extra = lines["cost_minor"].to_numpy().copy()
+def _allocate_provisioned(lines: pd.DataFrame, sheet: PriceSheet, period: str, until: datetime | None) -> pd.DataFrame:
+    extra = np.zeros(len(lines), dtype=np.int64)
     idle: list[dict[str, Any]] = []
     for deployment in sheet.provisioned_deployments():
-        cost = sheet.provisioned_cost(deployment, period)
+        cost = sheet.provisioned_cost(deployment, period, until)
         units = int(cost.scaleb(sheet.minor_units))
         if units == 0:
             continue
@@ -344,9 +353,9 @@ def _allocate_provisioned(lines: pd.DataFrame, sheet: PriceSheet, period: str) -
             models = members[subscription]
             for model, part in allocate(share, {m: t for m, (_, t) in models.items()}).items():
                 extra[models[model][0]] += part
-    lines = lines.assign(cost_minor=extra)
+    lines = lines.assign(cost_minor=lines["cost_minor"].to_numpy() + extra, capacity_minor=extra)
     if idle:
-        blank = pd.DataFrame(idle)
+        blank = pd.DataFrame(idle).assign(capacity_minor=[entry["cost_minor"] for entry in idle])
         lines = pd.concat([lines, blank], ignore_index=True)
         for name in (*LEDGER_COUNTERS, "rates_applied", "ptu_tokens", "split_priced", "blended_priced"):
             lines[name] = lines[name].fillna(0).astype(np.int64)
@@ -357,6 +366,9 @@ def _allocate_provisioned(lines: pd.DataFrame, sheet: PriceSheet, period: str) -
 
 
 def _finish_lines(lines: pd.DataFrame, sheet: PriceSheet) -> pd.DataFrame:
+    if "capacity_minor" not in lines:
+        lines["capacity_minor"] = np.zeros(len(lines), dtype=np.int64)
+    lines["capacity_minor"] = lines["capacity_minor"].astype(np.int64)
     lines["cost_minor"] = lines["cost_minor"].astype(np.int64)
     lines["cost"] = money_column(lines["cost_minor"], sheet.minor_units)
     return lines.loc[:, list(LINE_COLUMNS)]
