@@ -53,16 +53,32 @@ def unattributed_document(rows: Iterable[UsageRow]) -> dict[str, Any]:
     }
 
 
+Line = tuple[str, str, str, Counters]
+"""One line of totals: subscription, model, deployment, and the counters summed over the period."""
+
+
 def usage_document(
     period: str, rows: Iterable[UsageRow], dead_letters: int, *, unattributed: Iterable[UsageRow] = ()
+) -> dict[str, Any]:
+    """:func:`totals_document` of ledger rows, summed per line first."""
+    lines: dict[tuple[str, str, str], Counters] = {}
+    for row in rows:
+        line = (row.key.subscription_id, row.key.model, row.key.deployment)
+        lines[line] = lines.get(line, ZERO) + row.counters
+    return totals_document(
+        period, ((*line, counters) for line, counters in lines.items()), dead_letters, unattributed=unattributed
+    )
+
+
+def totals_document(
+    period: str, lines: Iterable[Line], dead_letters: int, *, unattributed: Iterable[UsageRow] = ()
 ) -> dict[str, Any]:
     """Totals per subscription, each with its (model, deployment) lines and its split by source,
     grand totals, and the LLM-log usage not attributed to a subscription yet."""
     by_subscription: dict[str, dict[tuple[str, str], Counters]] = {}
-    for row in rows:
-        models = by_subscription.setdefault(row.key.subscription_id, {})
-        line = (row.key.model, row.key.deployment)
-        models[line] = models.get(line, ZERO) + row.counters
+    for subscription_id, model, deployment, counters in lines:
+        models = by_subscription.setdefault(subscription_id, {})
+        models[(model, deployment)] = models.get((model, deployment), ZERO) + counters
     subscriptions = []
     grand = ZERO
     for subscription_id in sorted(by_subscription):

@@ -185,6 +185,10 @@ class MonthView:
         """The day's compacted rows and their fence; compacts the day when no file exists."""
         return decode(self._compacted_bytes(day))
 
+    def compacted_table(self, day: date) -> tuple[pa.Table, Fence]:
+        """:meth:`compacted` as an Arrow table: no row becomes a Python object."""
+        return decode_table(self._compacted_bytes(day))
+
     def _compacted_bytes(self, day: date) -> bytes:
         data = self.compact.get(day)
         if data is None:
@@ -394,7 +398,12 @@ def encode(entries: pd.DataFrame, fence: Fence) -> bytes:
 
 def decode(data: bytes) -> tuple[pd.DataFrame, Fence]:
     table, fence = decode_table(data)
-    return _typed(table.to_pandas()), fence
+    return entries_of_table(table), fence
+
+
+def entries_of_table(table: pa.Table) -> pd.DataFrame:
+    """A compacted day's Arrow table as a frame in :data:`ENTRY_COLUMNS`."""
+    return _typed(table.to_pandas())
 
 
 def decode_table(data: bytes) -> tuple[pa.Table, Fence]:
