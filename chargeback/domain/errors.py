@@ -2,6 +2,7 @@
 
     ChargebackError
     ├── ConfigurationError        a setting is missing or malformed; fix the app settings
+    │   └── BudgetFileError         the budget file cannot be used: its name, row and problem
     ├── InvalidRequestError       a caller asked for something malformed (HTTP 400)
     ├── NotFoundError             a caller asked for something that does not exist (HTTP 404)
     ├── ConflictError             the request contradicts stored state (HTTP 409)
@@ -12,6 +13,7 @@
     │   └── ConcurrencyError        another writer moved a slice's watermark first
     ├── MonitorError              Azure Monitor could not give a complete answer
     │   └── PartialResultError      Log Analytics returned a partial result
+    ├── ManagementError           Azure Resource Manager refused or failed a change to API Management
     └── ReportScheduleError       some months' reports failed; the others were generated
 
 A malformed *event* is not an error: the parser returns a ``Rejection`` and the event is
@@ -28,6 +30,17 @@ class ChargebackError(Exception):
 
 class ConfigurationError(ChargebackError):
     """A setting is missing or malformed."""
+
+
+class BudgetFileError(ConfigurationError):
+    """The budget file cannot be used; ``file`` is its name (never its path), ``row`` where, ``problem`` what."""
+
+    def __init__(self, file: str, row: str | None, problem: str) -> None:
+        where = f"{file}, {row}" if row else file
+        super().__init__(f"budget file {where}: {problem}")
+        self.file = file
+        self.row = row
+        self.problem = problem
 
 
 class InvalidRequestError(ChargebackError):
@@ -72,6 +85,20 @@ class MonitorError(ChargebackError):
 
 class PartialResultError(MonitorError):
     """Log Analytics returned a partial result, which must not be taken as data."""
+
+
+class ManagementError(ChargebackError):
+    """Azure Resource Manager answered a change to API Management with a fault, or did not answer.
+
+    ``status`` is the HTTP status (None when no answer came: a timeout or a lost connection),
+    ``code`` ARM's error code when it gave one, ``retry_after`` the seconds it asked to wait.
+    """
+
+    def __init__(self, message: str, *, status: int | None, code: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
 
 
 class ReportScheduleError(ChargebackError):

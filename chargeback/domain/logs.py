@@ -26,6 +26,13 @@ REPORT_JOB = "chargeback.report.job"
 REPORT_DISCARD_FAILED = "chargeback.report.discard_failed"
 RECONCILE_FAILED = "chargeback.reconcile.failed"
 HTTP_FAILURE = "chargeback.http.failure"
+BUDGET_THRESHOLD = "chargeback.budget.threshold"
+BUDGET_FORECAST = "chargeback.budget.forecast"
+BUDGET_BREAKER = "chargeback.budget.breaker"
+BUDGET_INVALID = "chargeback.budget.invalid"
+BUDGET_SUSPEND = "chargeback.budget.suspend"
+BUDGET_REACTIVATE = "chargeback.budget.reactivate"
+BUDGET_EVALUATION = "chargeback.budget.evaluation"
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **facts: object) -> None:
