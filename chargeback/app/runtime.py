@@ -10,11 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
+from chargeback.adapters.apim import ArmGatewaySubscriptions, arm_gateway
 from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.budget_store import BlobBudgetSnapshots, TableBudgetStore
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
 from chargeback.adapters.llm_logs import llm_log_source
@@ -25,6 +28,10 @@ from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.prices import PriceSheet, load_price_sheet
+from chargeback.budgets.definitions import Budget, load_budgets
+from chargeback.budgets.evaluate import BudgetContext
+from chargeback.budgets.gateway import GatewaySubscriptions, RetryPolicy
+from chargeback.budgets.reader import MonthReader
 from chargeback.domain.errors import ConfigurationError
 from chargeback.domain.logs import LLM_LOGS, log_event
 from chargeback.ingestion import llm_logs
@@ -33,6 +40,8 @@ from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+from chargeback.reports.live_days import LiveDays
+from chargeback.reports.model import FINAL
 from chargeback.reports.month_view import MonthView
 
 logger = logging.getLogger(__name__)
@@ -52,7 +61,12 @@ class Services:
 
     settings: Settings
     clock: Callable[[], datetime] = field(default=report_service.utc_now)
-    """The reports' clock; the demo and tests pass their own."""
+    """The reports' (and budgets') clock; the demo and tests pass their own."""
+    gateway_credential: Any = None
+    """What signs in to Azure Resource Manager; None: the app's managed identity (the demo and tests
+    pass a token for the local stand-in)."""
+    budget_retries: RetryPolicy = field(default_factory=RetryPolicy)
+    """How hard an evaluation retries a change to an APIM subscription before leaving it to the next."""
 
     @cached_property
     def storage(self) -> storage.StorageAccount:
@@ -113,6 +127,54 @@ class Services:
             TableLedgerStore(self.storage.table(self.settings.storage.ledger_table)),
             BlobCompactDays(self._report_store.container),
             self.settings.lag_hours,
+        )
+
+    @cached_property
+    def live_days(self) -> LiveDays:
+        """The days not yet settled, kept fenced in memory between evaluations and requests."""
+        return LiveDays(self.month_view)
+
+    @cached_property
+    def _budget_reader(self) -> MonthReader:
+        return MonthReader(self.month_view, self.live_days)
+
+    @cached_property
+    def _budget_store(self) -> TableBudgetStore:
+        return TableBudgetStore(self.storage.table(self.settings.storage.budget_table))
+
+    def budget_definitions(self, sheet: PriceSheet) -> list[Budget]:
+        """The budget file, read on every use (a change needs no restart); none when the setting is empty."""
+        file = self.settings.budgets.file
+        if file is None:
+            return []
+        return load_budgets(app_path(file), sheet.currency, sheet.minor_units)
+
+    @cached_property
+    def gateway(self) -> GatewaySubscriptions:
+        """The configured API Management instance's subscriptions, through Azure Resource Manager."""
+        budgets = self.settings.budgets
+        if budgets.apim_resource_id is None:
+            raise ConfigurationError("no API Management instance is configured")
+        if self.gateway_credential is not None:
+            return ArmGatewaySubscriptions(budgets.arm_endpoint, budgets.apim_resource_id, self.gateway_credential)
+        return arm_gateway(budgets.arm_endpoint, budgets.apim_resource_id, budgets.arm_client_id)
+
+    @property
+    def budgets(self) -> BudgetContext:
+        budgets = self.settings.budgets
+        return BudgetContext(
+            reader=self._budget_reader,
+            store=self._budget_store,
+            snapshots=BlobBudgetSnapshots(self._report_store.container),
+            budgets=self.budget_definitions,
+            price_sheet=self.price_sheet,
+            cost_centers=self.cost_centers,
+            gateway=(lambda: self.gateway) if budgets.apim_resource_id is not None else None,
+            enforcement=budgets.enforcement,
+            max_suspensions=budgets.max_suspensions,
+            grace_days=self.settings.final_grace_days,
+            is_final=lambda period: self._report_store.pointer(period, FINAL) is not None,
+            policy=self.budget_retries,
         )
 
     @cached_property
