@@ -99,6 +99,27 @@ param apimApiName string = ''
 @description('Also log prompt and completion messages in the LLM logs (off: privacy and cost).')
 param logLlmMessages bool = false
 
+@description('Path, relative to the app root, of the budget file (CHARGEBACK_BUDGETS); empty: no budgets.')
+param budgetsPath string = 'config/budgets.csv'
+
+@description('NCRONTAB schedule of the budget evaluation timer (BUDGET_SCHEDULE).')
+param budgetSchedule string = '0 */15 * * * *'
+
+@allowed(['off', 'on'])
+@description('on: exceeded suspend budgets suspend their APIM subscriptions (needs apimServiceName); off: they show would_suspend.')
+param budgetEnforcement string = 'off'
+
+@minValue(0)
+@description('More suspensions due in one evaluation than this trips the breaker (CHARGEBACK_MAX_SUSPENSIONS).')
+param maxSuspensions int = 5
+
+@description('Email addresses the budget alerts go to (the action group\'s receivers); empty: no mail.')
+param budgetAlertEmails array = []
+
+@minValue(0)
+@description('Tokens each APIM subscription may use a month before the gateway refuses (the chargeback-token-quota fragment); 0: none.')
+param apimMonthlyTokenQuota int = 0
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -110,6 +131,7 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var ledgerTableName = 'usageledger'
 var deadLetterTableName = 'usagedeadletters'
 var reconciliationTableName = 'usagereconciliation'
+var budgetTableName = 'budgetstate'
 var reportsContainerName = 'reports'
 var reportQueueName = 'report-jobs'
 var deadLetterContainerName = 'deadletters'
@@ -128,6 +150,12 @@ var workspaceSubscriptionId = useExistingWorkspace ? existingWorkspaceParts[2] :
 var workspaceResourceGroupName = useExistingWorkspace ? existingWorkspaceParts[4] : resourceGroupName
 
 var wireApim = !empty(apimServiceName)
+var apimResourceGroup = empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName
+// The one API Management instance budgets act on: the one this deployment wires, if any.
+var apimResourceId = wireApim
+  ? resourceId(subscription().subscriptionId, apimResourceGroup, 'Microsoft.ApiManagement/service', apimServiceName)
+  : ''
+var enforceBudgets = wireApim && budgetEnforcement == 'on'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -180,7 +208,7 @@ module storage 'app/storage.bicep' = {
       [deploymentContainerName, reportsContainerName, deadLetterContainerName],
       enableCapture ? [captureContainerName] : []
     )
-    tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
+    tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName, budgetTableName]
     queueNames: [reportQueueName]
     denyPublicNetworks: privateNetworking
     allowTrustedServices: enableCapture
@@ -252,6 +280,7 @@ module rbac 'app/rbac.bicep' = {
     ledgerTableName: ledgerTableName
     deadLetterTableName: deadLetterTableName
     reconciliationTableName: reconciliationTableName
+    budgetTableName: budgetTableName
     reportsContainerName: reportsContainerName
     deadLetterContainerName: deadLetterContainerName
     deploymentContainerName: deploymentContainerName
@@ -343,8 +372,38 @@ module api 'app/api.bicep' = {
     finalGraceDays: finalGraceDays
     priceSheetPath: priceSheetPath
     costCentersPath: costCentersPath
+    budgetTableName: budgetTableName
+    budgetsPath: budgetsPath
+    budgetSchedule: budgetSchedule
+    budgetEnforcement: enforceBudgets ? 'on' : 'off'
+    apimResourceId: apimResourceId
+    maxSuspensions: maxSuspensions
   }
   dependsOn: [rbac, workspaceAccess]
+}
+
+module budgetAlerts 'app/budget-alerts.bicep' = {
+  name: 'budget-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    ruleName: 'chargeback-budgets-${resourceToken}'
+    actionGroupName: 'ag-chargeback-budgets-${resourceToken}'
+    workspaceResourceId: monitoring.outputs.workspaceResourceId
+    alertEmails: budgetAlertEmails
+  }
+}
+
+// Enforcement suspends APIM subscriptions through Azure Resource Manager: the app's identity gets a
+// custom role with only the three actions it needs, on that one instance.
+module budgetEnforcer 'apim/budget-enforcer.bicep' = if (enforceBudgets) {
+  name: 'budget-enforcer-${resourceToken}'
+  scope: resourceGroup(apimResourceGroup)
+  params: {
+    apimServiceName: apimServiceName
+    appPrincipalId: identity.outputs.principalId
+  }
 }
 
 module entraApp 'app/entra-app.bicep' = {
@@ -371,7 +430,7 @@ module auth 'app/auth.bicep' = {
 
 module apim 'apim/apim.bicep' = if (wireApim) {
   name: 'apim-${resourceToken}'
-  scope: resourceGroup(empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName)
+  scope: resourceGroup(apimResourceGroup)
   params: {
     apimServiceName: apimServiceName
     apiName: apimApiName
@@ -384,6 +443,7 @@ module apim 'apim/apim.bicep' = if (wireApim) {
     applicationInsightsResourceGroupName: resourceGroupName
     workspaceResourceId: monitoring.outputs.workspaceResourceId
     logLlmMessages: logLlmMessages
+    monthlyTokenQuota: apimMonthlyTokenQuota
   }
 }
 
