@@ -8,7 +8,8 @@ read (or ``If-None-Match: *`` when there was none).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, cast
 
 import orjson
@@ -20,10 +21,22 @@ from azure.storage.blob import ContainerClient, ContentSettings
 from chargeback.adapters.storage import translated
 from chargeback.budgets.evaluate import BudgetSnapshot
 from chargeback.budgets.records import Stored
+from chargeback.domain.errors import TransientStorageError
 from chargeback.domain.periods import parse_month
 
 SNAPSHOTS = "budgets"
 _DOCUMENT = "document"
+
+
+@contextmanager
+def _answered(what: str) -> Iterator[None]:
+    """``translated``, plus a connection lost while the answer was read: azure-data-tables 12.7 then
+    fails inside its own error handling (AttributeError on the missing response), outside its retries."""
+    with translated(what):
+        try:
+            yield
+        except AttributeError as exc:
+            raise TransientStorageError(f"{what}: the answer was lost") from exc
 
 
 def _entity(period: str, key: str, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,7 +68,7 @@ class TableBudgetStore:
                 return None
 
     def create(self, period: str, key: str, document: Mapping[str, Any]) -> str | None:
-        with translated(f"create a budget record of {period}"):
+        with _answered(f"create a budget record of {period}"):
             try:
                 written = self._table.create_entity(_entity(parse_month(period), key, document))
             except ResourceExistsError:
@@ -63,7 +76,7 @@ class TableBudgetStore:
         return str(written["etag"])
 
     def replace(self, period: str, key: str, document: Mapping[str, Any], etag: str) -> str | None:
-        with translated(f"replace a budget record of {period}"):
+        with _answered(f"replace a budget record of {period}"):
             try:
                 written = self._table.update_entity(
                     _entity(parse_month(period), key, document),

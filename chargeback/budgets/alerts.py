@@ -107,11 +107,15 @@ def record_alerts(
     due = [str(threshold) for threshold in status.crossed] + ([FORECAST] if status.forecast_due else [])
     if not due and known is None:
         return None
-    stored, wrote = change(store, status.period, key, known, lambda found: _claim_due(found, status, due, now, token))
-    if not wrote or stored is None:
-        return stored
+    stored, _ = change(store, status.period, key, known, lambda found: _claim_due(found, status, due, now, token))
+    if stored is None:
+        return None
+    # What this evaluation claimed, whether its write's answer came back or storage applied it
+    # and the answer was lost (the claim then carries this evaluation's token all the same).
     entries = stored.document["crossings"]
     mine = [name for name, entry in entries.items() if held_by(entry, token) and not entry["alerted"]]
+    if not mine:
+        return stored
     for name in mine:
         _log(status, name)
     return change(store, status.period, key, stored, lambda found: _mark(found, mine, token))[0]

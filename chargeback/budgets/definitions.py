@@ -90,7 +90,7 @@ def _csv_records(text: str, name: str) -> list[tuple[str, Mapping[str, Any]]]:
                 continue
             records.append((where, cleaned))
     except csv.Error as exc:
-        raise BudgetFileError(name, f"row {reader.line_num}", f"is not valid CSV ({exc})") from exc
+        raise BudgetFileError(name, f"row {reader.line_num + 1}", f"is not valid CSV ({exc})") from exc
     return records
 
 

@@ -143,9 +143,9 @@ def _suspend(
             return {**document, "state": DECIDED, **claim(now, token)}
         return None
 
-    stored, won = change(enforcer.store, period, subscription_key(subscription), known, decide)
-    if not won or stored is None:
-        return stored
+    stored, _ = change(enforcer.store, period, subscription_key(subscription), known, decide)
+    if stored is None or not held_by(stored.document, token):
+        return stored  # another evaluation holds it
     attempt = gateway.suspend(enforcer.gateway, subscription, str(stored.document["comment"]), enforcer.policy)
     ending = {gateway.DONE: SUSPENDED, gateway.OTHERS: LEFT_ALONE, gateway.FAILED: SUSPEND_FAILED}[attempt.result]
     log_event(
@@ -222,8 +222,8 @@ def _reactivate(enforcer: Enforcer, period: str, next_period: str, key: str, kno
             return None
         return {**document, **claim(now, token)}
 
-    stored, won = change(enforcer.store, period, key, known, take)
-    if not won or stored is None:
+    stored, _ = change(enforcer.store, period, key, known, take)
+    if stored is None or not held_by(stored.document, token) or stored.document.get("state") != SUSPENDED:
         return stored
     subscription = str(stored.document["subscription_id"])
     comment = reactivation_comment(period, next_period)
