@@ -229,14 +229,14 @@ class ApimStandIn:
     ) -> tuple[int | str, dict[str, str], Any]:
         """One request: (status or DROP/HOLD, headers, JSON body)."""
         parts = urlsplit(path)
-        found = _PATH.match(unquote(parts.path))
+        found = _PATH.match(parts.path)  # segments are matched escaped, then unescaped one by one
         if found is None or not self._names(found):
             return _error(404, "the resource was not found")
         if not parse_qs(parts.query).get("api-version"):
             return _error(400, "the api-version query parameter is required", code="MissingApiVersionParameter")
         if headers.get("authorization", "") != f"Bearer {self.token}":
             return _error(401, "a bearer token from Microsoft Entra ID is required")
-        sid = found["sid"]
+        sid = unquote(found["sid"])
         with self._lock:
             fault = next((f for f in self._faults if f.matches(method, sid)), None)
             if fault is not None:
@@ -250,9 +250,9 @@ class ApimStandIn:
 
     def _names(self, found: re.Match[str]) -> bool:
         return (
-            found["subscription"].lower() == self.subscription_id.lower()
-            and found["group"].lower() == self.resource_group.lower()
-            and found["service"].lower() == self.service.lower()
+            unquote(found["subscription"]).lower() == self.subscription_id.lower()
+            and unquote(found["group"]).lower() == self.resource_group.lower()
+            and unquote(found["service"]).lower() == self.service.lower()
         )
 
     def _faulted(
