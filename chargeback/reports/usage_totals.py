@@ -21,6 +21,8 @@ from chargeback.reports.month_view import MonthView, SliceState, entries_of_tabl
 
 LINE = ("subscription_id", "model", "deployment")
 """What the totals are kept by."""
+SCHEMA = pa.schema([*((name, pa.string()) for name in LINE), *((name, pa.int64()) for name in COUNTER_FIELDS)])
+"""The totals' columns, one type each whichever way a day was read (a compacted file or a frame)."""
 
 
 def period_days(period: str) -> list[date]:
@@ -57,9 +59,8 @@ def _settled(view: MonthView, day: date, states: Mapping[str, SliceState]) -> pa
 
 def _fold(table: pa.Table) -> pa.Table:
     grouped = table.group_by(list(LINE)).aggregate([(name, "sum") for name in COUNTER_FIELDS])
-    return grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names]).select(
-        [*LINE, *COUNTER_FIELDS]
-    )
+    renamed = grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
+    return renamed.select([*LINE, *COUNTER_FIELDS]).cast(SCHEMA)
 
 
 def _fold_frame(entries: pd.DataFrame) -> pa.Table:
