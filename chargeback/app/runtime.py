@@ -12,6 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
@@ -29,6 +31,7 @@ from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.prices import PriceSheet, load_price_sheet
 from chargeback.budgets.definitions import Budget, load_budgets
+from chargeback.budgets.document import report_rows
 from chargeback.budgets.evaluate import BudgetContext
 from chargeback.budgets.gateway import GatewaySubscriptions, RetryPolicy
 from chargeback.budgets.reader import MonthReader
@@ -40,6 +43,7 @@ from chargeback.ingestion.llm_log_rows import SCOPE_ALL, SCOPE_OFF, LlmLogSource
 from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+from chargeback.reports.build import budget_frame
 from chargeback.reports.live_days import LiveDays
 from chargeback.reports.model import FINAL
 from chargeback.reports.month_view import MonthView
@@ -198,7 +202,13 @@ class Services:
             clock=self.clock,
             provider_name=settings.provider_name,
             links=settings.downloads == "redirect",
+            budgets=self._budget_view,
         )
+
+    def _budget_view(self, period: str) -> pd.DataFrame:
+        """The month's budgets as last evaluated, for its report page; none when there is no evaluation."""
+        found = BlobBudgetSnapshots(self._report_store.container).get(period)
+        return budget_frame(report_rows(None if found is None else found[0], self.cost_centers()))
 
     @cached_property
     def _job_queue(self) -> StorageJobQueue:

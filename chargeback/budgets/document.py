@@ -95,6 +95,17 @@ def _action(status: BudgetStatus, enforcement: Iterable[Mapping[str, Any]]) -> s
     return ALERTED if status.crossed else NONE
 
 
+def report_rows(snapshot: Mapping[str, Any] | None, cost_centers: CostCenterMap) -> list[dict[str, Any]]:
+    """A month's budgets as its report shows them: each with its cost center and when it was evaluated."""
+    if snapshot is None:
+        return []
+    rows = []
+    for row in snapshot["budgets"]:
+        center = row["id"] if row["scope"] == COST_CENTER else cost_centers.lookup(str(row["id"])).cost_center
+        rows.append({**row, "cost_center": center, "evaluated_at": snapshot["evaluated_at"]})
+    return rows
+
+
 def visible_rows(
     rows: Iterable[Mapping[str, Any]], cost_centers: CostCenterMap, readable: frozenset[str] | None
 ) -> list[Mapping[str, Any]]:

@@ -18,6 +18,24 @@ DEFAULT_INVOICE_ISSUER = "AI gateway platform"
 DRAFT = "draft"
 FINAL = "final"
 
+BUDGET_COLUMNS = (
+    "scope",
+    "id",
+    "cost_center",
+    "amount",
+    "spent",
+    "forecast",
+    "percent",
+    "status",
+    "action",
+    "evaluated_at",
+)
+"""The budgets a report shows: the latest evaluation of its month, money as decimal text."""
+
+
+def no_budgets() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=object) for name in BUDGET_COLUMNS})
+
 
 @dataclass(frozen=True, eq=False)
 class Report:
@@ -38,6 +56,8 @@ class Report:
     line_details: pd.DataFrame = field(repr=False)
     """Aligned with ``lines``: ``rates_applied`` and ``cost_minor`` (the cost in minor units)."""
     invoice_issuer: str = DEFAULT_INVOICE_ISSUER
+    budgets: pd.DataFrame = field(default_factory=no_budgets, repr=False)
+    """The month's budgets as last evaluated (:data:`BUDGET_COLUMNS`); shown on the page, not billed."""
 
     @property
     def grand_total(self) -> Decimal:

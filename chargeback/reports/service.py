@@ -12,6 +12,7 @@ final reports have billed so far; it appears in the next report as adjustment li
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -160,6 +161,8 @@ class ReportContext:
     """The platform that provides the service and issues the chargeback (FOCUS ProviderName)."""
     links: bool = False
     """Serve files as redirects to short-lived storage links, so no function holds a whole file."""
+    budgets: Callable[[str], pd.DataFrame] | None = None
+    """The month's budgets as last evaluated, for the page (chargeback.reports.model.BUDGET_COLUMNS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +277,8 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
         generated_at=now,
         invoice_issuer=context.provider_name,
     )
+    if context.budgets is not None:
+        report = dataclasses.replace(report, budgets=context.budgets(period))
     # The month's usage frame is dropped here, before any file is rendered: it is the largest thing held.
     return Priced(report, read.changes, read.records, adjustments, summary)
 
