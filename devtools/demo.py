@@ -26,7 +26,8 @@ from chargeback.app import runtime, settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
-from devtools import traffic
+from devtools import demo_budgets, traffic
+from devtools.apim_standin import ApimStandIn
 from devtools.emulator import Azurite
 from devtools.hostshape import decode_batch, take_queue_messages
 from devtools.local_host import LocalHost, registered
@@ -134,8 +135,13 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         )
 
         export, llm_export = _write_exports(console, options, simulated)
+        arm = stack.enter_context(ApimStandIn())
 
-        stack.enter_context(_environment(_app_settings(azurite, export, llm_export)))
+        app_settings = {
+            **_app_settings(azurite, export, llm_export),
+            **demo_budgets.stand_in_settings(arm, options.out),
+        }
+        stack.enter_context(_environment(app_settings))
         stack.enter_context(_app_log(options.out / LOG_NAME))
         stack.enter_context(_clock(options.timer_time))
 
@@ -146,6 +152,16 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
             f"{delivered.batches} batches, {delivered.events:,} events "
             f"({delivered.replays} redelivered whole, {delivered.overlaps} overlapping applied events; "
             f"{delivered.events - delivered.distinct:,} events seen more than once) in {delivered.seconds:.1f} s"
+        )
+
+        console.step(
+            "Evaluating budgets with the timer evaluate_budgets, suspending on a local API Management stand-in"
+        )
+        story = demo_budgets.run(arm, options.month, scenario.subscription_ids, options.out, options.timer_time)
+        budget_file = _relative(options.out / demo_budgets.BUDGETS_NAME)
+        console.done(
+            f"3 evaluations ({', '.join(story.moments.values())}); {len(story.alert_lines)} alert lines, "
+            f"{len(arm.patches())} subscription changes; budgets in {budget_file}"
         )
 
         console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
@@ -160,7 +176,15 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         console.done(f"{len(found.files)} report files downloaded to {_relative(options.out)}")
 
         summary = _summary(options, simulated=simulated, truth=truth, delivered=delivered, found=found, base=host.url)
+        summary["budgets"] = demo_budgets.summary(story)
+        summary["checks"] = {**summary["checks"], **story.checks}
+        summary["checks"]["all_passed"] = all(
+            value for name, value in summary["checks"].items() if name != "all_passed"
+        )
         console.report(summary, found)
+        demo_budgets.print_story(story, console.line, summary["totals"]["currency"])
+        console.line(f"Budgets API:  {host.url}/api/budgets/{options.month}")
+        console.line()
         console.line(json.dumps(summary, sort_keys=True))
         if options.keep_running:
             _stay_up(console, azurite, host, options.month)
