@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,6 +14,7 @@ import pandas as pd
 
 from chargeback.billing.allocation import allocate, money_column
 from chargeback.billing.frames import (
+    LEDGER_COLUMNS,
     LEDGER_COUNTERS,
     LINE_KEYS,
     normalise_usage_frame,
@@ -48,6 +49,8 @@ LINE_COLUMNS = (
 )
 DAILY_COLUMNS = ("day", "subscription_id", *LEDGER_COUNTERS, "metered_cost_minor", "metered_cost")
 _CHUNK_ROWS = 1_000_000
+_FOLD_EVERY = 8
+"""Chunks' partial sums are added up after this many, so a period priced a day at a time stays small."""
 _INT64_HEADROOM = 2**62
 
 
@@ -86,7 +89,7 @@ def price_rows(rows: Iterable[UsageRow], sheet: PriceSheet, period: str) -> Pric
 
 
 def price_usage(
-    frame: pd.DataFrame,
+    frame: pd.DataFrame | Iterable[pd.DataFrame],
     sheet: PriceSheet,
     period: str,
     *,
@@ -103,38 +106,67 @@ def price_usage(
     was charged already) tokens on provisioned deployments cost nothing more. ``capacity_until``
     shares out only the capacity's cost accrued up to that instant (a month so far); the whole
     period's once the period has ended.
+
+    ``frame`` may also be the period's usage as several frames (a day each, say): they are
+    priced one after the other and their sums folded as they come, so the period is never held
+    whole, and the lines are the same as for the frames joined.
     """
     start, end = period_bounds(period)
-    frame = normalise_usage_frame(frame)
-    if len(frame):
-        first, last = frame["day"].min().date(), frame["day"].max().date()
-        if first < start or last >= end:
-            raise ValueError(f"usage from {first} to {last} is not all inside period {period}")
-    models = [str(name) for name in frame["model"].cat.categories]
-    deployments = [str(name) for name in frame["deployment"].cat.categories]
     days = [start.fromordinal(start.toordinal() + i) for i in range((end - start).days)]
-    tables = _rate_tables(sheet, models, deployments, days)
-
     line_sums = [*LEDGER_COUNTERS, "split_priced", "blended_priced", "ptu_tokens", "metered"]
+    rate_keys = [*LINE_KEYS, "token_rate", "blended_rate"]
     grouped: list[pd.DataFrame] = []
     daily: list[pd.DataFrame] = []
-    for lo in range(0, max(len(frame), 1), _CHUNK_ROWS):
-        work = _price_chunk(frame.iloc[lo : lo + _CHUNK_ROWS], tables, start)
-        grouped.append(
-            work.groupby([*LINE_KEYS, "token_rate", "blended_rate"], observed=True, sort=False)[line_sums]
-            .sum()
-            .reset_index()
-        )
+    models: set[str] = set()
+    tables: _RateTables | None = None
+    for chunk in _chunks(frame, start, end, period):
+        chunk_models = [str(name) for name in chunk["model"].cat.categories]
+        deployments = [str(name) for name in chunk["deployment"].cat.categories]
+        tables = _rate_tables(sheet, chunk_models, deployments, days)
+        models.update(chunk_models)
+        work = _price_chunk(chunk, tables, start)
+        grouped.append(work.groupby(rate_keys, observed=True, sort=False)[line_sums].sum().reset_index())
         daily.append(
             work.groupby(["day", "subscription_id"], observed=True, sort=False)[[*LEDGER_COUNTERS, "metered"]]
             .sum()
             .reset_index()
         )
-    lines = _lines(pd.concat(grouped, ignore_index=True), sheet, tables, models)
+        if len(grouped) >= _FOLD_EVERY:
+            grouped = [_fold_sums(grouped, rate_keys, line_sums)]
+    assert tables is not None  # noqa: S101 - _chunks yields at least one chunk
+    lines = _lines(pd.concat(grouped, ignore_index=True), sheet, tables, sorted(models))
     if allocate_provisioned:
         lines = _allocate_provisioned(lines, sheet, period, capacity_until)
     lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
     return PricedUsage(lines=lines, daily=_daily(pd.concat(daily, ignore_index=True), sheet, tables))
+
+
+def _chunks(
+    frame: pd.DataFrame | Iterable[pd.DataFrame], start: date, end: date, period: str
+) -> Iterator[pd.DataFrame]:
+    """The usage in normalised chunks of at most ``_CHUNK_ROWS`` rows, each checked to lie inside the period;
+    one empty chunk when there is no usage at all."""
+    frames = [frame] if isinstance(frame, pd.DataFrame) else frame
+    empty = True
+    for given in frames:
+        part = normalise_usage_frame(given)
+        if len(part):
+            first, last = part["day"].min().date(), part["day"].max().date()
+            if first < start or last >= end:
+                raise ValueError(f"usage from {first} to {last} is not all inside period {period}")
+        for lo in range(0, len(part), _CHUNK_ROWS):
+            empty = False
+            yield part.iloc[lo : lo + _CHUNK_ROWS]
+    if empty:
+        yield normalise_usage_frame(pd.DataFrame({name: [] for name in LEDGER_COLUMNS}))
+
+
+def _fold_sums(parts: list[pd.DataFrame], keys: list[str], sums: list[str]) -> pd.DataFrame:
+    """Partial (line, rate) sums added up, so that a period priced in many chunks holds one frame of them."""
+    joined = pd.concat(parts, ignore_index=True)
+    for name in LINE_KEYS:
+        joined[name] = joined[name].astype(str)
+    return joined.groupby(keys, sort=False)[sums].sum().reset_index()
 
 
 def _rate_tables(

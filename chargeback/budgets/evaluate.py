@@ -174,7 +174,7 @@ def evaluate(
 
 def _month(run: _Evaluation, period: str) -> tuple[list[BudgetStatus], dict[str, Stored], bool]:
     context, now = run.context, run.now
-    spend = month_spend(context.reader.read(period, now), run.sheet, run.cost_centers, period, now)
+    spend = month_spend(context.reader.days(period, now), run.sheet, run.cost_centers, period, now)
     statuses = [status_of(budget, spend) for budget in run.budgets]
     records = context.store.read_period(period)
     for status in statuses:

@@ -8,6 +8,7 @@ only the rows written since the last one (after a cold start: the unsettled days
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,17 +29,20 @@ class MonthReader:
 
     def read(self, period: str, now: datetime) -> pd.DataFrame:
         """``period``'s usage frame up to ``now``."""
+        return join_usage(list(self.days(period, now)))
+
+    def days(self, period: str, now: datetime) -> Iterator[pd.DataFrame]:
+        """``period``'s usage up to ``now``, a usage frame per day, read as they are asked for: a month
+        priced from these is never held whole."""
         self.rows_read = 0
         states = self.view.ledger.slice_states(period)
-        frames = []
         for day in month_days(period, now):
             if settled(day, now, self.view.lag_hours):
                 usage, changes, _ = self.view.day_usage(day, now, states)
                 self.rows_read += len(changes)
-                frames.append(usage)
+                yield usage
             else:
                 entries, read = self.live.entries(day, now, states)
                 self.rows_read += read
-                frames.append(usage_of(entries))
+                yield usage_of(entries)
         self.live.forget_settled(now)
-        return join_usage(frames)

@@ -68,9 +68,13 @@ class MonthSpend:
 
 
 def month_spend(
-    usage: pd.DataFrame, sheet: PriceSheet, cost_centers: CostCenterMap, period: str, now: datetime
+    usage: pd.DataFrame | Iterable[pd.DataFrame],
+    sheet: PriceSheet,
+    cost_centers: CostCenterMap,
+    period: str,
+    now: datetime,
 ) -> MonthSpend:
-    """Price ``period``'s usage frame as of ``now`` and sum it per subscription and cost center."""
+    """Price ``period``'s usage (a frame, or a frame per day) as of ``now``; sum it per subscription and cost center."""
     end = periods.month_end(period)
     closed = now >= end
     priced = price_usage(usage, sheet, period, capacity_until=None if closed else now)

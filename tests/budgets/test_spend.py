@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import pandas as pd
 import pytest
 
 from chargeback.billing.cost_centers import parse_cost_centers_csv
 from chargeback.billing.frames import usage_frame
 from chargeback.billing.prices import PriceSheet, parse_price_sheet
+from chargeback.billing.pricing import price_usage
 from chargeback.budgets.spend import crossed, month_spend, percent
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
 from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
@@ -43,6 +45,25 @@ PTU_ROWS = [
     row(date(2026, 11, 2), "team-b", 100, 0, "gpt-4o-ptu"),
 ]
 """Three quarters of the provisioned deployment's tokens are team-a's, a quarter team-b's."""
+
+
+def test_a_month_priced_a_day_at_a_time_gives_the_lines_of_the_month_priced_whole() -> None:
+    rows = [
+        row(date(2026, 11, day), subscription, 1_000 * day + 7, 333 * day, deployment)
+        for day in range(1, 31)
+        for subscription in ("team-a", "team-b")
+        for deployment in ("gpt-4o", "gpt-4o-ptu")
+    ]
+    by_day = [usage_frame([r for r in rows if r.key.day == date(2026, 11, day)]) for day in range(1, 31)]
+    whole = price_usage(usage_frame(rows), sheet(), "2026-11")
+    parts = price_usage(iter(by_day), sheet(), "2026-11")
+    pd.testing.assert_frame_equal(parts.lines, whole.lines)
+    pd.testing.assert_frame_equal(parts.daily, whole.daily)
+
+
+def test_no_usage_at_all_prices_to_nothing_but_idle_capacity() -> None:
+    priced = price_usage(iter(()), sheet(), "2026-11")
+    assert list(priced.lines["subscription_id"]) == ["unallocated"]
 
 
 def test_spend_per_subscription_is_the_sum_of_its_priced_lines() -> None:
