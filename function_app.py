@@ -58,11 +58,11 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
         services = runtime.services()
         scope = services.caller(req.headers)
         period = periods.parse_period(req.route_params.get("period", ""))
-        totals = usage_totals.usage_totals(services.month_view, services.live_days, period, services.clock())
+        totals = services.month_totals.totals(period, services.clock())
         dead_letters = services.ledger.dead_letter_count(period)
         unattributed = services.llm_log_store.unattributed(period)
         document = access_views.usage(
-            scope, period, usage_totals.lines(totals), dead_letters, services.cost_centers(), unattributed=unattributed
+            scope, period, usage_totals.frame(totals), dead_letters, services.cost_centers(), unattributed=unattributed
         )
         return http.json_response(document)
 

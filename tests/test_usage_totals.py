@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from chargeback.adapters.blobs import BlobCompactDays, BlobCompactTotals
 from chargeback.app import runtime
 from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
 from chargeback.ingestion.usage_view import usage_document
@@ -152,3 +153,55 @@ def test_streamed_usage_and_its_replacement_are_answered_as_the_ledger_holds_the
     services.collect_llm_logs(ON_THE_30TH, ["2026-11"])
     assert answered("2026-11") == row_by_row("2026-11")
     assert answered("2026-11")["sources"]["llm_logs"]["total_tokens"] == 1_000
+
+
+class Counting:
+    """Counts the compacted-day files a read takes from storage."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.days: list[date] = []
+        original = BlobCompactDays.get
+
+        def get(store: BlobCompactDays, day: date) -> bytes | None:
+            self.days.append(day)
+            return original(store, day)
+
+        monkeypatch.setattr(BlobCompactDays, "get", get)
+
+
+def test_a_new_process_answers_a_month_from_its_kept_totals_without_reading_each_day(
+    november: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = answered("2026-11")
+    runtime.reset()  # another process: nothing in memory
+    runtime.services().clock = lambda: ON_THE_30TH
+    counting = Counting(monkeypatch)
+    assert answered("2026-11") == first
+    assert counting.days == []
+
+
+def test_the_settled_totals_are_kept_in_a_file_of_their_own(november: Sender) -> None:
+    answered("2026-11")
+    services = runtime.services()
+    kept = BlobCompactTotals(services.storage.container(services.settings.storage.reports_container))
+    assert kept.totals_through("2026-11") == [date(2026, 11, 29)]
+
+
+def test_when_another_day_settles_the_kept_totals_grow_by_that_day(
+    november: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answered("2026-11")
+    later = datetime(2026, 12, 1, 7, tzinfo=UTC)  # the 30th has settled too
+    runtime.services().clock = lambda: later
+    counting = Counting(monkeypatch)
+    assert answered("2026-11") == row_by_row("2026-11")
+    assert counting.days == [date(2026, 11, 30)]
+
+
+def test_only_a_day_with_rows_past_its_fence_is_read_again(november: Sender, monkeypatch: pytest.MonkeyPatch) -> None:
+    answered("2026-11")
+    late = NOVEMBER[2]
+    november([event("aoai-product-subscription-two", 5, 5, late)], late, partition="1")
+    counting = Counting(monkeypatch)
+    assert answered("2026-11") == row_by_row("2026-11")
+    assert counting.days == [late.date()]

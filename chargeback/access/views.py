@@ -7,12 +7,14 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
+
 from chargeback.access.scope import Scope
 from chargeback.billing.cost_centers import CostCenterMap
 from chargeback.budgets.document import visible_rows
 from chargeback.budgets.evaluate import BudgetSnapshot
 from chargeback.domain.usage import UsageRow
-from chargeback.ingestion.usage_view import Line, totals_document
+from chargeback.ingestion.usage_view import frame_document
 from chargeback.reports import service
 from chargeback.reports.build import from_bundle
 
@@ -20,7 +22,7 @@ from chargeback.reports.build import from_bundle
 def usage(
     scope: Scope,
     period: str,
-    lines: Iterable[Line],
+    totals: pd.DataFrame,
     dead_letters: int,
     cost_centers: CostCenterMap,
     *,
@@ -28,13 +30,15 @@ def usage(
 ) -> dict[str, Any]:
     """``GET /api/usage``: everything, or the subscriptions the map puts in the caller's cost centers.
 
-    Dead letters and LLM-log usage not yet attributed belong to no cost center, so a team's
-    document does not count them.
+    ``totals`` holds one row per (subscription, model, deployment) with every counter. Dead letters
+    and LLM-log usage not yet attributed belong to no cost center, so a team's document does not
+    count them.
     """
     if scope.reads_everything:
-        return totals_document(period, lines, dead_letters, unattributed=unattributed)
-    mine = [line for line in lines if cost_centers.lookup(line[0]).cost_center in scope.cost_centers]
-    document = totals_document(period, mine, 0)
+        return frame_document(period, totals, dead_letters, unattributed=unattributed)
+    centers = cost_centers.assign(totals["subscription_id"].astype(str))["cost_center"]
+    mine = totals[centers.isin(sorted(scope.cost_centers)).to_numpy()]
+    document = frame_document(period, mine, 0)
     document["dead_letters"] = None
     document["scope"] = {"cost_centers": sorted(scope.cost_centers)}
     return document

@@ -18,7 +18,7 @@ from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
 from chargeback.adapters.apim import ArmGatewaySubscriptions, arm_gateway
-from chargeback.adapters.blobs import BlobCompactDays, BlobJobStore, BlobReportStore
+from chargeback.adapters.blobs import BlobCompactDays, BlobCompactTotals, BlobJobStore, BlobReportStore
 from chargeback.adapters.budget_store import BlobBudgetSnapshots, TableBudgetStore
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
@@ -46,6 +46,7 @@ from chargeback.reports import service as report_service
 from chargeback.reports.build import budget_frame
 from chargeback.reports.live_days import LiveDays
 from chargeback.reports.model import FINAL
+from chargeback.reports.month_totals import MonthTotals
 from chargeback.reports.month_view import MonthView
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,11 @@ class Services:
     def live_days(self) -> LiveDays:
         """The days not yet settled, kept fenced in memory between evaluations and requests."""
         return LiveDays(self.month_view)
+
+    @cached_property
+    def month_totals(self) -> MonthTotals:
+        """The usage API's reader: the month's settled days summed once and kept, corrected, plus the live days."""
+        return MonthTotals(self.month_view, self.live_days, BlobCompactTotals(self._report_store.container))
 
     @cached_property
     def _budget_reader(self) -> MonthReader:

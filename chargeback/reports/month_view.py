@@ -385,11 +385,7 @@ def window_totals(usage: pd.DataFrame, window: tuple[datetime, datetime]) -> dic
 def encode(entries: pd.DataFrame, fence: Fence) -> bytes:
     """A compacted day as Parquet, with its fence in the file's metadata."""
     table = pa.Table.from_pandas(entries, preserve_index=False)
-    document = {
-        "as_of": _iso(fence.as_of),
-        "slices": {name: list(state) for name, state in fence.slices.items()},
-        "llm_marker": fence.llm_marker,
-    }
+    document = fence_document(fence)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _FENCE: json.dumps(document).encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
@@ -409,13 +405,24 @@ def entries_of_table(table: pa.Table) -> pd.DataFrame:
 def decode_table(data: bytes) -> tuple[pa.Table, Fence]:
     """A compacted day as an Arrow table, and its fence."""
     table = pq.read_table(io.BytesIO(data))
-    document = json.loads((table.schema.metadata or {})[_FENCE])
-    fence = Fence(
+    return table, fence_from(json.loads((table.schema.metadata or {})[_FENCE]))
+
+
+def fence_document(fence: Fence) -> dict[str, Any]:
+    """A fence as JSON: how compacted files (and files built from them) keep it."""
+    return {
+        "as_of": _iso(fence.as_of),
+        "slices": {name: list(state) for name, state in fence.slices.items()},
+        "llm_marker": fence.llm_marker,
+    }
+
+
+def fence_from(document: Mapping[str, Any]) -> Fence:
+    return Fence(
         datetime.fromisoformat(document["as_of"]),
         {name: SliceState(int(w), str(etag), int(n)) for name, (w, etag, n) in document["slices"].items()},
         document["llm_marker"],
     )
-    return table, fence
 
 
 def usage_of_table(table: pa.Table) -> pd.DataFrame:

@@ -8,14 +8,14 @@ LLM-log shares, time fallbacks), so the answer is the one the ledger read row by
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pyarrow as pa
 
 from chargeback.domain import periods
-from chargeback.domain.usage import COUNTER_FIELDS, Counters
+from chargeback.domain.usage import COUNTER_FIELDS
 from chargeback.reports.live_days import LiveDays
 from chargeback.reports.month_view import MonthView, SliceState, entries_of_table, overlay, settled
 
@@ -42,37 +42,37 @@ def usage_totals(view: MonthView, live: LiveDays, period: str, now: datetime) ->
             day_totals = _settled(view, day, states)
         else:
             entries, _ = live.entries(day, now, states)
-            day_totals = _fold_frame(entries)
+            day_totals = fold_entries(entries)
         if day_totals.num_rows:
-            totals = day_totals if totals is None else _fold(pa.concat_tables([totals, day_totals]))
+            totals = day_totals if totals is None else fold(pa.concat_tables([totals, day_totals]))
     live.forget_settled(now)
-    return totals if totals is not None else _fold_frame(pd.DataFrame({name: [] for name in (*LINE, *COUNTER_FIELDS)}))
+    return totals if totals is not None else fold_entries(pd.DataFrame({name: [] for name in (*LINE, *COUNTER_FIELDS)}))
 
 
 def _settled(view: MonthView, day: date, states: Mapping[str, SliceState]) -> pa.Table:
     table, fence = view.compacted_table(day)
     changes, llm = view.changes_since(day, fence, states)
     if not len(changes) and not llm:
-        return _fold(table.select([*LINE, *COUNTER_FIELDS]))
-    return _fold_frame(overlay(entries_of_table(table), changes, drop_llm=llm))
+        return fold(table.select([*LINE, *COUNTER_FIELDS]))
+    return fold_entries(overlay(entries_of_table(table), changes, drop_llm=llm))
 
 
-def _fold(table: pa.Table) -> pa.Table:
+def fold(table: pa.Table) -> pa.Table:
+    """Rows summed per line, in :data:`SCHEMA`."""
     grouped = table.group_by(list(LINE)).aggregate([(name, "sum") for name in COUNTER_FIELDS])
     renamed = grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
     return renamed.select([*LINE, *COUNTER_FIELDS]).cast(SCHEMA)
 
 
-def _fold_frame(entries: pd.DataFrame) -> pa.Table:
+def fold_entries(entries: pd.DataFrame) -> pa.Table:
+    """Ledger rows (the month view's entry columns) summed per line, in :data:`SCHEMA`."""
     frame = entries.loc[:, [*LINE, *COUNTER_FIELDS]].astype(dict.fromkeys(LINE, str))
     for name in COUNTER_FIELDS:
         frame[name] = frame[name].astype("int64")
-    return _fold(pa.Table.from_pandas(frame, preserve_index=False))
+    return fold(pa.Table.from_pandas(frame, preserve_index=False))
 
 
-def lines(totals: pa.Table) -> Iterator[tuple[str, str, str, Counters]]:
-    """The totals one line at a time: subscription, model, deployment and the line's counters."""
-    columns = [totals.column(name).to_pylist() for name in (*LINE, *COUNTER_FIELDS)]
-    width = len(LINE)
-    for values in zip(*columns, strict=True):
-        yield str(values[0]), str(values[1]), str(values[2]), Counters(*(int(v) for v in values[width:]))
+def frame(totals: pa.Table) -> pd.DataFrame:
+    """The totals as a pandas frame (keys as text, counters as int64)."""
+    converted: pd.DataFrame = totals.to_pandas()
+    return converted
