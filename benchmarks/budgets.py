@@ -14,7 +14,9 @@ process against one Azurite (peak RSS is that process's ``ru_maxrss``):
    (15 minutes later, nothing written since: the live day is read past its fence, the compacted
    days checked against theirs), *after writes* (``--more-rows`` rows committed to the 31st, then
    evaluated): the ledger rows read follow what was written since the last fence, not the month;
-3. *usage*: ``GET /api/usage/2026-10`` through the registered function, cold then warm, and one day.
+3. *usage*: ``GET /api/usage/2026-10`` through the registered function twice, then one day: the first
+   request sums the 30 settled days' files and keeps the sum (in memory and in a file beside them);
+4. *usage in a new process*: the same, as another instance would: the kept sum is read, not the days.
 
 Enforcement is on against the ARM stand-in in the same process: five subscriptions exceed a
 ``suspend`` budget (the breaker's default limit), a hundred cross 80 % of an ``alert`` budget.
@@ -213,14 +215,15 @@ def _usage(period: str) -> tuple[float, int, int]:
 
 
 def usage(settings: dict[str, str], out: Queue[dict[str, Any]]) -> None:
-    """Phase 3: the usage API through the registered function, cold, warm, and for one settled day."""
+    """Phase 3 (and 4): the usage API through the registered function: the month first (in phase 3 the
+    month's settled totals are built and kept; in phase 4, a new process, they are read), again, one day."""
     os.environ.update(settings)
     runtime.services().clock = lambda: NOON + timedelta(hours=1)
-    cold, warm, day = _usage(PERIOD), _usage(PERIOD), _usage("2026-10-15")
+    first, again, day = _usage(PERIOD), _usage(PERIOD), _usage("2026-10-15")
     out.put(
         {
-            "month_cold": {"seconds": cold[0], "status": cold[1], "subscriptions": cold[2]},
-            "month_warm": {"seconds": warm[0], "status": warm[1], "subscriptions": warm[2]},
+            "month_first": {"seconds": first[0], "status": first[1], "subscriptions": first[2]},
+            "month_again": {"seconds": again[0], "status": again[1], "subscriptions": again[2]},
             "day": {"seconds": day[0], "status": day[1], "subscriptions": day[2]},
             "peak_rss_mib": _peak_mib(),
         }
@@ -249,6 +252,7 @@ def run(subscriptions: int, models: int, live: int, more: int, folder: Path) -> 
             "ledger": _phase(ledger, settings, size),
             "evaluate": _phase(evaluate, settings, (subscriptions, models, 0, more), str(folder)),
             "usage": _phase(usage, settings),
+            "usage_new_process": _phase(usage, settings),
         }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from chargeback.billing.allocation import allocate, money_column
 from chargeback.billing.frames import (
@@ -134,11 +135,11 @@ def price_usage(
         if len(grouped) >= _FOLD_EVERY:
             grouped = [_fold_sums(grouped, rate_keys, line_sums)]
     assert tables is not None  # noqa: S101 - _chunks yields at least one chunk
-    lines = _lines(pd.concat(grouped, ignore_index=True), sheet, tables, sorted(models))
+    lines = _lines(_joined(grouped), sheet, tables, sorted(models))
     if allocate_provisioned:
         lines = _allocate_provisioned(lines, sheet, period, capacity_until)
     lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
-    return PricedUsage(lines=lines, daily=_daily(pd.concat(daily, ignore_index=True), sheet, tables))
+    return PricedUsage(lines=lines, daily=_daily(_joined(daily), sheet, tables))
 
 
 def _chunks(
@@ -163,10 +164,22 @@ def _chunks(
 
 def _fold_sums(parts: list[pd.DataFrame], keys: list[str], sums: list[str]) -> pd.DataFrame:
     """Partial (line, rate) sums added up, so that a period priced in many chunks holds one frame of them."""
-    joined = pd.concat(parts, ignore_index=True)
-    for name in LINE_KEYS:
-        joined[name] = joined[name].astype(str)
-    return joined.groupby(keys, sort=False)[sums].sum().reset_index()
+    return _joined(parts).groupby(keys, observed=True, sort=False)[sums].sum().reset_index()
+
+
+def _joined(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of the same columns stacked; categorical columns keep one union of categories (chunks priced
+    from different frames have categories of their own, and mixing them would turn every key to text)."""
+    if len(parts) == 1:
+        return parts[0]
+    columns: dict[str, Any] = {}
+    for name in parts[0].columns:
+        values = [part[name] for part in parts]
+        if all(isinstance(value.dtype, pd.CategoricalDtype) for value in values):
+            columns[name] = union_categoricals(values)
+        else:
+            columns[name] = np.concatenate([value.to_numpy() for value in values])
+    return pd.DataFrame(columns)
 
 
 def _rate_tables(

@@ -42,6 +42,8 @@ from chargeback.reports.month_view import (
 )
 from chargeback.reports.usage_totals import LINE, SCHEMA, fold, fold_entries, period_days, usage_totals
 
+FOLD_DAYS = 4
+"""Days added to the running sum at a time when the settled totals are built: a month is never held by day."""
 WORKERS = 8
 """Days checked against their fences at once: each check is a few small queries."""
 _FENCES = b"chargeback.fences"
@@ -126,12 +128,15 @@ class MonthTotals:
         if through is None or kept.through == through:
             return kept
         days = [day for day in period_days(month) if (kept.through is None or day > kept.through) and day <= through]
-        tables, fences = [kept.table], dict(kept.fences)
-        for day in days:
-            table, fence = self.view.compacted_table(day)
-            tables.append(fold(table.select([*LINE, *COUNTER_FIELDS])))
-            fences[day] = fence
-        extended = Settled(through, fold(pa.concat_tables(tables)), fences)
+        total, fences = kept.table, dict(kept.fences)
+        for start in range(0, len(days), FOLD_DAYS):
+            tables = [total]
+            for day in days[start : start + FOLD_DAYS]:
+                table, fence = self.view.compacted_table(day)
+                tables.append(fold(table.select([*LINE, *COUNTER_FIELDS])))
+                fences[day] = fence
+            total = fold(pa.concat_tables(tables))
+        extended = Settled(through, total, fences)
         self.store.create_totals(month, through, encode(extended))
         return extended
 

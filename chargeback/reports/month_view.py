@@ -23,6 +23,7 @@ once both hold a correct view, one file is kept, and the loser reads the winner'
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -251,7 +252,14 @@ def entries_frame(entries: Iterable[LedgerEntry]) -> pd.DataFrame:
             columns[name].append(getattr(entry.key, name))
         for name in COUNTER_FIELDS:
             columns[name].append(getattr(entry.counters, name))
+    if not columns["slice"]:
+        return _no_entries().copy()  # most reads past a fence find nothing: skip building an empty frame
     return _typed(pd.DataFrame(columns))
+
+
+@functools.cache
+def _no_entries() -> pd.DataFrame:
+    return _typed(pd.DataFrame({name: [] for name in ENTRY_COLUMNS}))
 
 
 def concat_entries(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -432,7 +440,8 @@ def usage_of_table(table: pa.Table) -> pd.DataFrame:
     grouped = table.group_by(list(LEDGER_KEYS)).aggregate([(name, "sum") for name in LEDGER_COUNTERS])
     grouped = grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
     folded = grouped.to_pandas(strings_to_categorical=True)
-    folded["day"] = pd.to_datetime(folded["day"].astype(str)).astype("datetime64[s]")
+    days = folded["day"].cat  # a day's file holds one day: convert the category, not every row
+    folded["day"] = np.asarray(pd.to_datetime(days.categories.astype(str)).astype("datetime64[s]"))[days.codes]
     return normalise_usage_frame(folded.loc[:, [*LEDGER_KEYS, *LEDGER_COUNTERS]])
 
 
