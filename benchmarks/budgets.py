@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import sys
 import time
@@ -42,7 +41,7 @@ import azure.functions as func
 from azure.functions import meta
 from azure.functions.timer import TimerRequestConverter
 
-from benchmarks.report_path import PARTITIONS, ROWS_PER_COMMIT, _peak_mib, _synthesize
+from benchmarks.report_path import PARTITIONS, ROWS_PER_COMMIT, _peak_mib, _phase, _synthesize
 from chargeback.adapters.tables import TableLedgerStore
 from chargeback.app import runtime
 from chargeback.budgets.gateway import RetryPolicy
@@ -57,7 +56,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PERIOD = "2026-10"
 LIVE_DAY = date(2026, 10, 31)
 NOON = datetime(2026, 10, 31, 12, tzinfo=UTC)
-SPAWN = multiprocessing.get_context("spawn")
 SUSPENDED = 5
 ALERTED = 100
 
@@ -228,17 +226,6 @@ def usage(settings: dict[str, str], out: Queue[dict[str, Any]]) -> None:
             "peak_rss_mib": _peak_mib(),
         }
     )
-
-
-def _phase(target: Any, *args: Any) -> dict[str, Any]:
-    out: multiprocessing.Queue[dict[str, Any]] = SPAWN.Queue()
-    process = SPAWN.Process(target=target, args=(*args, out))
-    process.start()
-    result = out.get()
-    process.join()
-    if process.exitcode != 0:
-        raise RuntimeError(f"{target.__name__} failed")
-    return result
 
 
 def run(subscriptions: int, models: int, live: int, more: int, folder: Path) -> dict[str, Any]:

@@ -11,10 +11,10 @@ import pytest
 
 from chargeback.adapters.blobs import BlobCompactDays, BlobCompactTotals
 from chargeback.app import runtime
-from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
 from chargeback.ingestion.usage_view import usage_document
 from chargeback.reports.live_days import LiveDays
 from devtools.hostshape import HostEvent
+from tests.budgets.support import write_llm_export
 from tests.functions import deliver, get
 from tests.test_report_api import event
 
@@ -33,26 +33,6 @@ class Sender:
         first = self.sequence[partition]
         deliver([HostEvent(body, first + i, when) for i, body in enumerate(bodies)], partition_id=partition)
         self.sequence[partition] = first + len(bodies)
-
-
-def llm_export(path: Path, rows: list[tuple[str, str, int, int, str]]) -> None:
-    lines = [",".join(EXPORT_COLUMNS)]
-    for correlation, subscription, prompt, completion, when in rows:
-        values = {
-            "TimeGenerated": when,
-            "CorrelationId": correlation,
-            "ApimSubscriptionId": subscription,
-            "ModelName": "gpt-4o",
-            "DeploymentName": "gpt-4o",
-            "OperationName": "ChatCompletions_Create",
-            "PromptTokens": prompt,
-            "CompletionTokens": completion,
-            "TotalTokens": prompt + completion,
-            "IsStreamCompletion": "true",
-            "SequenceNumber": 0,
-        }
-        lines.append(",".join(str(values[column]) for column in EXPORT_COLUMNS))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def answered(period: str) -> dict[str, Any]:
@@ -140,7 +120,7 @@ def test_streamed_usage_and_its_replacement_are_answered_as_the_ledger_holds_the
     runtime.reset()
     services = runtime.services()
     services.clock = lambda: ON_THE_30TH
-    llm_export(
+    write_llm_export(
         export,
         [
             ("s-1", "aoai-product-subscription-one", 900, 100, "2026-11-02T10:00:00Z"),
@@ -149,7 +129,7 @@ def test_streamed_usage_and_its_replacement_are_answered_as_the_ledger_holds_the
     )
     services.collect_llm_logs(ON_THE_30TH, ["2026-11"])
     assert answered("2026-11") == row_by_row("2026-11")
-    llm_export(export, [("s-1", "aoai-product-subscription-two", 900, 100, "2026-11-02T10:00:00Z")])
+    write_llm_export(export, [("s-1", "aoai-product-subscription-two", 900, 100, "2026-11-02T10:00:00Z")])
     services.collect_llm_logs(ON_THE_30TH, ["2026-11"])
     assert answered("2026-11") == row_by_row("2026-11")
     assert answered("2026-11")["sources"]["llm_logs"]["total_tokens"] == 1_000

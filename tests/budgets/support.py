@@ -18,9 +18,11 @@ from azure.functions.timer import TimerRequestConverter
 
 from chargeback.app import runtime
 from chargeback.budgets.gateway import RetryPolicy
+from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
 from devtools.apim_standin import ApimStandIn
 from devtools.hostshape import HostEvent
 from tests.functions import deliver, registered
+from tests.test_report_api import PRICE_SHEET as REPORT_PRICE_SHEET
 
 NOVEMBER_10 = datetime(2026, 11, 10, 12, tzinfo=UTC)
 MID_NOVEMBER = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -29,14 +31,7 @@ FIFTEEN_LATER = datetime(2026, 11, 20, 12, 15, tzinfo=UTC)
 FIRST_OF_DECEMBER = datetime(2026, 12, 1, 0, 15, tzinfo=UTC)
 """The first evaluation of the next month."""
 
-PRICE_SHEET = {
-    "currency": "USD",
-    "minor_unit_digits": 2,
-    "models": [
-        {"model": "gpt-4o", "effective_from": "2024-10-01", "input": "2.50", "cached_input": "1.25", "output": "10.00"}
-    ],
-    "default": [{"effective_from": "2024-01-01", "blended": "5.00"}],
-}
+PRICE_SHEET = REPORT_PRICE_SHEET
 """1,000,000 prompt and 100,000 completion tokens of gpt-4o cost 3.50."""
 
 TEAM_A_GROUP = "1b9e1a0e-7f3a-4a55-9d5e-0d6f1f7e0a01"
@@ -153,3 +148,26 @@ def alert_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
         for prefix in BUDGET_LINES
         if message.startswith(prefix)
     ]
+
+
+def write_llm_export(path: Path, calls: Sequence[tuple[str, str, int, int, str]]) -> Path:
+    """An LLM-log export (the joined query's rows) of streamed calls: correlation, subscription, prompt,
+    completion and time each."""
+    lines = [",".join(EXPORT_COLUMNS)]
+    for correlation, subscription, prompt, completion, when in calls:
+        values = {
+            "TimeGenerated": when,
+            "CorrelationId": correlation,
+            "ApimSubscriptionId": subscription,
+            "ModelName": "gpt-4o",
+            "DeploymentName": "gpt-4o",
+            "OperationName": "ChatCompletions_Create",
+            "PromptTokens": prompt,
+            "CompletionTokens": completion,
+            "TotalTokens": prompt + completion,
+            "IsStreamCompletion": "true",
+            "SequenceNumber": 0,
+        }
+        lines.append(",".join(str(values[column]) for column in EXPORT_COLUMNS))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -18,8 +18,7 @@ from chargeback.billing.prices import PriceSheet, parse_price_sheet
 from chargeback.billing.pricing import price_usage
 from chargeback.budgets.spend import crossed, month_spend, percent
 from chargeback.domain.usage import Counters, UsageKey, UsageRow
-from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
-from tests.budgets.support import PRICE_SHEET, BudgetApp, budget_row, usage_event
+from tests.budgets.support import PRICE_SHEET, BudgetApp, budget_row, usage_event, write_llm_export
 from tests.functions import followed, post_report, registered, run_queue
 
 SHEET: dict[str, Any] = {
@@ -158,29 +157,14 @@ EQUALITY_BUDGETS = (
 
 def _streamed_export(path: Path) -> Path:
     """Streamed calls billed from the LLM logs, so both usage sources are in the month."""
-    rows = [
-        ("s-1", "team-a", 123_457, 6_789, "2026-10-09T08:00:00Z"),
-        ("s-2", "team-b", 55_555, 44_444, "2026-10-31T23:00:00Z"),
-        ("s-3", "team-a-dev", 1_001, 1, "2026-10-17T01:00:00Z"),
-    ]
-    lines = [",".join(EXPORT_COLUMNS)]
-    for correlation, subscription, prompt, completion, when in rows:
-        values = {
-            "TimeGenerated": when,
-            "CorrelationId": correlation,
-            "ApimSubscriptionId": subscription,
-            "ModelName": "gpt-4o",
-            "DeploymentName": "gpt-4o",
-            "OperationName": "ChatCompletions_Create",
-            "PromptTokens": prompt,
-            "CompletionTokens": completion,
-            "TotalTokens": prompt + completion,
-            "IsStreamCompletion": "true",
-            "SequenceNumber": 0,
-        }
-        lines.append(",".join(str(values[column]) for column in EXPORT_COLUMNS))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_llm_export(
+        path,
+        [
+            ("s-1", "team-a", 123_457, 6_789, "2026-10-09T08:00:00Z"),
+            ("s-2", "team-b", 55_555, 44_444, "2026-10-31T23:00:00Z"),
+            ("s-3", "team-a-dev", 1_001, 1, "2026-10-17T01:00:00Z"),
+        ],
+    )
 
 
 @pytest.fixture(name="october")
