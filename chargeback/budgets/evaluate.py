@@ -112,6 +112,9 @@ def run(context: BudgetContext, now: datetime, prepare: Callable[[list[str]], ob
         log_event(logger, BUDGET_INVALID, logging.ERROR, file=exc.file, row=exc.row, problem=exc.problem, acted=False)
         return []
     months = months_to_evaluate(context, now)
+    if not budgets:
+        # Nothing to price: only what the month before left to re-activate, and an empty snapshot.
+        return evaluate(context, now, budgets, sheet, months, llm_logs=NOT_CONFIGURED)
     try:
         llm_logs = NOT_CONFIGURED if prepare(months) is None else COLLECTED
     except ChargebackError as exc:
@@ -174,8 +177,10 @@ def evaluate(
 
 def _month(run: _Evaluation, period: str) -> tuple[list[BudgetStatus], dict[str, Stored], bool]:
     context, now = run.context, run.now
-    spend = month_spend(context.reader.days(period, now), run.sheet, run.cost_centers, period, now)
-    statuses = [status_of(budget, spend) for budget in run.budgets]
+    statuses: list[BudgetStatus] = []
+    if run.budgets:
+        spend = month_spend(context.reader.days(period, now), run.sheet, run.cost_centers, period, now)
+        statuses = [status_of(budget, spend) for budget in run.budgets]
     records = context.store.read_period(period)
     for status in statuses:
         key = budget_key(status.budget.scope, status.budget.id)

@@ -231,3 +231,14 @@ def test_the_evaluations_in_the_next_months_first_days_evaluate_the_closed_month
     closed = november.budgets("2026-11")[1]
     assert closed["closed"] is True
     assert {row["forecast"] for row in closed["budgets"]} == {row["spent"] for row in closed["budgets"]}
+
+
+def test_without_budgets_nothing_is_priced_and_the_month_has_none(
+    budget_app: BudgetApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    budget_app.configure(CHARGEBACK_BUDGETS="")
+    services = budget_app.services()
+    monkeypatch.setattr(services.budgets.reader, "days", lambda *_: pytest.fail("the month was read"))
+    budget_app.evaluate(MID_NOVEMBER)
+    status, document = budget_app.budgets("2026-11")
+    assert (status, document["budgets"]) == (200, [])
