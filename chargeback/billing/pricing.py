@@ -114,33 +114,43 @@ def price_usage(
     whole, and the lines are the same as for the frames joined.
     """
     start, end = period_bounds(period)
+    grouped, daily, models, tables = _sums(_chunks(frame, start, end, period), sheet, start, end)
+    lines = _lines(_joined(grouped), sheet, tables, sorted(models))
+    if allocate_provisioned:
+        lines = _allocate_provisioned(lines, sheet, period, capacity_until)
+    lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
+    return PricedUsage(lines=lines, daily=_daily(_joined(daily), sheet, tables))
+
+
+_LINE_SUMS = [*LEDGER_COUNTERS, "split_priced", "blended_priced", "ptu_tokens", "metered"]
+_RATE_KEYS = [*LINE_KEYS, "token_rate", "blended_rate"]
+
+
+def _sums(
+    chunks: Iterable[pd.DataFrame], sheet: PriceSheet, start: date, end: date
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame], set[str], _RateTables]:
+    """Each chunk priced: its sums per (line, rate) and per (day, subscription), the models seen, the rates."""
     days = [start.fromordinal(start.toordinal() + i) for i in range((end - start).days)]
-    line_sums = [*LEDGER_COUNTERS, "split_priced", "blended_priced", "ptu_tokens", "metered"]
-    rate_keys = [*LINE_KEYS, "token_rate", "blended_rate"]
     grouped: list[pd.DataFrame] = []
     daily: list[pd.DataFrame] = []
     models: set[str] = set()
     tables: _RateTables | None = None
-    for chunk in _chunks(frame, start, end, period):
+    for chunk in chunks:
         chunk_models = [str(name) for name in chunk["model"].cat.categories]
         deployments = [str(name) for name in chunk["deployment"].cat.categories]
         tables = _rate_tables(sheet, chunk_models, deployments, days)
         models.update(chunk_models)
         work = _price_chunk(chunk, tables, start)
-        grouped.append(work.groupby(rate_keys, observed=True, sort=False)[line_sums].sum().reset_index())
+        grouped.append(work.groupby(_RATE_KEYS, observed=True, sort=False)[_LINE_SUMS].sum().reset_index())
         daily.append(
             work.groupby(["day", "subscription_id"], observed=True, sort=False)[[*LEDGER_COUNTERS, "metered"]]
             .sum()
             .reset_index()
         )
         if len(grouped) >= _FOLD_EVERY:
-            grouped = [_fold_sums(grouped, rate_keys, line_sums)]
+            grouped = [_fold_sums(grouped, _RATE_KEYS, _LINE_SUMS)]
     assert tables is not None  # noqa: S101 - _chunks yields at least one chunk
-    lines = _lines(_joined(grouped), sheet, tables, sorted(models))
-    if allocate_provisioned:
-        lines = _allocate_provisioned(lines, sheet, period, capacity_until)
-    lines = _finish_lines(lines, sheet).sort_values(list(LINE_KEYS), kind="stable", ignore_index=True)
-    return PricedUsage(lines=lines, daily=_daily(_joined(daily), sheet, tables))
+    return grouped, daily, models, tables
 
 
 def _chunks(
