@@ -7,10 +7,11 @@ import azure.functions as func
 from chargeback.access import views as access_views
 from chargeback.adapters import eventhub, http, telemetry
 from chargeback.app import runtime
+from chargeback.budgets import evaluate as budget_evaluation
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
 from chargeback.reports import corrections as report_corrections
-from chargeback.reports import finops_hub, published_lines
+from chargeback.reports import finops_hub, published_lines, usage_totals
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
 
@@ -61,11 +62,11 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
         services = runtime.services()
         scope = services.caller(req.headers)
         period = periods.parse_period(req.route_params.get("period", ""))
-        ledger = services.ledger
-        rows, dead_letters = ledger.period_rows(period), ledger.dead_letter_count(period)
+        totals = services.month_totals.totals(period, services.clock())
+        dead_letters = services.ledger.dead_letter_count(period)
         unattributed = services.llm_log_store.unattributed(period)
         document = access_views.usage(
-            scope, period, rows, dead_letters, services.cost_centers(), unattributed=unattributed
+            scope, period, usage_totals.frame(totals), dead_letters, services.cost_centers(), unattributed=unattributed
         )
         return http.json_response(document)
 
@@ -76,6 +77,25 @@ def get_usage(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def reconcile_and_report(timer: func.TimerRequest) -> None:
     runtime.services().run_schedule()
+
+
+@app.function_name("evaluate_budgets")
+@app.timer_trigger(arg_name="timer", schedule="%BUDGET_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def evaluate_budgets(timer: func.TimerRequest) -> None:
+    runtime.services().evaluate_budgets()
+
+
+@app.function_name("get_budgets")
+@app.route(route="budgets/{period}", methods=[func.HttpMethod.GET], auth_level=SIGNED_IN)
+def get_budgets(req: func.HttpRequest) -> func.HttpResponse:
+    def handle() -> func.HttpResponse:
+        services = runtime.services()
+        scope = services.caller(req.headers)
+        period = periods.parse_month(req.route_params.get("period", ""))
+        snapshot = budget_evaluation.latest(services.budgets, period)
+        return http.json_response(access_views.budgets(scope, snapshot, services.cost_centers()))
+
+    return http.respond(handle)
 
 
 @app.function_name("generate_report")

@@ -30,8 +30,9 @@ from chargeback.app import runtime, settings
 from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError, ConfigurationError
 from chargeback.reconciliation.reconcile import LEDGER_SHORT, MATCHED
+from devtools import demo_budgets, traffic
 from devtools import metrics as local_metrics
-from devtools import traffic
+from devtools.apim_standin import ApimStandIn
 from devtools.emulator import Azurite
 from devtools.hostshape import decode_batch
 from devtools.local_host import LocalHost, registered
@@ -160,8 +161,13 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
         lines.unlink(missing_ok=True)
         measured = local_metrics.install()
         measured.take()
+        arm = stack.enter_context(ApimStandIn())
 
-        stack.enter_context(_environment(_app_settings(azurite, export, llm_export, lines)))
+        app_settings = {
+            **_app_settings(azurite, export, llm_export, lines),
+            **demo_budgets.stand_in_settings(arm, options.out),
+        }
+        stack.enter_context(_environment(app_settings))
         stack.enter_context(_app_log(options.out / LOG_NAME))
         stack.enter_context(_clock(options.timer_time))
 
@@ -172,6 +178,16 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
             f"{delivered.batches} batches, {delivered.events:,} events "
             f"({delivered.replays} redelivered whole, {delivered.overlaps} overlapping applied events; "
             f"{delivered.events - delivered.distinct:,} events seen more than once) in {delivered.seconds:.1f} s"
+        )
+
+        console.step(
+            "Evaluating budgets with the timer evaluate_budgets, suspending on a local API Management stand-in"
+        )
+        story = demo_budgets.run(arm, options.month, scenario.subscription_ids, options.out, options.timer_time)
+        budget_file = _relative(options.out / demo_budgets.BUDGETS_NAME)
+        console.done(
+            f"3 evaluations ({', '.join(story.moments.values())}); {len(story.alert_lines)} alert lines, "
+            f"{len(arm.patches())} subscription changes; budgets in {budget_file}"
         )
 
         console.step(f"Running the timer reconcile_and_report as at {_iso(options.timer_time)}")
@@ -187,15 +203,39 @@ def run_demo(options: DemoOptions, out: TextIO) -> dict[str, Any]:
 
         summary = _summary(options, simulated=simulated, truth=truth, delivered=delivered, found=found, base=host.url)
         _observed(summary, lines, measured.take())
-        console.report(summary, found)
-        console.operations(summary)
-        if options.principal:
-            _show_view(console, host.url, options)
-        console.line(json.dumps(summary, sort_keys=True))
+        _with_budgets(summary, story)
+        _print_summary(console, summary, found, story, base=host.url, options=options)
         if options.keep_running:
             _stay_up(console, azurite, host, options)
         return summary
     raise AssertionError("unreachable")  # pragma: no cover - the with block returns
+
+
+def _with_budgets(summary: dict[str, Any], story: demo_budgets.Story) -> None:
+    """The budgets' story in the summary, and its checks among the demo's."""
+    summary["budgets"] = demo_budgets.summary(story)
+    summary["checks"] = {**summary["checks"], **story.checks}
+    summary["checks"]["all_passed"] = all(value for name, value in summary["checks"].items() if name != "all_passed")
+
+
+def _print_summary(
+    console: Console,
+    summary: dict[str, Any],
+    found: Found,
+    story: demo_budgets.Story,
+    *,
+    base: str,
+    options: DemoOptions,
+) -> None:
+    """What the demo found: the report, the budgets, the operations' figures, a team's view, then one JSON line."""
+    console.report(summary, found)
+    demo_budgets.print_story(story, console.line, summary["totals"]["currency"])
+    console.line(f"Budgets API:  {base}/api/budgets/{options.month}")
+    console.line()
+    console.operations(summary)
+    if options.principal:
+        _show_view(console, base, options)
+    console.line(json.dumps(summary, sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------------

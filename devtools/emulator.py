@@ -76,7 +76,12 @@ class Azurite:
         values = dict(settings.DEFAULTS)
         values[settings.STORAGE_CONNECTION] = self.connection_string
         if suffix:
-            for name in (settings.LEDGER_TABLE, settings.DEAD_LETTER_TABLE, settings.RECONCILIATION_TABLE):
+            for name in (
+                settings.LEDGER_TABLE,
+                settings.DEAD_LETTER_TABLE,
+                settings.RECONCILIATION_TABLE,
+                settings.BUDGET_TABLE,
+            ):
                 values[name] += suffix
             for name in (settings.REPORTS_CONTAINER, settings.DEAD_LETTER_CONTAINER, settings.REPORT_QUEUE):
                 values[name] += f"-{suffix}"

@@ -1,10 +1,15 @@
-"""In-memory ledger and dead-letter stores with the same ETag semantics as Table Storage."""
+"""In-memory ledger, dead-letter and budget stores with the same ETag semantics as Table Storage."""
 
 from __future__ import annotations
 
+import copy
 import itertools
-from collections.abc import Collection, Iterator, Sequence
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from typing import Any
 
+from chargeback.budgets.evaluate import BudgetSnapshot
+from chargeback.budgets.records import Stored
 from chargeback.domain import keys
 from chargeback.domain.errors import ConcurrencyError
 from chargeback.domain.usage import Counters, UsageKey
@@ -101,3 +106,64 @@ class InMemoryDeadLetterStore:
 
     def identities(self, day: str) -> set[tuple[str, str, int]]:
         return {key for key, letter in self.letters.items() if letter.enqueued_time.date().isoformat() == day}
+
+
+class InMemoryBudgetStore:
+    """A ``BudgetStore`` in a dict, with Table Storage's conditions: create if absent, replace if unmoved."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+        self._etags = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def read_period(self, period: str) -> dict[str, Stored]:
+        with self._lock:
+            return {
+                key: Stored(copy.deepcopy(document), etag)
+                for (month, key), (document, etag) in self.records.items()
+                if month == period
+            }
+
+    def read(self, period: str, key: str) -> Stored | None:
+        with self._lock:
+            found = self.records.get((period, key))
+            return None if found is None else Stored(copy.deepcopy(found[0]), found[1])
+
+    def create(self, period: str, key: str, document: Mapping[str, Any]) -> str | None:
+        with self._lock:
+            if (period, key) in self.records:
+                return None
+            return self._put(period, key, document)
+
+    def replace(self, period: str, key: str, document: Mapping[str, Any], etag: str) -> str | None:
+        with self._lock:
+            found = self.records.get((period, key))
+            if found is None or found[1] != etag:
+                return None
+            return self._put(period, key, document)
+
+    def _put(self, period: str, key: str, document: Mapping[str, Any]) -> str:
+        etag = f"W/{next(self._etags)}"
+        self.records[(period, key)] = (copy.deepcopy(dict(document)), etag)
+        return etag
+
+
+class InMemorySnapshots:
+    """A ``SnapshotStore`` in a dict, ETag-conditioned like the blob one."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[str, tuple[BudgetSnapshot, str]] = {}
+        self._etags = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def get(self, period: str) -> tuple[BudgetSnapshot, str] | None:
+        with self._lock:
+            return self.snapshots.get(period)
+
+    def put(self, snapshot: BudgetSnapshot, etag: str | None) -> bool:
+        with self._lock:
+            found = self.snapshots.get(snapshot["period"])
+            if (found[1] if found else None) != etag:
+                return False
+            self.snapshots[snapshot["period"]] = (copy.deepcopy(snapshot), f"W/{next(self._etags)}")
+            return True

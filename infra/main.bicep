@@ -129,6 +129,24 @@ param finopsHubScope string = ''
 @description('Email addresses the operations alerts go to (the action group\'s receivers); empty: the rules fire without mail.')
 param alertEmails array = []
 
+@description('Path, relative to the app root, of the budget file (CHARGEBACK_BUDGETS); empty: no budgets.')
+param budgetsPath string = 'config/budgets.csv'
+
+@description('NCRONTAB schedule of the budget evaluation timer (BUDGET_SCHEDULE).')
+param budgetSchedule string = '0 */15 * * * *'
+
+@allowed(['off', 'on'])
+@description('on: exceeded suspend budgets suspend their APIM subscriptions (needs apimServiceName); off: they show would_suspend.')
+param budgetEnforcement string = 'off'
+
+@minValue(0)
+@description('More suspensions due in one evaluation than this trips the breaker (CHARGEBACK_MAX_SUSPENSIONS).')
+param maxSuspensions int = 5
+
+@minValue(0)
+@description('Tokens each APIM subscription may use a month before the gateway refuses (the chargeback-token-quota fragment); 0: none.')
+param apimMonthlyTokenQuota int = 0
+
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
@@ -140,6 +158,7 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var ledgerTableName = 'usageledger'
 var deadLetterTableName = 'usagedeadletters'
 var reconciliationTableName = 'usagereconciliation'
+var budgetTableName = 'budgetstate'
 var reportsContainerName = 'reports'
 var reportQueueName = 'report-jobs'
 // The Functions host moves a job that failed its last attempt to <queue>-poison; Bicep creates it
@@ -180,6 +199,13 @@ var downloads = reportDownloads != 'auto' ? reportDownloads : (privateNetworking
 // Where the FinOps hub's storage account lives: usually the hub's own resource group.
 var useFinopsHub = !empty(finopsHubStorageAccountId)
 var finopsHubParts = split(finopsHubStorageAccountId, '/')
+
+var apimResourceGroup = empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName
+// The one API Management instance budgets act on: the one this deployment wires, if any.
+var apimResourceId = wireApim
+  ? resourceId(subscription().subscriptionId, apimResourceGroup, 'Microsoft.ApiManagement/service', apimServiceName)
+  : ''
+var enforceBudgets = wireApim && budgetEnforcement == 'on'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: resourceGroupName
@@ -232,7 +258,7 @@ module storage 'app/storage.bicep' = {
       [deploymentContainerName, reportsContainerName, deadLetterContainerName],
       enableCapture ? [captureContainerName] : []
     )
-    tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName]
+    tableNames: [ledgerTableName, deadLetterTableName, reconciliationTableName, budgetTableName]
     queueNames: [reportQueueName, reportPoisonQueueName]
     denyPublicNetworks: privateNetworking
     allowTrustedServices: enableCapture
@@ -304,6 +330,7 @@ module rbac 'app/rbac.bicep' = {
     ledgerTableName: ledgerTableName
     deadLetterTableName: deadLetterTableName
     reconciliationTableName: reconciliationTableName
+    budgetTableName: budgetTableName
     reportsContainerName: reportsContainerName
     deadLetterContainerName: deadLetterContainerName
     deploymentContainerName: deploymentContainerName
@@ -439,8 +466,37 @@ module api 'app/api.bicep' = {
     finopsHubScope: finopsHubScope
     linesEndpoint: chargebackLines.outputs.endpoint
     linesRuleId: chargebackLines.outputs.ruleId
+    budgetTableName: budgetTableName
+    budgetsPath: budgetsPath
+    budgetSchedule: budgetSchedule
+    budgetEnforcement: enforceBudgets ? 'on' : 'off'
+    apimResourceId: apimResourceId
+    maxSuspensions: maxSuspensions
   }
   dependsOn: [rbac, workspaceAccess]
+}
+
+module budgetAlerts 'app/budget-alerts.bicep' = {
+  name: 'budget-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    ruleName: 'chargeback-budgets-${resourceToken}'
+    workspaceResourceId: monitoring.outputs.workspaceResourceId
+    actionGroupId: operations.outputs.actionGroupId
+  }
+}
+
+// Enforcement suspends APIM subscriptions through Azure Resource Manager: the app's identity gets a
+// custom role with only the three actions it needs, on that one instance.
+module budgetEnforcer 'apim/budget-enforcer.bicep' = if (enforceBudgets) {
+  name: 'budget-enforcer-${resourceToken}'
+  scope: resourceGroup(apimResourceGroup)
+  params: {
+    apimServiceName: apimServiceName
+    appPrincipalId: identity.outputs.principalId
+  }
 }
 
 module entraApp 'app/entra-app.bicep' = {
@@ -467,7 +523,7 @@ module auth 'app/auth.bicep' = {
 
 module apim 'apim/apim.bicep' = if (wireApim) {
   name: 'apim-${resourceToken}'
-  scope: resourceGroup(empty(apimResourceGroupName) ? resourceGroupName : apimResourceGroupName)
+  scope: resourceGroup(apimResourceGroup)
   params: {
     apimServiceName: apimServiceName
     apiName: apimApiName
@@ -481,6 +537,7 @@ module apim 'apim/apim.bicep' = if (wireApim) {
     workspaceResourceId: monitoring.outputs.workspaceResourceId
     logLlmMessages: logLlmMessages
     createDiagnosticSetting: createApimDiagnosticSetting
+    monthlyTokenQuota: apimMonthlyTokenQuota
   }
 }
 
@@ -524,4 +581,9 @@ output CHARGEBACK_FINOPS_HUB_STORAGE string = useFinopsHub ? finopsHubAccess.out
 output CHARGEBACK_FINOPS_HUB_SCOPE string = finopsHubScope
 output CHARGEBACK_LINES_ENDPOINT string = chargebackLines.outputs.endpoint
 output CHARGEBACK_LINES_RULE_ID string = chargebackLines.outputs.ruleId
+output CHARGEBACK_BUDGETS string = budgetsPath
+output BUDGET_SCHEDULE string = budgetSchedule
+output CHARGEBACK_APIM_RESOURCE_ID string = apimResourceId
+output CHARGEBACK_ARM_ENDPOINT string = environment().resourceManager
+output CHARGEBACK_MAX_SUSPENSIONS string = string(maxSuspensions)
 output APIM_LOGGER_ID string = wireApim ? apim.outputs.loggerId : ''

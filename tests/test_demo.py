@@ -255,3 +255,33 @@ def test_the_summary_shows_streamed_and_event_path_tokens_as_the_ground_truth_ha
     assert summary["sources"]["unattributed_tokens"] == truth.unattributed.total_tokens > 0
     assert summary["checks"]["unattributed_shown"] is True
     assert "Streamed calls:" in finished.stdout
+
+
+BUDGET_CHECKS = (
+    "budget_crossed_80_percent",
+    "budget_exceeded_and_suspended_once",
+    "second_evaluation_changed_nothing",
+    "next_month_reactivated_it",
+    "suspended_by_hand_stays_suspended",
+)
+
+
+def test_the_demo_crosses_80_percent_suspends_once_and_reactivates_next_month(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    finished, _ = run
+    summary = summary_of(finished.stdout)
+    assert {name: summary["checks"][name] for name in BUDGET_CHECKS} == dict.fromkeys(BUDGET_CHECKS, True)
+    suspended = summary["budgets"]["suspended"]
+    assert [state for state, _ in summary["budgets"]["history"][suspended]] == ["suspended", "active"]
+    assert summary["budgets"]["second_evaluation"] == {"patches": 0, "alert_lines": 0}
+
+
+def test_the_demo_prints_the_budgets_and_the_page_shows_them(
+    run: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    finished, out = run
+    assert "Budgets 2026-10, first evaluation (2026-10-20T12:00:00Z" in finished.stdout
+    assert "Budgets API:  http://127.0.0.1:" in finished.stdout
+    assert "<h2>Budgets</h2>" in (out / "chargeback-2026-10.html").read_text(encoding="utf-8")
+    assert (out / "budgets.csv").read_text(encoding="utf-8").startswith("scope,id,monthly_amount,currency")

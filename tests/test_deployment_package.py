@@ -12,7 +12,7 @@ import pytest
 from tests.support import ROOT
 
 ENTRY_FILES = {"function_app.py", "host.json", "requirements.txt"}
-CONFIG_FILES = {"config/price-sheet.json", "config/cost-centers.csv"}
+CONFIG_FILES = {"config/price-sheet.json", "config/cost-centers.csv", "config/budgets.csv"}
 
 
 def _working_tree() -> Iterator[str]:

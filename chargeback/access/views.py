@@ -7,10 +7,14 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+import pandas as pd
+
 from chargeback.access.scope import Scope
 from chargeback.billing.cost_centers import CostCenterMap
+from chargeback.budgets.document import visible_rows
+from chargeback.budgets.evaluate import BudgetSnapshot
 from chargeback.domain.usage import UsageRow
-from chargeback.ingestion.usage_view import usage_document
+from chargeback.ingestion.usage_view import frame_document
 from chargeback.reports import service
 from chargeback.reports.build import from_bundle
 
@@ -18,7 +22,7 @@ from chargeback.reports.build import from_bundle
 def usage(
     scope: Scope,
     period: str,
-    rows: Iterable[UsageRow],
+    totals: pd.DataFrame,
     dead_letters: int,
     cost_centers: CostCenterMap,
     *,
@@ -26,13 +30,15 @@ def usage(
 ) -> dict[str, Any]:
     """``GET /api/usage``: everything, or the subscriptions the map puts in the caller's cost centers.
 
-    Dead letters and LLM-log usage not yet attributed belong to no cost center, so a team's
-    document does not count them.
+    ``totals`` holds one row per (subscription, model, deployment) with every counter. Dead letters
+    and LLM-log usage not yet attributed belong to no cost center, so a team's document does not
+    count them.
     """
     if scope.reads_everything:
-        return usage_document(period, rows, dead_letters, unattributed=unattributed)
-    mine = [row for row in rows if cost_centers.lookup(row.key.subscription_id).cost_center in scope.cost_centers]
-    document = usage_document(period, mine, 0)
+        return frame_document(period, totals, dead_letters, unattributed=unattributed)
+    centers = cost_centers.assign(totals["subscription_id"].astype(str))["cost_center"]
+    mine = totals[centers.isin(sorted(scope.cost_centers)).to_numpy()]
+    document = frame_document(period, mine, 0)
     document["dead_letters"] = None
     document["scope"] = {"cost_centers": sorted(scope.cost_centers)}
     return document
@@ -47,6 +53,25 @@ def report_list(scope: Scope, context: service.ReportContext) -> dict[str, Any]:
         costs = _cost_by_center(context, str(item["period"]), str(item["generation"]))
         item["grand_total"] = str(sum((costs.get(center, Decimal(0)) for center in scope.cost_centers), Decimal(0)))
     return {"reports": listing, "scope": {"cost_centers": sorted(scope.cost_centers)}}
+
+
+def budgets(scope: Scope, snapshot: BudgetSnapshot, cost_centers: CostCenterMap) -> dict[str, Any]:
+    """``GET /api/budgets``: every budget, or those of the caller's cost centers and of their subscriptions."""
+    readable = None if scope.reads_everything else scope.cost_centers
+    document: dict[str, Any] = {
+        "period": snapshot["period"],
+        "currency": snapshot["currency"],
+        "evaluated_at": snapshot["evaluated_at"],
+        "closed": snapshot["closed"],
+        "enforcement": snapshot["enforcement"],
+        "llm_logs": snapshot["llm_logs"],
+        "budgets": visible_rows(snapshot["budgets"], cost_centers, readable),
+    }
+    if readable is None:
+        document["breaker"] = snapshot["breaker"]
+    else:
+        document["scope"] = {"cost_centers": sorted(readable)}
+    return document
 
 
 _totals_lock = threading.Lock()

@@ -9,6 +9,7 @@ Layout of one period::
 and, beside them, the compact month view's settled days (chargeback.reports.month_view)::
 
     ledger-days/<YYYY-MM>/<YYYY-MM-DD>.parquet   created once with If-None-Match: *, never changed
+    ledger-days/<YYYY-MM>/totals-through-<YYYY-MM-DD>.parquet   the settled days summed (the usage API)
 
 and the corrections of final months (chargeback.reports.correction_book)::
 
@@ -199,6 +200,42 @@ class BlobCompactDays:
         with translated("write a compacted ledger day"):
             try:
                 self._container.upload_blob(self._name(day), data, overwrite=False, content_settings=settings)
+            except ResourceExistsError:
+                return False
+        return True
+
+
+class BlobCompactTotals:
+    """``CompactTotals``: a month's settled days summed, ``ledger-days/<month>/totals-through-<day>.parquet``."""
+
+    PREFIX = "totals-through-"
+
+    def __init__(self, container: ContainerClient) -> None:
+        self._container = container
+
+    def _name(self, month: str, through: date) -> str:
+        return f"{COMPACT_DAYS}/{parse_month(month)}/{self.PREFIX}{through.isoformat()}.parquet"
+
+    def totals_through(self, month: str) -> list[date]:
+        prefix = f"{COMPACT_DAYS}/{parse_month(month)}/{self.PREFIX}"
+        with translated("list a month's kept totals"):
+            names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
+        return sorted(date.fromisoformat(name[len(prefix) :].removesuffix(".parquet")) for name in names)
+
+    def get_totals(self, month: str, through: date) -> bytes | None:
+        with translated("read a month's kept totals"):
+            try:
+                return self._container.download_blob(self._name(month, through)).readall()
+            except ResourceNotFoundError:
+                return None
+
+    def create_totals(self, month: str, through: date, data: bytes) -> bool:
+        settings = ContentSettings(content_type="application/vnd.apache.parquet")
+        with translated("write a month's kept totals"):
+            try:
+                self._container.upload_blob(
+                    self._name(month, through), data, overwrite=False, content_settings=settings
+                )
             except ResourceExistsError:
                 return False
         return True

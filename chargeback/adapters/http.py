@@ -11,6 +11,7 @@ import azure.functions as func
 import orjson
 
 from chargeback.domain.errors import (
+    BudgetFileError,
     ChargebackError,
     ConflictError,
     ForbiddenError,
@@ -55,6 +56,11 @@ def respond(handler: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     """
     try:
         return handler()
+    except BudgetFileError as exc:
+        # The operator's file is wrong, not the request: say where and what, as the evaluation logs it.
+        incident = uuid.uuid4().hex
+        log_event(logger, HTTP_FAILURE, logging.ERROR, incident=incident, kind=type(exc).__name__, problem=str(exc))
+        return error_response(500, "invalid_budget_file", str(exc), incident=incident)
     except ChargebackError as exc:
         for kind, status in _STATUS:
             if isinstance(exc, kind):

@@ -12,10 +12,20 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from chargeback.access import gate
 from chargeback.access.scope import Scope
 from chargeback.adapters import storage
-from chargeback.adapters.blobs import BlobCompactDays, BlobCorrectionStore, BlobJobStore, BlobReportStore
+from chargeback.adapters.apim import ArmGatewaySubscriptions, arm_gateway
+from chargeback.adapters.blobs import (
+    BlobCompactDays,
+    BlobCompactTotals,
+    BlobCorrectionStore,
+    BlobJobStore,
+    BlobReportStore,
+)
+from chargeback.adapters.budget_store import BlobBudgetSnapshots, TableBudgetStore
 from chargeback.adapters.finops_hub import BlobHubStore, hub_store
 from chargeback.adapters.links import BlobLinks
 from chargeback.adapters.llm_log_store import TableLlmLogStore
@@ -28,6 +38,12 @@ from chargeback.adapters.tables import TableDeadLetterStore, TableLedgerStore
 from chargeback.app.settings import Settings
 from chargeback.billing.cost_centers import CostCenterMap, load_cost_centers
 from chargeback.billing.prices import PriceSheet, load_price_sheet
+from chargeback.budgets import evaluate as budget_evaluation
+from chargeback.budgets.definitions import Budget, load_budgets
+from chargeback.budgets.document import report_rows
+from chargeback.budgets.evaluate import BudgetContext
+from chargeback.budgets.gateway import GatewaySubscriptions, RetryPolicy
+from chargeback.budgets.reader import MonthReader
 from chargeback.domain.errors import ChargebackError, CollectionError, ConfigurationError, ReportScheduleError
 from chargeback.domain.logs import LLM_LOGS, log_event
 from chargeback.ingestion import llm_logs
@@ -38,7 +54,10 @@ from chargeback.reconciliation.monitor import MonitorSource
 from chargeback.reports import finops_hub, published_lines
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
-from chargeback.reports.model import Manifest
+from chargeback.reports.build import budget_frame
+from chargeback.reports.live_days import LiveDays
+from chargeback.reports.model import FINAL, Manifest
+from chargeback.reports.month_totals import MonthTotals
 from chargeback.reports.month_view import MonthView
 
 logger = logging.getLogger(__name__)
@@ -58,7 +77,12 @@ class Services:
 
     settings: Settings
     clock: Callable[[], datetime] = field(default=report_service.utc_now)
-    """The reports' clock; the demo and tests pass their own."""
+    """The reports' (and budgets') clock; the demo and tests pass their own."""
+    gateway_credential: Any = None
+    """What signs in to Azure Resource Manager; None: the app's managed identity (the demo and tests
+    pass a token for the local stand-in)."""
+    budget_retries: RetryPolicy = field(default_factory=RetryPolicy)
+    """How hard an evaluation retries a change to an APIM subscription before leaving it to the next."""
 
     @cached_property
     def storage(self) -> storage.StorageAccount:
@@ -117,6 +141,19 @@ class Services:
             return {"status": "not_configured", "incomplete_days": []}
         return llm_logs.month_status(self.llm_log_store, period, now, settings.lag_hours).as_dict()
 
+    def evaluate_budgets(self) -> None:
+        """The budget timer's work: the evaluated months' LLM logs first (a day that fails is not
+        fatal: the evaluation goes on with what the ledger holds, and says so), then the budgets."""
+        now = self.clock()
+
+        def prepare(months: list[str]) -> llm_logs.CollectOutcome | None:
+            outcome = self.collect_llm_logs(now, months)
+            if outcome is not None and outcome.failed:
+                raise CollectionError(outcome.failed)
+            return outcome
+
+        budget_evaluation.run(self.budgets, now, prepare=prepare)
+
     def run_schedule(self) -> list[report_jobs.ReportJob]:
         """The timer's work: queue every due month's report, bring the LLM logs of the other months
         of the window up to date (each queued job brings its own month), and queue the FinOps hub
@@ -170,6 +207,59 @@ class Services:
         )
 
     @cached_property
+    def live_days(self) -> LiveDays:
+        """The days not yet settled, kept fenced in memory between evaluations and requests."""
+        return LiveDays(self.month_view)
+
+    @cached_property
+    def month_totals(self) -> MonthTotals:
+        """The usage API's reader: the month's settled days summed once and kept, corrected, plus the live days."""
+        return MonthTotals(self.month_view, self.live_days, BlobCompactTotals(self._report_store.container))
+
+    @cached_property
+    def _budget_reader(self) -> MonthReader:
+        return MonthReader(self.month_view, self.live_days)
+
+    @cached_property
+    def _budget_store(self) -> TableBudgetStore:
+        return TableBudgetStore(self.storage.table(self.settings.storage.budget_table))
+
+    def budget_definitions(self, sheet: PriceSheet) -> list[Budget]:
+        """The budget file, read on every use (a change needs no restart); none when the setting is empty."""
+        file = self.settings.budgets.file
+        if file is None:
+            return []
+        return load_budgets(app_path(file), sheet.currency, sheet.minor_units)
+
+    @cached_property
+    def gateway(self) -> GatewaySubscriptions:
+        """The configured API Management instance's subscriptions, through Azure Resource Manager."""
+        budgets = self.settings.budgets
+        if budgets.apim_resource_id is None:
+            raise ConfigurationError("no API Management instance is configured")
+        if self.gateway_credential is not None:
+            return ArmGatewaySubscriptions(budgets.arm_endpoint, budgets.apim_resource_id, self.gateway_credential)
+        return arm_gateway(budgets.arm_endpoint, budgets.apim_resource_id, budgets.arm_client_id)
+
+    @property
+    def budgets(self) -> BudgetContext:
+        budgets = self.settings.budgets
+        return BudgetContext(
+            reader=self._budget_reader,
+            store=self._budget_store,
+            snapshots=BlobBudgetSnapshots(self._report_store.container),
+            budgets=self.budget_definitions,
+            price_sheet=self.price_sheet,
+            cost_centers=self.cost_centers,
+            gateway=(lambda: self.gateway) if budgets.apim_resource_id is not None else None,
+            enforcement=budgets.enforcement,
+            max_suspensions=budgets.max_suspensions,
+            grace_days=self.settings.final_grace_days,
+            is_final=lambda period: self._report_store.pointer(period, FINAL) is not None,
+            policy=self.budget_retries,
+        )
+
+    @cached_property
     def _reconciliation_store(self) -> TableReconciliationStore:
         return TableReconciliationStore(self.storage.table(self.settings.storage.reconciliation_table))
 
@@ -192,7 +282,13 @@ class Services:
             links=settings.downloads == "redirect",
             streamed_usage=self.streamed_usage,
             corrections=BlobCorrectionStore(self._report_store.container),
+            budgets=self._budget_view,
         )
+
+    def _budget_view(self, period: str) -> pd.DataFrame:
+        """The month's budgets as last evaluated, for its report page; none when there is no evaluation."""
+        found = BlobBudgetSnapshots(self._report_store.container).get(period)
+        return budget_frame(report_rows(None if found is None else found[0], self.cost_centers()))
 
     @cached_property
     def _job_queue(self) -> StorageJobQueue:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from chargeback.access.gate import LOCAL_PRINCIPAL_SETTING, AccessPolicy
+from chargeback.budgets import gateway
 from chargeback.domain.errors import ConfigurationError
 from chargeback.ingestion import llm_log_rows
 
@@ -49,6 +51,15 @@ FINOPS_HUB_SCOPE = "CHARGEBACK_FINOPS_HUB_SCOPE"
 LINES_ENDPOINT = "CHARGEBACK_LINES_ENDPOINT"
 LINES_RULE_ID = "CHARGEBACK_LINES_RULE_ID"
 LINES_FILE = "CHARGEBACK_LINES_FILE"
+BUDGETS = "CHARGEBACK_BUDGETS"
+BUDGET_SCHEDULE = "BUDGET_SCHEDULE"
+BUDGET_TABLE = "CHARGEBACK_BUDGET_TABLE"
+ENFORCEMENT = "CHARGEBACK_ENFORCEMENT"
+ENFORCEMENT_CHOICES = ("off", "on")
+APIM_RESOURCE_ID = "CHARGEBACK_APIM_RESOURCE_ID"
+ARM_ENDPOINT = "CHARGEBACK_ARM_ENDPOINT"
+ARM_CLIENT_ID = "CHARGEBACK_ARM_CLIENT_ID"
+MAX_SUSPENSIONS = "CHARGEBACK_MAX_SUSPENSIONS"
 
 DEFAULTS: Mapping[str, str] = {
     EVENTHUB_NAME: "aoai-usage",
@@ -69,6 +80,12 @@ DEFAULTS: Mapping[str, str] = {
     PROVIDER_NAME: "AI gateway platform",
     LLM_LOG_SCOPE: llm_log_rows.SCOPE_STREAMED,
     DOWNLOADS: "redirect",
+    BUDGETS: "config/budgets.csv",
+    BUDGET_SCHEDULE: "0 */15 * * * *",
+    BUDGET_TABLE: "budgetstate",
+    ENFORCEMENT: "off",
+    ARM_ENDPOINT: "https://management.azure.com",
+    MAX_SUSPENSIONS: "5",
 }
 
 
@@ -88,6 +105,26 @@ class StorageSettings:
     dead_letter_container: str
     report_queue: str
     """The Storage queue report generation jobs wait in; the queue-triggered function reads it."""
+    budget_table: str = "budgetstate"
+    """Budget records: threshold crossings, suspensions, breaker trips, a partition per month."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSettings:
+    """Where the budgets are defined and whether, and through what, they suspend subscriptions."""
+
+    file: str | None = None
+    """The budget file (CSV or JSON), relative to the app root; None: no budgets."""
+    enforcement: bool = False
+    """``on``: exceeded ``suspend`` budgets suspend their APIM subscriptions; ``off``: they show ``would_suspend``."""
+    apim_resource_id: str | None = None
+    """The one API Management instance whose subscriptions are suspended and re-activated."""
+    arm_endpoint: str = "https://management.azure.com"
+    """Azure Resource Manager's endpoint (another one in a sovereign cloud)."""
+    arm_client_id: str | None = None
+    """The client id of the user-assigned identity that signs in to Azure Resource Manager."""
+    max_suspensions: int = 5
+    """More suspensions due in one evaluation than this trips the breaker: none is made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +184,7 @@ class Settings:
     """The FinOps hub final reports are delivered to, when one is named."""
     lines: LinesSettings | None = None
     """Where each committed generation's lines are published, when anywhere."""
+    budgets: BudgetSettings = BudgetSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -183,6 +221,7 @@ class Settings:
             reports_container=need(REPORTS_CONTAINER),
             dead_letter_container=need(DEAD_LETTER_CONTAINER),
             report_queue=need(REPORT_QUEUE),
+            budget_table=need(BUDGET_TABLE),
         )
         return cls(
             storage=storage,
@@ -205,6 +244,16 @@ class Settings:
             downloads=_choice(DOWNLOADS, need(DOWNLOADS), DOWNLOAD_CHOICES),
             finops_hub=_finops_hub(get(FINOPS_HUB_STORAGE), get(FINOPS_HUB_SCOPE), need(PROVIDER_NAME)),
             lines=_lines(get(LINES_ENDPOINT), get(LINES_RULE_ID), get(LINES_FILE)),
+            budgets=_budget_settings(
+                BudgetSettings(
+                    file=get(BUDGETS),
+                    enforcement=_choice(ENFORCEMENT, need(ENFORCEMENT), ENFORCEMENT_CHOICES) == "on",
+                    apim_resource_id=get(APIM_RESOURCE_ID),
+                    arm_endpoint=need(ARM_ENDPOINT),
+                    arm_client_id=get(ARM_CLIENT_ID),
+                    max_suspensions=_whole(MAX_SUSPENSIONS, need(MAX_SUSPENSIONS)),
+                )
+            ),
         )
 
 
@@ -247,6 +296,23 @@ def _finops_hub(storage: str | None, scope: str | None, provider: str) -> FinOps
             f"setting {FINOPS_HUB_STORAGE} must be a blob service URI (https://...) or a connection string"
         )
     return FinOpsHubSettings(connection_string=storage, blob_service_uri=None, scope=scope)
+
+
+def _budget_settings(budgets: BudgetSettings) -> BudgetSettings:
+    """The budget settings checked together: an instance to act on when enforcement is on, well-formed ids."""
+    try:
+        endpoint = gateway.check_endpoint(budgets.arm_endpoint)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"setting {ARM_ENDPOINT}: {exc}") from None
+    instance = budgets.apim_resource_id
+    if instance is not None:
+        try:
+            instance = gateway.check_instance(instance)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"setting {APIM_RESOURCE_ID}: {exc}") from None
+    elif budgets.enforcement:
+        raise ConfigurationError(f"setting {ENFORCEMENT} is on, so {APIM_RESOURCE_ID} must name the API Management")
+    return dataclasses.replace(budgets, arm_endpoint=endpoint, apim_resource_id=instance)
 
 
 def _decimal(name: str, raw: str) -> Decimal:

@@ -33,6 +33,7 @@ MINOR_UNITS: Mapping[str, int] = {
     "VND": 0, "ZAR": 2,
 }  # fmt: skip
 """ISO 4217 minor-unit digits of the currencies a sheet may name without stating them."""
+SECONDS_PER_HOUR = Decimal(3600)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MODEL_SEPARATORS = ("-", "_", ":", "@", "/")
 

@@ -2,6 +2,7 @@
 
     ChargebackError
     ├── ConfigurationError        a setting is missing or malformed; fix the app settings
+    │   └── BudgetFileError         the budget file cannot be used: its name, row and problem
     ├── InvalidRequestError       a caller asked for something malformed (HTTP 400)
     ├── NotFoundError             a caller asked for something that does not exist (HTTP 404)
     ├── ConflictError             the request contradicts stored state (HTTP 409)
@@ -15,6 +16,7 @@
     │   ├── PartialResultError      Log Analytics returned a partial result
     │   └── PublishError            Log Analytics did not take the report lines sent to it
     ├── PriceListError            Azure's price list could not be read, or disagrees with the meter map
+    ├── ManagementError           Azure Resource Manager refused or failed a change to API Management
     ├── ReportScheduleError       some months' reports failed; the others were generated
     └── CollectionError           some days' LLM logs could not be collected; the others were
 
@@ -32,6 +34,17 @@ class ChargebackError(Exception):
 
 class ConfigurationError(ChargebackError):
     """A setting is missing or malformed."""
+
+
+class BudgetFileError(ConfigurationError):
+    """The budget file cannot be used; ``file`` is its name (never its path), ``row`` where, ``problem`` what."""
+
+    def __init__(self, file: str, row: str | None, problem: str) -> None:
+        where = f"{file}, {row}" if row else file
+        super().__init__(f"budget file {where}: {problem}")
+        self.file = file
+        self.row = row
+        self.problem = problem
 
 
 class InvalidRequestError(ChargebackError):
@@ -92,6 +105,20 @@ class PublishError(MonitorError):
 
 class PriceListError(ChargebackError):
     """Azure's retail price list could not be read, or its meters do not match the meter map."""
+
+
+class ManagementError(ChargebackError):
+    """Azure Resource Manager answered a change to API Management with a fault, or did not answer.
+
+    ``status`` is the HTTP status (None when no answer came: a timeout or a lost connection),
+    ``code`` ARM's error code when it gave one, ``retry_after`` the seconds it asked to wait.
+    """
+
+    def __init__(self, message: str, *, status: int | None, code: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.retry_after = retry_after
 
 
 class ReportScheduleError(ChargebackError):

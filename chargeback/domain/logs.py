@@ -32,6 +32,13 @@ FINOPS_HUB = "chargeback.finops_hub"
 REPORT_FOLLOW_UP_FAILED = "chargeback.report.follow_up_failed"
 REPORT_SCHEDULE = "chargeback.report.schedule"
 PUBLISHED_LINES = "chargeback.lines"
+BUDGET_THRESHOLD = "chargeback.budget.threshold"
+BUDGET_FORECAST = "chargeback.budget.forecast"
+BUDGET_BREAKER = "chargeback.budget.breaker"
+BUDGET_INVALID = "chargeback.budget.invalid"
+BUDGET_SUSPEND = "chargeback.budget.suspend"
+BUDGET_REACTIVATE = "chargeback.budget.reactivate"
+BUDGET_EVALUATION = "chargeback.budget.evaluation"
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **facts: object) -> None:

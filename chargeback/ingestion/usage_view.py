@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from chargeback.domain.usage import ZERO, Counters, UsageRow
+import numpy as np
+import pandas as pd
+
+from chargeback.domain.usage import COUNTER_FIELDS, ZERO, Counters, UsageRow
 
 _SPLIT_FIELDS = ("prompt_tokens", "completion_tokens")
 
@@ -53,16 +56,32 @@ def unattributed_document(rows: Iterable[UsageRow]) -> dict[str, Any]:
     }
 
 
+Line = tuple[str, str, str, Counters]
+"""One line of totals: subscription, model, deployment, and the counters summed over the period."""
+
+
 def usage_document(
     period: str, rows: Iterable[UsageRow], dead_letters: int, *, unattributed: Iterable[UsageRow] = ()
+) -> dict[str, Any]:
+    """:func:`totals_document` of ledger rows, summed per line first."""
+    lines: dict[tuple[str, str, str], Counters] = {}
+    for row in rows:
+        line = (row.key.subscription_id, row.key.model, row.key.deployment)
+        lines[line] = lines.get(line, ZERO) + row.counters
+    return totals_document(
+        period, ((*line, counters) for line, counters in lines.items()), dead_letters, unattributed=unattributed
+    )
+
+
+def totals_document(
+    period: str, lines: Iterable[Line], dead_letters: int, *, unattributed: Iterable[UsageRow] = ()
 ) -> dict[str, Any]:
     """Totals per subscription, each with its (model, deployment) lines and its split by source,
     grand totals, and the LLM-log usage not attributed to a subscription yet."""
     by_subscription: dict[str, dict[tuple[str, str], Counters]] = {}
-    for row in rows:
-        models = by_subscription.setdefault(row.key.subscription_id, {})
-        line = (row.key.model, row.key.deployment)
-        models[line] = models.get(line, ZERO) + row.counters
+    for subscription_id, model, deployment, counters in lines:
+        models = by_subscription.setdefault(subscription_id, {})
+        models[(model, deployment)] = models.get((model, deployment), ZERO) + counters
     subscriptions = []
     grand = ZERO
     for subscription_id in sorted(by_subscription):
@@ -88,3 +107,80 @@ def usage_document(
         "unattributed_llm_logs": unattributed_document(unattributed),
         "dead_letters": dead_letters,
     }
+
+
+TOTALS_COLUMNS = ("subscription_id", "model", "deployment", *COUNTER_FIELDS)
+"""A frame of per-line totals: one row per (subscription, model, deployment), every counter."""
+
+
+def frame_document(
+    period: str, totals: pd.DataFrame, dead_letters: int, *, unattributed: Iterable[UsageRow] = ()
+) -> dict[str, Any]:
+    """:func:`totals_document` built column by column from a frame of per-line totals (:data:`TOTALS_COLUMNS`),
+    for months of hundreds of thousands of lines."""
+    frame = totals.loc[:, list(TOTALS_COLUMNS)].sort_values(["subscription_id", "model", "deployment"], kind="stable")
+    models = _line_documents(frame)
+    by_subscription = frame.groupby("subscription_id", sort=True)[list(COUNTER_FIELDS)].sum()
+    ends = np.cumsum(frame.groupby("subscription_id", sort=True).size().to_numpy())
+    subscriptions = []
+    start = 0
+    for (subscription_id, values), end in zip(by_subscription.iterrows(), ends, strict=True):
+        total = Counters(*(int(value) for value in values))
+        subscriptions.append(
+            {
+                "subscription_id": str(subscription_id),
+                **counters_document(total),
+                "sources": sources_document(total),
+                "models": models[start:end],
+            }
+        )
+        start = int(end)
+    grand = Counters(*(int(frame[name].sum()) for name in COUNTER_FIELDS))
+    return {
+        "period": period,
+        "subscriptions": subscriptions,
+        "totals": counters_document(grand),
+        "sources": sources_document(grand),
+        "unattributed_llm_logs": unattributed_document(unattributed),
+        "dead_letters": dead_letters,
+    }
+
+
+def _line_documents(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each line as the usage document shows it: its model, deployment and :func:`counters_document`."""
+    column = {name: frame[name].to_numpy() for name in COUNTER_FIELDS}
+    known = (column["requests"] > column["unsplit_requests"]).tolist()
+
+    def split(name: str) -> list[int | None]:
+        return [int(value) if ok else None for value, ok in zip(column[name].tolist(), known, strict=True)]
+
+    prompt, completion, cached = split("prompt_tokens"), split("completion_tokens"), split("cached_tokens")
+    plain = {name: column[name].tolist() for name in ("requests", "total_tokens", "unsplit_tokens")}
+    rest = {name: column[name].tolist() for name in ("unsplit_requests", "time_fallbacks")}
+    return [
+        {
+            "model": model,
+            "deployment": deployment,
+            "requests": requests,
+            "prompt_tokens": p,
+            "completion_tokens": c,
+            "cached_tokens": k,
+            "total_tokens": total,
+            "unsplit_tokens": unsplit,
+            "unsplit_requests": unsplit_requests,
+            "time_fallbacks": fallbacks,
+        }
+        for model, deployment, requests, p, c, k, total, unsplit, unsplit_requests, fallbacks in zip(
+            frame["model"].astype(str).tolist(),
+            frame["deployment"].astype(str).tolist(),
+            plain["requests"],
+            prompt,
+            completion,
+            cached,
+            plain["total_tokens"],
+            plain["unsplit_tokens"],
+            rest["unsplit_requests"],
+            rest["time_fallbacks"],
+            strict=True,
+        )
+    ]

@@ -6,8 +6,8 @@ import io
 import itertools
 import json
 import zipfile
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -29,7 +29,7 @@ from chargeback.billing.pricing import LINE_COLUMNS, PROVISIONED_COLUMNS, price_
 from chargeback.domain.periods import period_bounds
 from chargeback.domain.usage import UsageRow
 from chargeback.reconciliation.reconcile import ReconciliationLine
-from chargeback.reports.model import DEFAULT_INVOICE_ISSUER, Report
+from chargeback.reports.model import BUDGET_COLUMNS, DEFAULT_INVOICE_ISSUER, Report, no_budgets
 
 USAGE = "usage"
 ADJUSTMENT = "adjustment"
@@ -304,7 +304,7 @@ def filtered(
     # the days and reconciliation of the subscriptions whose usage is shown (a correction line alone
     # may show a subscription whose usage another cost center pays now)
     subscriptions = set(detail.loc[detail["charge_category"] == USAGE, "subscription_id"].astype(str))
-    return _assemble(
+    narrowed = _assemble(
         report.period,
         detail,
         report.daily[report.daily["subscription_id"].isin(sorted(subscriptions))].reset_index(drop=True),
@@ -317,6 +317,26 @@ def filtered(
         generated_at=report.generated_at,
         invoice_issuer=report.invoice_issuer,
     )
+    return replace(
+        narrowed,
+        budgets=_budgets_of(
+            report.budgets, subscription=subscription, cost_center=cost_center, cost_centers=cost_centers
+        ),
+    )
+
+
+def _budgets_of(
+    budgets: pd.DataFrame, *, subscription: str | None, cost_center: str | None, cost_centers: Collection[str] | None
+) -> pd.DataFrame:
+    """The budgets a narrowed report shows: its subscription's, or its cost centers' and their subscriptions'."""
+    keep = pd.Series(True, index=budgets.index)
+    if subscription is not None:
+        keep &= (budgets["scope"] == "subscription") & (budgets["id"] == subscription)
+    if cost_center is not None:
+        keep &= budgets["cost_center"] == cost_center
+    if cost_centers is not None:
+        keep &= budgets["cost_center"].isin(sorted(cost_centers))
+    return budgets[keep].reset_index(drop=True)
 
 
 _BUNDLE_FRAMES = ("lines", "line_details", "daily", "reconciliation", "provisioned")
@@ -330,6 +350,8 @@ def to_bundle(report: Report) -> bytes:
             frame_buffer = io.BytesIO()
             getattr(report, name).to_parquet(frame_buffer, index=False)
             bundle.writestr(f"{name}.parquet", frame_buffer.getvalue())
+        if len(report.budgets):
+            bundle.writestr("budgets.json", report.budgets.to_json(orient="records"))
         meta = {
             "period": report.period,
             "currency": report.currency,
@@ -351,13 +373,14 @@ def from_bundle(data: bytes) -> Report:
             if f"{name}.parquet" in stored
         }
         meta = json.loads(bundle.read("report.json"))
+        budgets = json.loads(bundle.read("budgets.json")) if "budgets.json" in bundle.namelist() else []
     detail = pd.concat([frames["lines"], frames["line_details"]], axis=1)
     if "llm_log_tokens" not in detail.columns:
         # A bundle written before the LLM logs were a usage source: every token came as an event.
         detail = detail.assign(event_tokens=detail["total_tokens"], llm_log_tokens=0)
     # A bundle written before the provisioned view: nothing to show of it.
     provisioned = frames.get("provisioned", pd.DataFrame(columns=list(PROVISIONED_COLUMNS)))
-    return _assemble(
+    report = _assemble(
         str(meta["period"]),
         detail.drop(columns=["monitor_total_tokens", "delta_tokens"], errors="ignore"),
         frames["daily"],
@@ -367,6 +390,16 @@ def from_bundle(data: bytes) -> Report:
         minor_units=int(meta["minor_units"]),
         generated_at=datetime.fromisoformat(meta["generated_at"]),
         invoice_issuer=str(meta["invoice_issuer"]),
+    )
+    return replace(report, budgets=budget_frame(budgets))
+
+
+def budget_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Budget rows as the report keeps them (:data:`BUDGET_COLUMNS`, text throughout)."""
+    if not rows:
+        return no_budgets()
+    return pd.DataFrame(
+        {name: [None if row.get(name) is None else str(row[name]) for row in rows] for name in BUDGET_COLUMNS}
     )
 
 

@@ -18,6 +18,24 @@ DEFAULT_INVOICE_ISSUER = "AI gateway platform"
 DRAFT = "draft"
 FINAL = "final"
 
+BUDGET_COLUMNS = (
+    "scope",
+    "id",
+    "cost_center",
+    "amount",
+    "spent",
+    "forecast",
+    "percent",
+    "status",
+    "action",
+    "evaluated_at",
+)
+"""The budgets a report shows: the latest evaluation of its month, money as decimal text."""
+
+
+def no_budgets() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=object) for name in BUDGET_COLUMNS})
+
 
 @dataclass(frozen=True, eq=False)
 class Report:
@@ -42,6 +60,8 @@ class Report:
     provisioned: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     """Per provisioned deployment: units, rates, hours billed, cost, what its users shared and
     what stayed idle (billed to ``unallocated``), and the requests and tokens it served."""
+    budgets: pd.DataFrame = field(default_factory=no_budgets, repr=False)
+    """The month's budgets as last evaluated (:data:`BUDGET_COLUMNS`); shown on the page, not billed."""
 
     @property
     def grand_total(self) -> Decimal:

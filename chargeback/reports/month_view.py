@@ -23,6 +23,7 @@ once both hold a correct view, one file is kept, and the loser reads the winner'
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -185,6 +186,10 @@ class MonthView:
         """The day's compacted rows and their fence; compacts the day when no file exists."""
         return decode(self._compacted_bytes(day))
 
+    def compacted_table(self, day: date) -> tuple[pa.Table, Fence]:
+        """:meth:`compacted` as an Arrow table: no row becomes a Python object."""
+        return decode_table(self._compacted_bytes(day))
+
     def _compacted_bytes(self, day: date) -> bytes:
         data = self.compact.get(day)
         if data is None:
@@ -247,7 +252,14 @@ def entries_frame(entries: Iterable[LedgerEntry]) -> pd.DataFrame:
             columns[name].append(getattr(entry.key, name))
         for name in COUNTER_FIELDS:
             columns[name].append(getattr(entry.counters, name))
+    if not columns["slice"]:
+        return _no_entries().copy()  # most reads past a fence find nothing: skip building an empty frame
     return _typed(pd.DataFrame(columns))
+
+
+@functools.cache
+def _no_entries() -> pd.DataFrame:
+    return _typed(pd.DataFrame({name: [] for name in ENTRY_COLUMNS}))
 
 
 def concat_entries(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
@@ -381,11 +393,7 @@ def window_totals(usage: pd.DataFrame, window: tuple[datetime, datetime]) -> dic
 def encode(entries: pd.DataFrame, fence: Fence) -> bytes:
     """A compacted day as Parquet, with its fence in the file's metadata."""
     table = pa.Table.from_pandas(entries, preserve_index=False)
-    document = {
-        "as_of": _iso(fence.as_of),
-        "slices": {name: list(state) for name, state in fence.slices.items()},
-        "llm_marker": fence.llm_marker,
-    }
+    document = fence_document(fence)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), _FENCE: json.dumps(document).encode()})
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression="zstd")
@@ -394,19 +402,35 @@ def encode(entries: pd.DataFrame, fence: Fence) -> bytes:
 
 def decode(data: bytes) -> tuple[pd.DataFrame, Fence]:
     table, fence = decode_table(data)
-    return _typed(table.to_pandas()), fence
+    return entries_of_table(table), fence
+
+
+def entries_of_table(table: pa.Table) -> pd.DataFrame:
+    """A compacted day's Arrow table as a frame in :data:`ENTRY_COLUMNS`."""
+    return _typed(table.to_pandas())
 
 
 def decode_table(data: bytes) -> tuple[pa.Table, Fence]:
     """A compacted day as an Arrow table, and its fence."""
     table = pq.read_table(io.BytesIO(data))
-    document = json.loads((table.schema.metadata or {})[_FENCE])
-    fence = Fence(
+    return table, fence_from(json.loads((table.schema.metadata or {})[_FENCE]))
+
+
+def fence_document(fence: Fence) -> dict[str, Any]:
+    """A fence as JSON: how compacted files (and files built from them) keep it."""
+    return {
+        "as_of": _iso(fence.as_of),
+        "slices": {name: list(state) for name, state in fence.slices.items()},
+        "llm_marker": fence.llm_marker,
+    }
+
+
+def fence_from(document: Mapping[str, Any]) -> Fence:
+    return Fence(
         datetime.fromisoformat(document["as_of"]),
         {name: SliceState(int(w), str(etag), int(n)) for name, (w, etag, n) in document["slices"].items()},
         document["llm_marker"],
     )
-    return table, fence
 
 
 def usage_of_table(table: pa.Table) -> pd.DataFrame:
@@ -416,7 +440,8 @@ def usage_of_table(table: pa.Table) -> pd.DataFrame:
     grouped = table.group_by(list(LEDGER_KEYS)).aggregate([(name, "sum") for name in LEDGER_COUNTERS])
     grouped = grouped.rename_columns([name.removesuffix("_sum") for name in grouped.column_names])
     folded = grouped.to_pandas(strings_to_categorical=True)
-    folded["day"] = pd.to_datetime(folded["day"].astype(str)).astype("datetime64[s]")
+    days = folded["day"].cat  # a day's file holds one day: convert the category, not every row
+    folded["day"] = np.asarray(pd.to_datetime(days.categories.astype(str)).astype("datetime64[s]"))[days.codes]
     return normalise_usage_frame(folded.loc[:, [*LEDGER_KEYS, *LEDGER_COUNTERS]])
 
 

@@ -111,6 +111,7 @@ def render_page(report: Report, manifest: Mapping[str, Any]) -> bytes:
         [
             _header(report, manifest),
             _section("Cost by cost center", _cost_centers(report)),
+            *([_section("Budgets", _budgets(report))] if len(report.budgets) else []),
             _section("Cost and tokens per subscription", _subscriptions(report, colours)),
             _section("Provisioned capacity (PTU)", _provisioned(report, manifest)),
             _section("Lines", _lines(report)),
@@ -254,6 +255,33 @@ def _cost_centers(report: Report) -> str:
         ],
     )
     return _bar_chart("cost-centers", "Cost by cost center", bars) + table
+
+
+BUDGET_STATUS_COLOURS = {"ok": "#59a14f", "warning": "#f28e2b", "exceeded": "#e15759"}
+
+
+def _budgets(report: Report) -> str:
+    """Each budget's spend, forecast and amount, the most used first (the API lists every one)."""
+    records = sorted(_records(report.budgets), key=lambda r: Decimal(str(r["percent"])), reverse=True)
+    shown = records[:MAX_SHOWN]
+    rows = [
+        (
+            _Cell(f"{r['scope'].replace('_', ' ')} {r['id']}", css="id"),
+            _Cell(r["cost_center"] or "—"),
+            _Cell(_money(r["spent"], report.currency), numeric=True),
+            _Cell(_money(r["forecast"], report.currency), numeric=True),
+            _Cell(_money(r["amount"], report.currency), numeric=True),
+            _Cell(f"{Decimal(str(r['percent'])):.2f} %", numeric=True),
+            _Cell(r["status"], colour=BUDGET_STATUS_COLOURS.get(str(r["status"]), UNKNOWN_STATUS_COLOUR)),
+            _Cell(str(r["action"]).replace("_", " ")),
+        )
+        for r in shown
+    ]
+    table = _table(("budget", "cost center", "spent", "forecast", "amount", "used", "status", "action"), rows)
+    note = f"As evaluated at {_text(str(records[0]['evaluated_at']))}"
+    if len(records) > len(shown):
+        note += f"; {len(records) - len(shown):,} more in GET /api/budgets/{_text(report.period)}"
+    return f'<p class="meta">{note}.</p>\n{table}'
 
 
 def _subscriptions(report: Report, colours: Mapping[str, str]) -> str:

@@ -14,6 +14,7 @@ month re-priced or re-mapped by an administrator has its difference recorded as 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -176,6 +177,8 @@ class ReportContext:
     ``llm_logs.month_status``. A report is written either way, and says so when it is not."""
     corrections: CorrectionStore | None = None
     """Where corrections of final months are recorded; None: no correction is ever billed."""
+    budgets: Callable[[str], pd.DataFrame] | None = None
+    """The month's budgets as last evaluated, for the page (chargeback.reports.model.BUDGET_COLUMNS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +315,8 @@ def _price(context: ReportContext, period: str, now: datetime) -> Priced:
         invoice_issuer=context.provider_name,
     )
     refs = [CorrectionRef(period=pending.period, id=pending.id) for pending in due]
+    if context.budgets is not None:
+        report = dataclasses.replace(report, budgets=context.budgets(period))
     # The month's usage frame is dropped here, before any file is rendered: it is the largest thing held.
     return Priced(report, read.changes, read.records, adjustments, summary, streamed_usage, refs)
 

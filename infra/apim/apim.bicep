@@ -46,6 +46,10 @@ param logLlmMessages bool = false
 @description('Create the diagnostic setting that sends GatewayLogs and GatewayLlmLogs to the workspace. False when one of the instance\'s settings already sends both there as resource-specific tables: Azure Monitor refuses a second setting for the same category and destination ("Data sink ... is already used").')
 param createDiagnosticSetting bool = true
 
+@minValue(0)
+@description('Tokens each APIM subscription may use a month before the gateway answers 403; 0 installs no quota.')
+param monthlyTokenQuota int = 0
+
 // The outbound fragment names this logger in its log-to-eventhub policy; policy attributes
 // cannot read parameters, so the two must change together.
 var loggerName = 'chargeback-usage-logger'
@@ -212,6 +216,30 @@ resource usageEventFragment 'Microsoft.ApiManagement/service/policyFragments@202
     value: loadTextContent('fragments/chargeback-usage-event.xml')
   }
   dependsOn: [usageLogger]
+}
+
+// Optional: a monthly token quota per APIM subscription, a hard stop at the gateway to pair with the
+// budgets. Installed (with the named value it reads) only when a quota is given; the Azure OpenAI
+// API's policy then includes <include-fragment fragment-id="chargeback-token-quota" /> in inbound.
+resource tokenQuotaValue 'Microsoft.ApiManagement/service/namedValues@2024-05-01' = if (monthlyTokenQuota > 0) {
+  parent: apimService
+  name: 'chargeback-monthly-token-quota'
+  properties: {
+    displayName: 'chargeback-monthly-token-quota'
+    value: string(monthlyTokenQuota)
+    secret: false
+  }
+}
+
+resource tokenQuotaFragment 'Microsoft.ApiManagement/service/policyFragments@2024-05-01' = if (monthlyTokenQuota > 0) {
+  parent: apimService
+  name: 'chargeback-token-quota'
+  properties: {
+    description: 'At most chargeback-monthly-token-quota tokens per APIM subscription a month (403 past it).'
+    format: 'xml'
+    value: loadTextContent('fragments/chargeback-token-quota.xml')
+  }
+  dependsOn: [tokenQuotaValue]
 }
 
 output loggerId string = usageLogger.id

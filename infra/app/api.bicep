@@ -80,6 +80,20 @@ param finopsHubScope string = ''
 param linesEndpoint string = ''
 param linesRuleId string = ''
 
+@description('Budget records: threshold crossings, suspensions, breaker trips (CHARGEBACK_BUDGET_TABLE).')
+param budgetTableName string
+@description('Path, relative to the app root, of the budget file; empty: no budgets.')
+param budgetsPath string = 'config/budgets.csv'
+@description('NCRONTAB schedule of the budget evaluation timer.')
+param budgetSchedule string = '0 */15 * * * *'
+@description('on: exceeded suspend budgets suspend their APIM subscriptions; off: they show would_suspend.')
+@allowed(['off', 'on'])
+param budgetEnforcement string = 'off'
+@description('Resource id of the API Management instance whose subscriptions budgets act on; empty: none.')
+param apimResourceId string = ''
+@minValue(0)
+param maxSuspensions int = 5
+
 @description('How report files are served: redirect (a short-lived link to the blob) or inline (through the app, when callers cannot reach the storage account).')
 @allowed(['redirect', 'inline'])
 param downloads string = 'redirect'
@@ -156,6 +170,17 @@ var appSettings = {
   // Each committed generation's lines go to Log Analytics through this rule, with the app's identity.
   CHARGEBACK_LINES_ENDPOINT: linesEndpoint
   CHARGEBACK_LINES_RULE_ID: linesRuleId
+
+  // Budgets: evaluated on a timer, recorded in their own table, enforced through Azure Resource
+  // Manager (in this cloud) with the app's identity and a custom role on the one instance.
+  CHARGEBACK_BUDGETS: budgetsPath
+  BUDGET_SCHEDULE: budgetSchedule
+  CHARGEBACK_BUDGET_TABLE: budgetTableName
+  CHARGEBACK_ENFORCEMENT: budgetEnforcement
+  CHARGEBACK_APIM_RESOURCE_ID: apimResourceId
+  CHARGEBACK_ARM_ENDPOINT: environment().resourceManager
+  CHARGEBACK_ARM_CLIENT_ID: identityClientId
+  CHARGEBACK_MAX_SUSPENSIONS: string(maxSuspensions)
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {

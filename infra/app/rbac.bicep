@@ -1,10 +1,13 @@
 // Role assignments in this resource group, each on the narrowest scope its holder needs:
 //   the app's identity     - receives from the usage hub; runs the Functions host on the host
 //                            storage account (leases, checkpoints, timers, keys); reads and writes
-//                            the three ledger tables and the reports and dead-letter containers
-//                            of the data account and the report queue with its poison queue,
-//                            and no data beyond them (not the deployment package); asks the data
-//                            account for user delegation keys; publishes telemetry with Entra ID;
+//                            the ledger, dead-letter, reconciliation and budget tables and the
+//                            reports and dead-letter containers of the data account and the
+//                            report queue with its poison queue, and no data beyond them (not the
+//                            deployment package); asks the data account for user delegation keys;
+//                            publishes telemetry with Entra ID; (with budget enforcement on)
+//                            changes the state of the APIM instance's subscriptions, in
+//                            apim/budget-enforcer.bicep;
 //   the deploy identity    - writes and reads the deployment package container, nothing else;
 //   the deploying user     - sends simulated usage to the hub and runs the app locally, so it
 //     (optional)             gets what the app gets (on the same scopes) plus send on the hub;
@@ -26,6 +29,7 @@ param applicationInsightsName string
 param ledgerTableName string
 param deadLetterTableName string
 param reconciliationTableName string
+param budgetTableName string
 param reportsContainerName string
 param deadLetterContainerName string
 param deploymentContainerName string
@@ -90,6 +94,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
     resource reconciliationTable 'tables' existing = {
       name: reconciliationTableName
+    }
+
+    resource budgetTable 'tables' existing = {
+      name: budgetTableName
     }
   }
 
@@ -190,6 +198,16 @@ resource appDeadLetterTableContributor 'Microsoft.Authorization/roleAssignments@
 resource appReconciliationTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage::tableService::reconciliationTable.id, appPrincipalId, storageTableDataContributorRole)
   scope: storage::tableService::reconciliationTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource appBudgetTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::tableService::budgetTable.id, appPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::budgetTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
     principalId: appPrincipalId
@@ -356,6 +374,16 @@ resource userDeadLetterTableContributor 'Microsoft.Authorization/roleAssignments
 resource userReconciliationTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
   name: guid(storage::tableService::reconciliationTable.id, userPrincipalId, storageTableDataContributorRole)
   scope: storage::tableService::reconciliationTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
+    principalId: userPrincipalId
+    principalType: userPrincipalType
+  }
+}
+
+resource userBudgetTableContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantUser) {
+  name: guid(storage::tableService::budgetTable.id, userPrincipalId, storageTableDataContributorRole)
+  scope: storage::tableService::budgetTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageTableDataContributorRole)
     principalId: userPrincipalId

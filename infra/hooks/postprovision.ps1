@@ -7,14 +7,16 @@
 $ErrorActionPreference = 'Stop'
 
 # Every output the app cannot run without; CHARGEBACK_METRIC_NAMESPACE may be empty (the
-# reconciliation then compares every metric namespace).
+# reconciliation then compares every metric namespace). Budgets are never enforced from a
+# developer's machine: CHARGEBACK_ENFORCEMENT is written off.
 $required = @(
     'EVENTHUB_FULLY_QUALIFIED_NAMESPACE', 'EVENTHUB_NAME', 'EVENTHUB_CONSUMER_GROUP',
     'STORAGE_BLOB_ENDPOINT', 'STORAGE_QUEUE_ENDPOINT', 'STORAGE_TABLE_ENDPOINT',
     'HOST_STORAGE_BLOB_ENDPOINT', 'HOST_STORAGE_QUEUE_ENDPOINT', 'HOST_STORAGE_TABLE_ENDPOINT',
     'LOG_ANALYTICS_WORKSPACE_ID', 'RECONCILE_SCHEDULE', 'CHARGEBACK_RECONCILE_TOLERANCE_PERCENT',
     'CHARGEBACK_RECONCILE_LAG_HOURS', 'CHARGEBACK_FINAL_GRACE_DAYS', 'CHARGEBACK_PRICE_SHEET',
-    'CHARGEBACK_COST_CENTERS', 'CHARGEBACK_DOWNLOADS', 'CHARGEBACK_PROVIDER_NAME', 'CHARGEBACK_LLM_LOG_SCOPE'
+    'CHARGEBACK_COST_CENTERS', 'CHARGEBACK_DOWNLOADS', 'CHARGEBACK_PROVIDER_NAME', 'CHARGEBACK_LLM_LOG_SCOPE',
+    'BUDGET_SCHEDULE', 'CHARGEBACK_ARM_ENDPOINT', 'CHARGEBACK_MAX_SUSPENSIONS'
 )
 $missing = @($required | Where-Object { -not [Environment]::GetEnvironmentVariable($_) })
 if ($missing.Count -gt 0) {
@@ -55,6 +57,13 @@ $values = [ordered]@{
     'CHARGEBACK_FINOPS_HUB_SCOPE'                 = "$env:CHARGEBACK_FINOPS_HUB_SCOPE"
     'CHARGEBACK_LINES_ENDPOINT'                   = "$env:CHARGEBACK_LINES_ENDPOINT"
     'CHARGEBACK_LINES_RULE_ID'                    = "$env:CHARGEBACK_LINES_RULE_ID"
+    'CHARGEBACK_BUDGETS'                          = "$env:CHARGEBACK_BUDGETS"
+    'BUDGET_SCHEDULE'                             = $env:BUDGET_SCHEDULE
+    'CHARGEBACK_BUDGET_TABLE'                     = 'budgetstate'
+    'CHARGEBACK_ENFORCEMENT'                      = 'off'
+    'CHARGEBACK_APIM_RESOURCE_ID'                 = "$env:CHARGEBACK_APIM_RESOURCE_ID"
+    'CHARGEBACK_ARM_ENDPOINT'                     = $env:CHARGEBACK_ARM_ENDPOINT
+    'CHARGEBACK_MAX_SUSPENSIONS'                  = $env:CHARGEBACK_MAX_SUSPENSIONS
 }
 
 $target = 'local.settings.json'

@@ -3,7 +3,9 @@
 # `azd provision` just created, with every setting the app and its bindings read (the names of
 # local.settings.sample.json, connections in their identity form) and the values the deployed
 # app got. Only identity-based settings: locally the app signs in as you (az login / azd auth
-# login) with the roles main.bicep granted to AZURE_PRINCIPAL_ID, so no client id is written. It
+# login) with the roles main.bicep granted to AZURE_PRINCIPAL_ID, so no client id is written, and
+# budgets are never enforced from a developer's machine (CHARGEBACK_ENFORCEMENT off): suspending a
+# team's subscription stays with the deployed app's identity and its custom role. It
 # never reads or writes a key or a connection string.
 set -eu
 
@@ -15,7 +17,8 @@ for name in EVENTHUB_FULLY_QUALIFIED_NAMESPACE EVENTHUB_NAME EVENTHUB_CONSUMER_G
     HOST_STORAGE_BLOB_ENDPOINT HOST_STORAGE_QUEUE_ENDPOINT HOST_STORAGE_TABLE_ENDPOINT \
     LOG_ANALYTICS_WORKSPACE_ID RECONCILE_SCHEDULE CHARGEBACK_RECONCILE_TOLERANCE_PERCENT \
     CHARGEBACK_RECONCILE_LAG_HOURS CHARGEBACK_FINAL_GRACE_DAYS CHARGEBACK_PRICE_SHEET \
-    CHARGEBACK_COST_CENTERS CHARGEBACK_DOWNLOADS CHARGEBACK_PROVIDER_NAME CHARGEBACK_LLM_LOG_SCOPE; do
+    CHARGEBACK_COST_CENTERS CHARGEBACK_DOWNLOADS BUDGET_SCHEDULE CHARGEBACK_ARM_ENDPOINT \
+    CHARGEBACK_MAX_SUSPENSIONS CHARGEBACK_PROVIDER_NAME CHARGEBACK_LLM_LOG_SCOPE; do
     eval "value=\${$name:-}"
     if [ -z "$value" ]; then
         missing="$missing $name"
@@ -67,7 +70,14 @@ cat > "$target" <<JSON
     "CHARGEBACK_FINOPS_HUB_STORAGE": "$(json "${CHARGEBACK_FINOPS_HUB_STORAGE:-}")",
     "CHARGEBACK_FINOPS_HUB_SCOPE": "$(json "${CHARGEBACK_FINOPS_HUB_SCOPE:-}")",
     "CHARGEBACK_LINES_ENDPOINT": "$(json "${CHARGEBACK_LINES_ENDPOINT:-}")",
-    "CHARGEBACK_LINES_RULE_ID": "$(json "${CHARGEBACK_LINES_RULE_ID:-}")"
+    "CHARGEBACK_LINES_RULE_ID": "$(json "${CHARGEBACK_LINES_RULE_ID:-}")",
+    "CHARGEBACK_BUDGETS": "$(json "${CHARGEBACK_BUDGETS:-}")",
+    "BUDGET_SCHEDULE": "$(json "$BUDGET_SCHEDULE")",
+    "CHARGEBACK_BUDGET_TABLE": "budgetstate",
+    "CHARGEBACK_ENFORCEMENT": "off",
+    "CHARGEBACK_APIM_RESOURCE_ID": "$(json "${CHARGEBACK_APIM_RESOURCE_ID:-}")",
+    "CHARGEBACK_ARM_ENDPOINT": "$(json "$CHARGEBACK_ARM_ENDPOINT")",
+    "CHARGEBACK_MAX_SUSPENSIONS": "$(json "$CHARGEBACK_MAX_SUSPENSIONS")"
   }
 }
 JSON

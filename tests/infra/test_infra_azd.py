@@ -55,6 +55,11 @@ OUTPUTS = {
     "CHARGEBACK_DOWNLOADS": "redirect",
     "CHARGEBACK_PROVIDER_NAME": "Contoso AI platform",
     "CHARGEBACK_LLM_LOG_SCOPE": "all",
+    "CHARGEBACK_BUDGETS": "config/budgets.csv",
+    "BUDGET_SCHEDULE": "0 */15 * * * *",
+    "CHARGEBACK_APIM_RESOURCE_ID": "",
+    "CHARGEBACK_ARM_ENDPOINT": "https://management.azure.com/",
+    "CHARGEBACK_MAX_SUSPENSIONS": "5",
     "AZURE_RESOURCE_GROUP": "rg-dev",
 }
 
@@ -191,7 +196,15 @@ def test_the_maximum_instance_count_stays_in_the_range_flex_documents(path: Path
 NOT_WRITTEN_BY_THE_HOOK = {
     **{name: reason for name, reason in NOT_IN_AZURE.items() if name != "FUNCTIONS_WORKER_RUNTIME"},
     settings.MONITOR_CLIENT_ID: "locally the app signs in as you: no client id",
+    settings.ARM_CLIENT_ID: "locally the app signs in as you: no client id",
 }
+LOCAL_ONLY_VALUES = {
+    settings.ENFORCEMENT: (
+        "off",
+        "a developer's machine never suspends a team: that stays with the deployed app's role",
+    ),
+}
+"""Settings the hook writes with a value of its own rather than the deployed app's, and why."""
 SIGN_IN_SUFFIXES = ("__credential", "__clientId")
 
 
@@ -266,7 +279,11 @@ def deployed_source(setting: str) -> str:
 OUTPUT_SOURCE = re.compile(r'\$\(json "\$\{?([A-Z][A-Z0-9_]*)(?::-)?\}?"\)')
 HOOK_VALUES = [(name, source) for name, source in hook_values().items() if name not in NOT_IN_AZURE]
 FROM_OUTPUTS = [(name, match[1]) for name, source in HOOK_VALUES if (match := OUTPUT_SOURCE.fullmatch(source))]
-FIXED = [(name, source) for name, source in HOOK_VALUES if not OUTPUT_SOURCE.fullmatch(source)]
+FIXED = [
+    (name, source)
+    for name, source in HOOK_VALUES
+    if not OUTPUT_SOURCE.fullmatch(source) and name not in LOCAL_ONLY_VALUES
+]
 
 
 @pytest.mark.parametrize(("name", "output"), FROM_OUTPUTS, ids=[name for name, _ in FROM_OUTPUTS])
@@ -281,6 +298,11 @@ def test_the_hook_writes_the_fixed_value_bicep_gives_the_app(name: str, value: s
         literal(variables(INFRA / "main.bicep")[deployed]) if deployed.isidentifier() else literal_text(deployed)
     )
     assert bicep_value == value
+
+
+@pytest.mark.parametrize("name", sorted(LOCAL_ONLY_VALUES))
+def test_the_hook_writes_its_own_value_where_a_developers_machine_must_not_act_as_the_app(name: str) -> None:
+    assert hook_values()[name] == LOCAL_ONLY_VALUES[name][0]
 
 
 def literal_text(source: str) -> str:

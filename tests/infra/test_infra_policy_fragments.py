@@ -35,10 +35,11 @@ def test_every_fragment_is_well_formed_xml_with_a_fragment_root(path: Path) -> N
     assert fragment(path).tag == "fragment"
 
 
-def test_apim_bicep_installs_both_fragments_from_their_files() -> None:
+def test_apim_bicep_installs_every_fragment_from_its_file() -> None:
     assert installed_fragments() == {
         "chargeback-token-metric": "loadTextContent('fragments/chargeback-token-metric.xml')",
         "chargeback-usage-event": "loadTextContent('fragments/chargeback-usage-event.xml')",
+        "chargeback-token-quota": "loadTextContent('fragments/chargeback-token-quota.xml')",
     }
 
 

@@ -128,8 +128,9 @@ HOST = Scope("Microsoft.Storage/storageAccounts", "hostStorageAccountName")
 DATA = Scope("Microsoft.Storage/storageAccounts", "storageAccountName")
 TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
-LEDGER, DEAD_LETTER_TABLE, RECONCILIATION = (
-    Scope(TABLE, name) for name in ("ledgerTableName", "deadLetterTableName", "reconciliationTableName")
+LEDGER, DEAD_LETTER_TABLE, RECONCILIATION, BUDGET_TABLE = (
+    Scope(TABLE, name)
+    for name in ("ledgerTableName", "deadLetterTableName", "reconciliationTableName", "budgetTableName")
 )
 REPORTS, DEAD_LETTER_CONTAINER, PACKAGE = (
     Scope(CONTAINER, name) for name in ("reportsContainerName", "deadLetterContainerName", "deploymentContainerName")
@@ -150,6 +151,7 @@ RUNTIME = [
     ("Storage Table Data Contributor", LEDGER),
     ("Storage Table Data Contributor", DEAD_LETTER_TABLE),
     ("Storage Table Data Contributor", RECONCILIATION),
+    ("Storage Table Data Contributor", BUDGET_TABLE),
     ("Storage Blob Data Contributor", REPORTS),
     ("Storage Blob Data Contributor", DEAD_LETTER_CONTAINER),
     ("Storage Queue Data Contributor", REPORT_QUEUE),
@@ -244,7 +246,16 @@ def test_the_poison_queue_is_the_one_the_functions_host_moves_failed_jobs_to() -
 
 
 def test_no_owner_role_reaches_the_data_account() -> None:
-    data_scopes = {DATA, LEDGER, DEAD_LETTER_TABLE, RECONCILIATION, REPORTS, DEAD_LETTER_CONTAINER, PACKAGE}
+    data_scopes = {
+        DATA,
+        LEDGER,
+        DEAD_LETTER_TABLE,
+        RECONCILIATION,
+        BUDGET_TABLE,
+        REPORTS,
+        DEAD_LETTER_CONTAINER,
+        PACKAGE,
+    }
     assert [g for gs in ALL_GRANTS.values() for g in gs if g.role.endswith("Owner") and g.scope in data_scopes] == []
 
 

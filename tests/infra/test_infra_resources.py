@@ -49,7 +49,9 @@ def test_the_storage_account_creates_its_tables_in_bicep() -> None:
     assert text(tables.props["name"]) == "tableName"
     (call,) = [m for m in modules(INFRA / "main.bicep") if m.symbol == "storage"]
     passed = properties(call.props["params"])
-    assert text(passed["tableNames"]) == "[ledgerTableName, deadLetterTableName, reconciliationTableName]"
+    assert text(passed["tableNames"]) == (
+        "[ledgerTableName, deadLetterTableName, reconciliationTableName, budgetTableName]"
+    )
     assert "reportsContainerName, deadLetterContainerName" in text(passed["containerNames"])
     assert "enableCapture ? [captureContainerName] : []" in text(passed["containerNames"])
 
