@@ -186,6 +186,7 @@ def _correction_lines(lines: pd.DataFrame, period: str, original: str, sheet: Pr
     for name in ("input_price_per_1m", "cached_input_price_per_1m", "output_price_per_1m", "blended_price_per_1m"):
         frame[name] = pd.Series([None] * len(frame), dtype=object)
     frame["rates_applied"] = np.zeros(len(frame), dtype=np.int64)
+    frame["capacity_minor"] = np.zeros(len(frame), dtype=np.int64)  # a difference is not a capacity share
     frame["cost"] = money_column(frame["cost_minor"], sheet.minor_units)
     frame["currency"] = sheet.currency
     assigned = frame.loc[:, list(_ASSIGNED)].astype(str)
