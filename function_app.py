@@ -11,9 +11,9 @@ from chargeback.budgets import evaluate as budget_evaluation
 from chargeback.domain import periods
 from chargeback.ingestion import ingest
 from chargeback.reports import corrections as report_corrections
-from chargeback.reports import finops_hub, published_lines, usage_totals
 from chargeback.reports import jobs as report_jobs
 from chargeback.reports import service as report_service
+from chargeback.reports import usage_totals
 
 # The worker's telemetry (metrics, log lines) goes to Application Insights, set up once, here.
 telemetry.configure()
@@ -101,31 +101,15 @@ def get_budgets(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("generate_report")
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%", connection="ChargebackStorage")
 def generate_report(message: func.QueueMessage) -> None:
-    services = runtime.services()
-    body = message.get_body().decode("utf-8")
-    if finops_hub.is_delivery(body):
-        finops_hub.run(services.finops_hub, body)
-        return
-    if published_lines.is_publication(body):
-        published_lines.run(services.line_publication, body)
-        return
-    # A job brings its own month's LLM-log usage up to date first; the timer collects the others.
-    report_jobs.run(
-        services.report_jobs,
-        body,
-        prepare=lambda period: services.collect_llm_logs(services.clock(), [period]),
-        delivery=message.dequeue_count or 1,
-    )
+    # A report job, or a hub delivery or line publication a committed report queued.
+    runtime.services().run_report_message(message.get_body().decode("utf-8"), delivery=message.dequeue_count or 1)
 
 
 @app.function_name("report_job_gave_up")
 @app.queue_trigger(arg_name="message", queue_name="%CHARGEBACK_REPORT_QUEUE%-poison", connection="ChargebackStorage")
 def report_job_gave_up(message: func.QueueMessage) -> None:
-    # The host moved a message here after its last delivery: a job is failed, if it has not ended;
-    # a hub delivery or a publication is left to the timer, which queues again what is missing.
-    body = message.get_body().decode("utf-8")
-    if not (finops_hub.is_delivery(body) or published_lines.is_publication(body)):
-        report_jobs.give_up(runtime.services().report_jobs, body)
+    # The host moved a message here after its last delivery.
+    runtime.services().give_up_report_message(message.get_body().decode("utf-8"))
 
 
 @app.function_name("list_reports")

@@ -141,6 +141,28 @@ class Services:
             return {"status": "not_configured", "incomplete_days": []}
         return llm_logs.month_status(self.llm_log_store, period, now, settings.lag_hours).as_dict()
 
+    def run_report_message(self, body: str, *, delivery: int) -> None:
+        """One message of the report queue, its ``delivery``-th: a FinOps hub delivery, a publication
+        of a committed report's lines, or a report job, which brings its own month's LLM-log usage
+        up to date first (the timer collects the other months)."""
+        if finops_hub.is_delivery(body):
+            finops_hub.run(self.finops_hub, body)
+        elif published_lines.is_publication(body):
+            published_lines.run(self.line_publication, body)
+        else:
+            report_jobs.run(
+                self.report_jobs,
+                body,
+                prepare=lambda period: self.collect_llm_logs(self.clock(), [period]),
+                delivery=delivery,
+            )
+
+    def give_up_report_message(self, body: str) -> None:
+        """A message the host gave up on: a job is failed, if it has not ended; a hub delivery or a
+        publication is left to the timer, which queues again what is missing."""
+        if not (finops_hub.is_delivery(body) or published_lines.is_publication(body)):
+            report_jobs.give_up(self.report_jobs, body)
+
     def evaluate_budgets(self) -> None:
         """The budget timer's work: the evaluated months' LLM logs first (a day that fails is not
         fatal: the evaluation goes on with what the ledger holds, and says so), then the budgets."""
