@@ -10,8 +10,6 @@ adapter makes one request per call and translates every fault into ``ManagementE
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -24,6 +22,7 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.identity import DefaultAzureCredential
 
+from chargeback.adapters.retry_after import retry_after
 from chargeback.budgets.gateway import GatewaySubscription, check_endpoint, check_instance
 from chargeback.domain.errors import ManagementError
 
@@ -107,20 +106,6 @@ def _error_code(response: HttpResponse) -> str:
         return str(orjson.loads(response.content)["error"]["code"])[:80]
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return ""
-
-
-def retry_after(value: str | None) -> float | None:
-    """``Retry-After`` in seconds: a number of seconds or an HTTP date (RFC 9110)."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def arm_gateway(endpoint: str, resource_id: str, client_id: str | None) -> ArmGatewaySubscriptions:

@@ -26,12 +26,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import cast
 
 import orjson
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from chargeback.adapters.links import BlobLinks
-from chargeback.adapters.storage import translated
+from chargeback.adapters.storage import JSON, PARQUET, put_blob, read_json, translated
 from chargeback.domain.errors import ConflictError, NotFoundError, StorageError
 from chargeback.domain.periods import parse_month
 from chargeback.reports.correction_book import CORRECTION_ID, CorrectionRecord
@@ -68,21 +67,9 @@ def _lost_race(period: str, kind: str) -> Iterator[None]:
         raise ConflictError(f"another {kind} report for {period} was committed first") from exc
 
 
-def _put_json(container: ContainerClient, name: str, document: object, etag: str | None) -> None:
+def _put_json(container: ContainerClient, name: str, document: object, etag: str | None) -> str:
     """Create blob ``name`` (``etag`` None: only if absent) or replace it only if still at ``etag``."""
-    data = orjson.dumps(document, option=orjson.OPT_INDENT_2)
-    settings = ContentSettings(content_type="application/json")
-    if etag is None:
-        container.upload_blob(name, data, overwrite=False, content_settings=settings)
-    else:
-        container.upload_blob(
-            name,
-            data,
-            overwrite=True,
-            etag=etag,
-            match_condition=MatchConditions.IfNotModified,
-            content_settings=settings,
-        )
+    return put_blob(container, name, orjson.dumps(document, option=orjson.OPT_INDENT_2), etag, content_type=JSON)
 
 
 class BlobReportStore:
@@ -131,12 +118,7 @@ class BlobReportStore:
     def pointer(self, period: str, kind: str) -> tuple[Manifest, str] | None:
         """The manifest a pointer holds and the pointer's ETag, or ``None`` when there is none."""
         with translated("read a report pointer"):
-            try:
-                downloader = self._container.download_blob(_pointer(period, kind))
-                data = downloader.readall()
-            except ResourceNotFoundError:
-                return None
-        return cast(Manifest, orjson.loads(data)), str(downloader.properties.etag)
+            return cast("tuple[Manifest, str] | None", read_json(self._container, _pointer(period, kind)))
 
     def commit(self, period: str, kind: str, manifest: Manifest, etag: str | None) -> None:
         """Move the ``kind`` pointer to ``manifest`` if it is still at ``etag`` (``None``: absent).
@@ -196,10 +178,9 @@ class BlobCompactDays:
                 return None
 
     def create(self, day: date, data: bytes) -> bool:
-        settings = ContentSettings(content_type="application/vnd.apache.parquet")
         with translated("write a compacted ledger day"):
             try:
-                self._container.upload_blob(self._name(day), data, overwrite=False, content_settings=settings)
+                put_blob(self._container, self._name(day), data, None, content_type=PARQUET)
             except ResourceExistsError:
                 return False
         return True
@@ -230,12 +211,9 @@ class BlobCompactTotals:
                 return None
 
     def create_totals(self, month: str, through: date, data: bytes) -> bool:
-        settings = ContentSettings(content_type="application/vnd.apache.parquet")
         with translated("write a month's kept totals"):
             try:
-                self._container.upload_blob(
-                    self._name(month, through), data, overwrite=False, content_settings=settings
-                )
+                put_blob(self._container, self._name(month, through), data, None, content_type=PARQUET)
             except ResourceExistsError:
                 return False
         return True
@@ -249,40 +227,27 @@ class BlobJobStore:
 
     def save(self, job: ReportJob) -> None:
         data = orjson.dumps(job, option=orjson.OPT_INDENT_2)
-        settings = ContentSettings(content_type="application/json")
+        name = f"{JOBS}/{_checked(job['id'], 'job')}.json"
         with translated("write a report job"):
-            self._container.upload_blob(
-                f"{JOBS}/{_checked(job['id'], 'job')}.json", data, overwrite=True, content_settings=settings
-            )
+            self._container.upload_blob(name, data, overwrite=True, content_settings=ContentSettings(JSON))
 
     def load(self, job_id: str) -> ReportJob:
         return self.load_versioned(job_id)[0]
 
     def load_versioned(self, job_id: str) -> tuple[ReportJob, str]:
         with translated("read a report job"):
-            try:
-                downloader = self._container.download_blob(f"{JOBS}/{_checked(job_id, 'job')}.json")
-                data = downloader.readall()
-            except ResourceNotFoundError as exc:
-                raise NotFoundError("no such report job") from exc
-        return cast(ReportJob, orjson.loads(data)), str(downloader.properties.etag)
+            found = read_json(self._container, f"{JOBS}/{_checked(job_id, 'job')}.json")
+        if found is None:
+            raise NotFoundError("no such report job")
+        return cast("tuple[ReportJob, str]", found)
 
     def save_versioned(self, job: ReportJob, etag: str) -> str:
         """Write ``job`` if its record is still at ``etag``; ``ConflictError`` when someone moved it."""
-        data = orjson.dumps(job, option=orjson.OPT_INDENT_2)
-        settings = ContentSettings(content_type="application/json")
         with translated("write a report job"):
             try:
-                written = self._container.get_blob_client(f"{JOBS}/{_checked(job['id'], 'job')}.json").upload_blob(
-                    data,
-                    overwrite=True,
-                    content_settings=settings,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
+                return _put_json(self._container, f"{JOBS}/{_checked(job['id'], 'job')}.json", job, etag)
             except ResourceModifiedError as exc:
                 raise ConflictError("the report job was changed by another run") from exc
-        return str(written["etag"])
 
 
 CORRECTIONS = "corrections"
@@ -306,12 +271,7 @@ class BlobCorrectionStore:
 
     def record(self, period: str) -> tuple[CorrectionRecord, str] | None:
         with translated("read a correction record"):
-            try:
-                downloader = self._container.download_blob(self._record(period))
-                data = downloader.readall()
-            except ResourceNotFoundError:
-                return None
-        return cast(CorrectionRecord, orjson.loads(data)), str(downloader.properties.etag)
+            return cast("tuple[CorrectionRecord, str] | None", read_json(self._container, self._record(period)))
 
     def save(self, period: str, record: CorrectionRecord, etag: str | None) -> None:
         """Create the record (``etag`` None) or move it from ``etag``; ``ConflictError`` when it moved first."""
@@ -319,11 +279,8 @@ class BlobCorrectionStore:
             _put_json(self._container, self._record(period), record, etag)
 
     def put_lines(self, period: str, correction: str, data: bytes) -> None:
-        settings = ContentSettings(content_type="application/vnd.apache.parquet")
         with translated("write a correction's lines"):
-            self._container.upload_blob(
-                self._lines(period, correction), data, overwrite=False, content_settings=settings
-            )
+            put_blob(self._container, self._lines(period, correction), data, None, content_type=PARQUET)
 
     def get_lines(self, period: str, correction: str) -> bytes:
         with translated("read a correction's lines"):

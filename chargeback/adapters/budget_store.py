@@ -16,9 +16,9 @@ import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
-from azure.storage.blob import ContainerClient, ContentSettings
+from azure.storage.blob import ContainerClient
 
-from chargeback.adapters.storage import translated
+from chargeback.adapters.storage import JSON, put_blob, read_json, translated
 from chargeback.budgets.evaluate import BudgetSnapshot
 from chargeback.budgets.records import Stored
 from chargeback.domain.errors import TransientStorageError
@@ -101,30 +101,13 @@ class BlobBudgetSnapshots:
 
     def get(self, period: str) -> tuple[BudgetSnapshot, str] | None:
         with translated("read a budget snapshot"):
-            try:
-                downloader = self._container.download_blob(self._name(period))
-                data = downloader.readall()
-            except ResourceNotFoundError:
-                return None
-        return cast(BudgetSnapshot, orjson.loads(data)), str(downloader.properties.etag)
+            return cast("tuple[BudgetSnapshot, str] | None", read_json(self._container, self._name(period)))
 
     def put(self, snapshot: BudgetSnapshot, etag: str | None) -> bool:
-        data = orjson.dumps(snapshot)
-        settings = ContentSettings(content_type="application/json")
-        name = self._name(snapshot["period"])
+        name, data = self._name(snapshot["period"]), orjson.dumps(snapshot)
         with translated("write a budget snapshot"):
             try:
-                if etag is None:
-                    self._container.upload_blob(name, data, overwrite=False, content_settings=settings)
-                else:
-                    self._container.upload_blob(
-                        name,
-                        data,
-                        overwrite=True,
-                        etag=etag,
-                        match_condition=MatchConditions.IfNotModified,
-                        content_settings=settings,
-                    )
+                put_blob(self._container, name, data, etag, content_type=JSON)
             except (ResourceExistsError, ResourceModifiedError):
                 return False
         return True

@@ -11,17 +11,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-from chargeback.adapters.storage import translated
+from chargeback.adapters.storage import PARQUET, put_blob, translated
 from chargeback.app.settings import FinOpsHubSettings
 from chargeback.domain.errors import ConflictError
 from chargeback.reports.finops_hub import CONTAINER, MANIFEST_BODY, Found, Stamp
 
-PARQUET = "application/vnd.apache.parquet"
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 60}
 
 
@@ -72,22 +70,9 @@ class BlobHubStore:
         return Found(stamp, str(properties.etag))
 
     def put(self, name: str, data: bytes, stamp: Stamp, etag: str | None) -> None:
-        settings = ContentSettings(content_type=PARQUET)
-        metadata = stamp.metadata()
         self._writable()
         with translated("deliver to a FinOps hub"), _lost_race(name):
-            if etag is None:
-                self._container.upload_blob(name, data, overwrite=False, metadata=metadata, content_settings=settings)
-            else:
-                self._container.upload_blob(
-                    name,
-                    data,
-                    overwrite=True,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                    metadata=metadata,
-                    content_settings=settings,
-                )
+            put_blob(self._container, name, data, etag, content_type=PARQUET, metadata=stamp.metadata())
 
     def put_manifest(self, name: str, stamp: Stamp) -> None:
         settings = ContentSettings(content_type="application/json")

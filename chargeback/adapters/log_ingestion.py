@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
 from azure.identity import DefaultAzureCredential
 from azure.monitor.ingestion import LogsIngestionClient
-from azure.storage.blob import ContainerClient, ContentSettings
+from azure.storage.blob import ContainerClient
 
-from chargeback.adapters.storage import translated
+from chargeback.adapters.storage import JSON, put_blob, read_json, translated
 from chargeback.app.settings import LinesSettings
 from chargeback.domain.errors import ConflictError, PublishError
 from chargeback.domain.periods import parse_month
@@ -86,25 +85,14 @@ class BlobPublishedStore:
 
     def find(self, period: str) -> tuple[str, str] | None:
         with translated("read what was published"):
-            try:
-                downloader = self._container.download_blob(f"{PUBLISHED}/{parse_month(period)}.json")
-                data = downloader.readall()
-            except ResourceNotFoundError:
-                return None
-        return str(orjson.loads(data)["generation"]), str(downloader.properties.etag)
+            found = read_json(self._container, f"{PUBLISHED}/{parse_month(period)}.json")
+        return None if found is None else (str(found[0]["generation"]), found[1])
 
     def record(self, period: str, generation: str, etag: str | None) -> None:
-        blob = self._container.get_blob_client(f"{PUBLISHED}/{parse_month(period)}.json")
         data = orjson.dumps({"period": period, "generation": generation})
-        settings = ContentSettings(content_type="application/json")
-        condition: dict[str, Any] = (
-            {"overwrite": False}
-            if etag is None
-            else {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-        )
         with translated("record what was published"):
             try:
-                blob.upload_blob(data, content_settings=settings, **condition)
+                put_blob(self._container, f"{PUBLISHED}/{parse_month(period)}.json", data, etag, content_type=JSON)
             except (ResourceExistsError, ResourceModifiedError) as exc:
                 raise ConflictError(f"another publication of {period} was recorded first") from exc
 

@@ -19,9 +19,9 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 from typing import Any
 
+from chargeback.adapters.retry_after import retry_after
 from chargeback.domain.errors import PriceListError
 
 DEFAULT_ENDPOINT = "https://prices.azure.com/api/retail/prices"
@@ -126,7 +126,7 @@ class RetailPrices:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             if exc.code in RETRIED_STATUS:
-                raise _Retry(f"answered {exc.code}", _retry_after(exc.headers.get("Retry-After"))) from exc
+                raise _Retry(f"answered {exc.code}", retry_after(exc.headers.get("Retry-After"))) from exc
             raise PriceListError(f"the price list at {self._origin[1]} answered {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
             raise _Retry(f"no answer ({type(exc).__name__})", None) from exc
@@ -137,17 +137,3 @@ class RetailPrices:
         if not isinstance(document, Mapping):
             raise PriceListError(f"the price list at {self._origin[1]} answered JSON that is not an object")
         return document
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (a number of seconds or an HTTP date), or None."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import orjson
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 from azure.data.tables import TableClient, TableServiceClient
 from azure.identity import DefaultAzureCredential
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from chargeback.app.settings import StorageSettings
 from chargeback.domain.errors import AccessDeniedError, ConfigurationError, StorageError, TransientStorageError
 
+JSON = "application/json"
+PARQUET = "application/vnd.apache.parquet"
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 DENIED_STATUS = frozenset({401, 403})
 _TIMEOUTS: dict[str, Any] = {"connection_timeout": 10, "read_timeout": 30}
@@ -142,3 +147,40 @@ class StorageAccount:
         queue = report_queue(self._settings)
         ensure_queue(queue)
         return queue
+
+
+def read_json(container: ContainerClient, name: str) -> tuple[Any, str] | None:
+    """The JSON document in blob ``name`` and the blob's ETag, or None when there is no such blob."""
+    try:
+        downloader = container.download_blob(name)
+        data = downloader.readall()
+    except ResourceNotFoundError:
+        return None
+    return orjson.loads(data), str(downloader.properties.etag)
+
+
+def put_blob(
+    container: ContainerClient,
+    name: str,
+    data: bytes,
+    etag: str | None,
+    *,
+    content_type: str,
+    metadata: Mapping[str, str] | None = None,
+) -> str:
+    """Create blob ``name`` (``etag`` None: only if absent) or replace it only if still at ``etag``; its new ETag.
+
+    A failed condition raises the SDK's ``ResourceExistsError`` or ``ResourceModifiedError`` for the caller to name.
+    """
+    condition: dict[str, Any] = (
+        {"overwrite": False}
+        if etag is None
+        else {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+    )
+    written = container.get_blob_client(name).upload_blob(
+        data,
+        content_settings=ContentSettings(content_type=content_type),
+        metadata=dict(metadata) if metadata is not None else None,
+        **condition,
+    )
+    return str(written["etag"])

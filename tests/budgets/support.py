@@ -22,6 +22,7 @@ from chargeback.ingestion.llm_log_rows import EXPORT_COLUMNS
 from devtools.apim_standin import ApimStandIn
 from devtools.hostshape import HostEvent
 from tests.functions import deliver, registered
+from tests.test_llm_logs import call
 from tests.test_report_api import PRICE_SHEET as REPORT_PRICE_SHEET
 
 NOVEMBER_10 = datetime(2026, 11, 10, 12, tzinfo=UTC)
@@ -155,19 +156,7 @@ def write_llm_export(path: Path, calls: Sequence[tuple[str, str, int, int, str]]
     completion and time each."""
     lines = [",".join(EXPORT_COLUMNS)]
     for correlation, subscription, prompt, completion, when in calls:
-        values = {
-            "TimeGenerated": when,
-            "CorrelationId": correlation,
-            "ApimSubscriptionId": subscription,
-            "ModelName": "gpt-4o",
-            "DeploymentName": "gpt-4o",
-            "OperationName": "ChatCompletions_Create",
-            "PromptTokens": prompt,
-            "CompletionTokens": completion,
-            "TotalTokens": prompt + completion,
-            "IsStreamCompletion": "true",
-            "SequenceNumber": 0,
-        }
+        values = call(correlation, subscription, prompt, completion, TimeGenerated=when)
         lines.append(",".join(str(values[column]) for column in EXPORT_COLUMNS))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
