@@ -64,4 +64,3 @@ resource budgetRule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
 }
 
 output ruleId string = budgetRule.id
-output actionGroupId string = notify ? actionGroup.id : ''

@@ -219,3 +219,72 @@ def strings(path: Path) -> set[str]:
 
     walk(root(path))
     return found
+
+
+# What a name may be besides a file's own declarations: Bicep's namespaces. Functions are called, and
+# a call's name is not checked (Bicep has a hundred of them).
+_NAMESPACES = frozenset({"az", "sys"})
+_DECLARATIONS = frozenset(
+    {
+        "parameter_declaration",
+        "variable_declaration",
+        "resource_declaration",
+        "module_declaration",
+        "type_declaration",
+        "user_defined_function",
+    }
+)
+
+
+def _declared_names(tree: tree_sitter.Node) -> set[str]:
+    """Every name a file declares: top-level symbols, loop variables, lambda and function parameters."""
+    names = {_text(node.named_children[0]) for node in tree.named_children if node.type in _DECLARATIONS}
+
+    def walk(node: tree_sitter.Node) -> None:
+        if node.type == "resource_declaration":  # a nested resource, named as parent::child
+            names.add(_text(node.named_children[0]))
+        elif node.type in {"loop_variable", "loop_enumerator"}:
+            names.add(_text(node))
+        elif node.type == "for_statement" and node.named_children[0].type == "identifier":
+            names.add(_text(node.named_children[0]))
+        elif node.type == "lambda_expression":
+            head = node.named_children[0]
+            names.update(_text(n) for n in [head, *head.named_children] if n.type == "identifier")
+        elif node.type == "parameter" and node.parent is not None and node.parent.type == "parameters":
+            names.add(_text(node.named_children[0]))
+        for child in node.children:
+            walk(child)
+
+    walk(tree)
+    return names
+
+
+def _is_reference(node: tree_sitter.Node) -> bool:
+    """Whether an identifier stands for a value: not a declaration's name, a property key or a call's name."""
+    parent = node.parent
+    if parent is None:
+        return False
+    first = parent.named_children[0] if parent.named_children else None
+    naming = {*_DECLARATIONS, "output_declaration", "object_property", "call_expression", "parameter"}
+    if parent.type in naming and first == node:
+        return False
+    # tree-sitter-bicep 1.1.0 reads a call inside a one-line array, `[resourceGroup().id]`, as a name
+    # followed by `().id`: a name right before an opening parenthesis is a call's name all the same.
+    following = node.next_sibling
+    return following is None or not _text(following).startswith("(")
+
+
+def undeclared(source: bytes) -> list[str]:
+    """Names the source uses but never declares (Bicep's error BCP057), with their line; empty when none."""
+    tree = _PARSER.parse(_parseable(source)).root_node
+    known = _declared_names(tree) | _NAMESPACES
+    found: list[str] = []
+
+    def walk(node: tree_sitter.Node) -> None:
+        if node.type == "identifier" and _is_reference(node) and _text(node) not in known:
+            found.append(f"{_text(node)} at line {node.start_point[0] + 1}")
+        for child in node.children:
+            walk(child)
+
+    walk(tree)
+    return found

@@ -20,6 +20,7 @@ from tests.infra.bicep_tree import (
     root,
     syntax_errors,
     text,
+    undeclared,
     variables,
 )
 from tests.support import ROOT
@@ -52,6 +53,50 @@ def test_every_bicep_file_parses_without_errors(path: Path) -> None:
 )
 def test_a_broken_snippet_is_reported(broken: str) -> None:
     assert syntax_errors(broken.encode()) != []
+
+
+@pytest.mark.parametrize("path", BICEP_FILES, ids=_id)
+def test_every_name_a_bicep_file_uses_is_declared_in_it(path: Path) -> None:
+    assert undeclared(path.read_bytes()) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "named"),
+    [
+        (
+            "resource r 'Microsoft.Insights/actionGroups@2023-01-01' = {\n  name: 'g'\n}\noutput o string = gone.id\n",
+            "gone",
+        ),
+        ("param a string\nvar b = '${a}-${c}'\n", "c"),
+        (
+            "resource v 'Microsoft.Network/virtualNetworks@2024-05-01' existing = {\n  name: 'v'\n}\n"
+            "var s = v::gone.id\n",
+            "gone",
+        ),
+        ("var c = [for (item, i) in range(0, 2): item]\nvar d = map(c, x => y)\n", "y"),
+    ],
+    ids=["output-of-a-removed-resource", "interpolated-name", "nested-resource", "lambda-body"],
+)
+def test_a_name_nothing_declares_is_reported(source: str, named: str) -> None:
+    assert [found.split(" at ")[0] for found in undeclared(source.encode())] == [named]
+
+
+def test_loop_variables_lambda_parameters_calls_and_nested_resources_are_declared_names() -> None:
+    source = """
+param prefix string
+resource v 'Microsoft.Network/virtualNetworks@2024-05-01' existing = {
+  name: prefix
+  resource subnet 'subnets' existing = {
+    name: 'apps'
+  }
+}
+var ids = [for (item, i) in range(0, 2): '${prefix}-${item}-${i}']
+var kept = filter(ids, id => !empty(id))
+var pairs = map(kept, (x, n) => { id: x, subnet: v::subnet.id, scopes: [resourceGroup().id] })
+func twice(z int) int => z * 2
+output o array = [for x in pairs: x.id]
+"""
+    assert undeclared(source.encode()) == []
 
 
 def _module_calls() -> list[tuple[Path, str, Path, set[str]]]:
