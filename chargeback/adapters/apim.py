@@ -16,7 +16,7 @@ from urllib.parse import quote
 import orjson
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from azure.core.pipeline.policies import BearerTokenCredentialPolicy, HeadersPolicy, UserAgentPolicy
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
@@ -79,6 +79,10 @@ class ArmGatewaySubscriptions:
             response.read()
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise ManagementError(f"{request.method} of a subscription got no answer", status=None) from exc
+        except ClientAuthenticationError as exc:  # no token: the identity could not sign in, nothing was sent
+            raise ManagementError(
+                f"{request.method} of a subscription could not sign in to Azure Resource Manager", status=None
+            ) from exc
         if response.status_code >= 400:
             raise ManagementError(
                 f"{request.method} of a subscription answered {response.status_code}",

@@ -15,7 +15,9 @@ rule mails.
 
 In the first evaluations of a month, the subscriptions this app suspended the month before are
 re-activated, each only if it is still suspended with the comment this app left; anything else
-is left alone and logged.
+is left alone and logged. That includes the suspensions whose ending was never known: a record
+still ``decided`` (its evaluation died after the PATCH, perhaps) or ``suspend_failed`` (the last
+try timed out, perhaps after ARM applied it). The gateway's state says whether they happened.
 """
 
 from __future__ import annotations
@@ -204,11 +206,15 @@ def _trip(enforcer: Enforcer, period: str, pending: list[str]) -> None:
         metrics.budget_action("breaker", "tripped")
 
 
+# The states in which a subscription may be suspended by this app: done, or perhaps done.
+MAY_BE_SUSPENDED = frozenset({SUSPENDED, DECIDED, SUSPEND_FAILED})
+
+
 def reactivate(enforcer: Enforcer, period: str, next_period: str, records: dict[str, Stored]) -> None:
     """Re-activate what this app suspended in ``period`` and still holds so; records are updated in place."""
     for key, record in sorted(records.items()):
         document = record.document
-        if document.get("state") != SUSPENDED or "subscription_id" not in document:
+        if document.get("state") not in MAY_BE_SUSPENDED or "subscription_id" not in document:
             continue
         if not claim_expired(document, enforcer.now):
             continue
@@ -221,18 +227,21 @@ def _reactivate(enforcer: Enforcer, period: str, next_period: str, key: str, kno
     now, token = enforcer.now, enforcer.token
 
     def take(document: Document | None) -> Document | None:
-        if document is None or document.get("state") != SUSPENDED or not claim_expired(document, now):
+        if document is None or document.get("state") not in MAY_BE_SUSPENDED or not claim_expired(document, now):
             return None
         return {**document, **claim(now, token)}
 
     stored, _ = change(enforcer.store, period, key, known, take)
-    if stored is None or not held_by(stored.document, token) or stored.document.get("state") != SUSPENDED:
+    if stored is None or not held_by(stored.document, token) or stored.document.get("state") not in MAY_BE_SUSPENDED:
         return stored
     subscription = str(stored.document["subscription_id"])
     comment = reactivation_comment(period, next_period)
     left = str(stored.document["comment"])
     attempt = gateway.reactivate(enforcer.gateway, subscription, left, comment, enforcer.policy)
-    ending = {gateway.DONE: REACTIVATED, gateway.OTHERS: LEFT_ALONE, gateway.FAILED: SUSPENDED}[attempt.result]
+    # A failed try keeps the state it found, so the next evaluation tries again.
+    ending = {gateway.DONE: REACTIVATED, gateway.OTHERS: LEFT_ALONE, gateway.FAILED: str(stored.document["state"])}[
+        attempt.result
+    ]
     log_event(
         logger,
         BUDGET_REACTIVATE,

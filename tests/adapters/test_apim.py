@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
 
 from chargeback.adapters.apim import API_VERSION, ArmGatewaySubscriptions
 from chargeback.app import settings
@@ -54,6 +56,20 @@ def test_a_change_from_a_stale_etag_is_refused_with_412(gateway: ArmGatewaySubsc
     gateway.set_state("team-a", "suspended", "first", etag)
     error = fault(lambda: gateway.set_state("team-a", "active", "second", etag))
     assert (error.status, error.code) == (412, "PreconditionFailed")
+
+
+class NoSignIn:
+    """A credential whose sign-in fails, as a managed identity's does when its endpoint is down."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        raise ClientAuthenticationError("the managed identity endpoint did not answer")
+
+
+def test_a_failed_sign_in_is_a_fault_without_a_status_and_sends_nothing(arm: ApimStandIn) -> None:
+    gateway = ArmGatewaySubscriptions(arm.endpoint, arm.resource_id, NoSignIn(), read_seconds=0.5)
+    error = fault(lambda: gateway.get("team-a"))
+    assert (error.status, "sign in" in str(error)) == (None, True)
+    assert arm.patches("team-a") == []
 
 
 def test_a_deleted_subscription_is_a_404(gateway: ArmGatewaySubscriptions) -> None:

@@ -22,6 +22,7 @@ from devtools.emulator import Azurite
 from devtools.memory import InMemoryBudgetStore
 from tests.budgets.support import (
     FIFTEEN_LATER,
+    FIRST_OF_DECEMBER,
     MID_NOVEMBER,
     BudgetApp,
     alert_lines,
@@ -29,6 +30,8 @@ from tests.budgets.support import (
     usage_event,
 )
 from tests.reliability.proxy import Action, FaultProxy, Rule
+
+REACTIVATED = "Re-activated by chargeback budgets for 2026-12 (suspended for 2026-11)"
 
 T0 = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -292,6 +295,27 @@ def test_storage_failing_after_the_suspension_before_its_record_suspends_nothing
     assert proxied.arm.history("team-b") == [("suspended", _comment())]
     assert len(proxied.arm.patches("team-b")) == 1
     assert budget_row(proxied.budgets("2026-11")[1], "subscription", "team-b")["action"] == "suspended"
+
+
+def test_a_suspension_whose_record_never_said_so_is_still_lifted_next_month(
+    proxied: BudgetApp, proxy: FaultProxy
+) -> None:
+    # The month ends before any evaluation learns how the suspension ended: its record stays
+    # "decided", and December's first evaluation finds the subscription as this app left it.
+    with proxy.rule(Rule(REPLACE_SUBSCRIPTION, Action.FAIL, status=403)), pytest.raises(StorageError):
+        proxied.evaluate(MID_NOVEMBER)
+    proxied.evaluate(FIRST_OF_DECEMBER)
+    assert proxied.arm.history("team-b") == [("suspended", _comment()), ("active", REACTIVATED)]
+    assert budget_row(proxied.budgets("2026-11")[1], "subscription", "team-b")["action"] == "reactivated"
+
+
+def test_a_decision_never_carried_out_is_left_alone_next_month(proxied: BudgetApp, proxy: FaultProxy) -> None:
+    proxy.add(Rule(CREATE, Action.CUT_ANSWER, after=2))  # team-b's decision is written; the evaluation dies
+    with pytest.raises(StorageError):
+        proxied.evaluate(MID_NOVEMBER)
+    proxied.evaluate(FIRST_OF_DECEMBER)
+    assert proxied.arm.history("team-b") == []
+    assert proxied.arm.patches("team-b") == []
 
 
 def test_a_decision_whose_answer_was_lost_is_carried_out_once_by_the_next_evaluation(
