@@ -188,8 +188,9 @@ def _checks(story: Story, arm: ApimStandIn) -> dict[str, bool]:
         "second_evaluation_changed_nothing": story.second_changed == {"patches": 0, "alert_lines": 0},
         "next_month_reactivated_it": story.suspended is not None
         and [state for state, _ in story.history.get(story.suspended, [])] == [SUSPENDED, ACTIVE],
-        "suspended_by_hand_stays_suspended": story.by_hand is None
-        or (arm.state(story.by_hand) == (SUSPENDED, HAND_COMMENT) and arm.patches(story.by_hand) == []),
+        "suspended_by_hand_stays_suspended": story.by_hand is not None
+        and arm.state(story.by_hand) == (SUSPENDED, HAND_COMMENT)
+        and arm.patches(story.by_hand) == [],
     }
     return checks
 

@@ -275,6 +275,7 @@ def test_the_demo_crosses_80_percent_suspends_once_and_reactivates_next_month(
     suspended = summary["budgets"]["suspended"]
     assert [state for state, _ in summary["budgets"]["history"][suspended]] == ["suspended", "active"]
     assert summary["budgets"]["second_evaluation"] == {"patches": 0, "alert_lines": 0}
+    assert summary["budgets"]["suspended_by_hand"] is not None  # the by-hand check was really made
 
 
 def test_the_demo_prints_the_budgets_and_the_page_shows_them(
