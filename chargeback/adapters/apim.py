@@ -112,6 +112,6 @@ def _error_code(response: HttpResponse) -> str:
         return ""
 
 
-def arm_gateway(endpoint: str, resource_id: str, client_id: str | None) -> ArmGatewaySubscriptions:
-    """The instance's subscriptions, signed in as the app's managed identity (``client_id``, user-assigned)."""
-    return ArmGatewaySubscriptions(endpoint, resource_id, DefaultAzureCredential(managed_identity_client_id=client_id))
+def arm_credential(client_id: str | None) -> TokenCredential:
+    """The app's managed identity (``client_id``, user-assigned), as it signs in to Azure Resource Manager."""
+    return DefaultAzureCredential(managed_identity_client_id=client_id)

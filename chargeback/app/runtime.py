@@ -16,8 +16,8 @@ import pandas as pd
 
 from chargeback.access import gate
 from chargeback.access.scope import Scope
-from chargeback.adapters import storage
-from chargeback.adapters.apim import ArmGatewaySubscriptions, arm_gateway
+from chargeback.adapters import apim, storage
+from chargeback.adapters.apim import ArmGatewaySubscriptions, arm_credential
 from chargeback.adapters.blobs import (
     BlobCompactDays,
     BlobCompactTotals,
@@ -83,6 +83,8 @@ class Services:
     pass a token for the local stand-in)."""
     budget_retries: RetryPolicy = field(default_factory=RetryPolicy)
     """How hard an evaluation retries a change to an APIM subscription before leaving it to the next."""
+    gateway_read_seconds: float = apim.READ_SECONDS
+    """How long a call to Azure Resource Manager may take to answer before it is a timeout."""
 
     @cached_property
     def storage(self) -> storage.StorageAccount:
@@ -259,9 +261,12 @@ class Services:
         budgets = self.settings.budgets
         if budgets.apim_resource_id is None:
             raise ConfigurationError("no API Management instance is configured")
-        if self.gateway_credential is not None:
-            return ArmGatewaySubscriptions(budgets.arm_endpoint, budgets.apim_resource_id, self.gateway_credential)
-        return arm_gateway(budgets.arm_endpoint, budgets.apim_resource_id, budgets.arm_client_id)
+        credential = self.gateway_credential
+        if credential is None:
+            credential = arm_credential(budgets.arm_client_id)
+        return ArmGatewaySubscriptions(
+            budgets.arm_endpoint, budgets.apim_resource_id, credential, read_seconds=self.gateway_read_seconds
+        )
 
     @property
     def budgets(self) -> BudgetContext:

@@ -16,7 +16,7 @@ from chargeback.budgets.alerts import BudgetStatus
 from chargeback.budgets.definitions import Budget
 from chargeback.budgets.gateway import ACTIVE, SUSPENDED, RetryPolicy
 from chargeback.budgets.records import subscription_key
-from devtools.apim_standin import DROP, ApimStandIn
+from devtools.apim_standin import DROP, HOLD, ApimStandIn
 from devtools.memory import InMemoryBudgetStore
 from tests.budgets.support import (
     FIFTEEN_LATER,
@@ -193,11 +193,13 @@ FAULTS = [
     ("GET", 503, None),
     ("GET", 429, "2"),
     ("GET", DROP, None),
+    ("GET", HOLD, None),
     ("GET", 404, None),
     ("PATCH", 412, None),
     ("PATCH", 429, "7"),
     ("PATCH", 502, None),
     ("PATCH", DROP, None),
+    ("PATCH", HOLD, None),
 ]
 FAULT_IDS = [f"{method} {status}" for method, status, _ in FAULTS]
 
