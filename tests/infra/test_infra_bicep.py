@@ -14,6 +14,7 @@ from tests.infra.bicep_tree import (
     bicep_files,
     literal,
     modules,
+    outputs,
     param_decorators,
     params,
     properties,
@@ -97,6 +98,31 @@ func twice(z int) int => z * 2
 output o array = [for x in pairs: x.id]
 """
     assert undeclared(source.encode()) == []
+
+
+def _output_uses() -> list[tuple[Path, str, str, Path | None]]:
+    """Each `symbol.outputs.name` a file reads: the file, symbol, output, and the module file it calls."""
+    uses = []
+    for path in BICEP_FILES:
+        called = {module.symbol: (path.parent / module.target).resolve() for module in modules(path)}
+        for symbol, name in re.findall(r"\b(\w+)\.outputs\.(\w+)", path.read_text(encoding="utf-8")):
+            uses.append((path, symbol, name, called.get(symbol)))
+    return uses
+
+
+OUTPUT_USES = _output_uses()
+
+
+@pytest.mark.parametrize(
+    ("caller", "symbol", "name", "module"),
+    OUTPUT_USES,
+    ids=[f"{_id(caller)}:{symbol}.{name}" for caller, symbol, name, _ in OUTPUT_USES],
+)
+def test_every_module_output_a_file_reads_is_declared_by_that_module(
+    caller: Path, symbol: str, name: str, module: Path | None
+) -> None:
+    assert module is not None, f"{symbol} is not a module {_id(caller)} calls"
+    assert name in outputs(module)
 
 
 def _module_calls() -> list[tuple[Path, str, Path, set[str]]]:
