@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.functions import meta
+from azure.functions.timer import TimerRequestConverter
 
 from chargeback.adapters.blobs import BlobCompactDays, BlobCompactTotals
 from chargeback.app import runtime
@@ -15,7 +17,7 @@ from chargeback.ingestion.usage_view import usage_document
 from chargeback.reports.live_days import LiveDays
 from devtools.hostshape import HostEvent
 from tests.budgets.support import write_llm_export
-from tests.functions import deliver, get
+from tests.functions import deliver, get, registered
 from tests.test_report_api import event
 
 pytestmark = pytest.mark.azurite
@@ -185,3 +187,18 @@ def test_only_a_day_with_rows_past_its_fence_is_read_again(november: Sender, mon
     counting = Counting(monkeypatch)
     assert answered("2026-11") == row_by_row("2026-11")
     assert counting.days == [late.date()]
+
+
+def test_the_budget_timer_keeps_the_months_settled_sum_so_no_request_sums_the_days(
+    november: Sender, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
+    registered("evaluate_budgets").get_user_function()(timer)
+    services = runtime.services()
+    kept = BlobCompactTotals(services.storage.container(services.settings.storage.reports_container))
+    assert kept.totals_through("2026-11") == [date(2026, 11, 29)]
+    runtime.reset()  # the request comes to another instance
+    runtime.services().clock = lambda: ON_THE_30TH
+    counting = Counting(monkeypatch)
+    assert answered("2026-11") == row_by_row("2026-11")
+    assert counting.days == []

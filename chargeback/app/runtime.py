@@ -44,6 +44,7 @@ from chargeback.budgets.document import report_rows
 from chargeback.budgets.evaluate import BudgetContext
 from chargeback.budgets.gateway import GatewaySubscriptions, RetryPolicy
 from chargeback.budgets.reader import MonthReader
+from chargeback.domain import periods
 from chargeback.domain.errors import ChargebackError, CollectionError, ConfigurationError, ReportScheduleError
 from chargeback.domain.logs import LLM_LOGS, log_event
 from chargeback.ingestion import llm_logs
@@ -167,7 +168,9 @@ class Services:
 
     def evaluate_budgets(self) -> None:
         """The budget timer's work: the evaluated months' LLM logs first (a day that fails is not
-        fatal: the evaluation goes on with what the ledger holds, and says so), then the budgets."""
+        fatal: the evaluation goes on with what the ledger holds, and says so), then the budgets,
+        then the usage API's kept sum of the month's settled days (the evaluation has just read
+        their compacted files), so that no request sums a month of days."""
         now = self.clock()
 
         def prepare(months: list[str]) -> llm_logs.CollectOutcome | None:
@@ -177,6 +180,7 @@ class Services:
             return outcome
 
         budget_evaluation.run(self.budgets, now, prepare=prepare)
+        self.month_totals.keep(periods.month_of(now), now)
 
     def run_schedule(self) -> list[report_jobs.ReportJob]:
         """The timer's work: queue every due month's report, bring the LLM logs of the other months

@@ -91,7 +91,7 @@ class MonthTotals:
         if len(period) == 10:
             return usage_totals(self.view, self.live, period, now)
         days = period_days(period)
-        done = [day for day in days if settled(day, now, self.view.lag_hours)]
+        done = self._settled_days(period, now)
         base = self._settled(period, done[-1] if done else None)
         states = self.view.ledger.slice_states(period)
         with ThreadPoolExecutor(WORKERS) as pool:
@@ -100,6 +100,14 @@ class MonthTotals:
         self.live.forget_settled(now)
         parts = [base.table, *(part for part in [*corrections, *live] if part is not None and part.num_rows)]
         return parts[0] if len(parts) == 1 else fold(pa.concat_tables(parts))
+
+    def keep(self, month: str, now: datetime) -> date | None:
+        """Add the month's newly settled days to its kept sum now, so that no request has to; the last day in it."""
+        done = self._settled_days(month, now)
+        return self._settled(month, done[-1] if done else None).through
+
+    def _settled_days(self, month: str, now: datetime) -> list[date]:
+        return [day for day in period_days(month) if settled(day, now, self.view.lag_hours)]
 
     def _settled(self, month: str, through: date | None) -> Settled:
         with self._lock:
