@@ -15,8 +15,8 @@ process against one Azurite (peak RSS is that process's ``ru_maxrss``):
    days checked against theirs), *after writes* (``--more-rows`` rows committed to the 31st, then
    evaluated): the ledger rows read follow what was written since the last fence, not the month;
 3. *usage*: ``GET /api/usage/2026-10`` through the registered function twice, then one day: the first
-   request sums the 30 settled days' files and keeps the sum (in memory and in a file beside them);
-4. *usage in a new process*: the same, as another instance would: the kept sum is read, not the days.
+   request reads the settled days' sum the budget timer kept (a file beside the days) and the 31st;
+4. *usage in a new process*: the same, as another instance would.
 
 Enforcement is on against the ARM stand-in in the same process: five subscriptions exceed a
 ``suspend`` budget (the breaker's default limit), a hundred cross 80 % of an ``alert`` budget.
@@ -213,8 +213,8 @@ def _usage(period: str) -> tuple[float, int, int]:
 
 
 def usage(settings: dict[str, str], out: Queue[dict[str, Any]]) -> None:
-    """Phase 3 (and 4): the usage API through the registered function: the month first (in phase 3 the
-    month's settled totals are built and kept; in phase 4, a new process, they are read), again, one day."""
+    """Phase 3 (and 4): the usage API through the registered function: the month first (the settled
+    totals the budget timer kept are read, and the 31st), again, one day."""
     os.environ.update(settings)
     runtime.services().clock = lambda: NOON + timedelta(hours=1)
     first, again, day = _usage(PERIOD), _usage(PERIOD), _usage("2026-10-15")

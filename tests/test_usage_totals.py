@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from azure.functions.timer import TimerRequestConverter
 
 from chargeback.adapters.blobs import BlobCompactDays, BlobCompactTotals
 from chargeback.app import runtime
+from chargeback.domain.errors import StorageError
 from chargeback.ingestion.usage_view import usage_document
 from chargeback.reports.live_days import LiveDays
 from devtools.hostshape import HostEvent
@@ -202,3 +204,16 @@ def test_the_budget_timer_keeps_the_months_settled_sum_so_no_request_sums_the_da
     counting = Counting(monkeypatch)
     assert answered("2026-11") == row_by_row("2026-11")
     assert counting.days == []
+
+
+def test_a_failure_to_keep_the_sum_still_lets_the_budgets_be_evaluated_then_fails_the_timer(
+    november: Sender, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(store: BlobCompactTotals, month: str, through: date, data: bytes) -> bool:
+        raise StorageError("write a month's kept totals: storage answered 403 AuthorizationFailure")
+
+    monkeypatch.setattr(BlobCompactTotals, "create_totals", refused)
+    timer = TimerRequestConverter.decode(meta.Datum(json.dumps({"IsPastDue": False}), "json"), trigger_metadata={})
+    with caplog.at_level(logging.INFO, logger="chargeback"), pytest.raises(StorageError):
+        registered("evaluate_budgets").get_user_function()(timer)
+    assert any(record.getMessage().startswith("chargeback.budget.evaluation ") for record in caplog.records)

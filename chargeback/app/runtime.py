@@ -167,10 +167,11 @@ class Services:
             report_jobs.give_up(self.report_jobs, body)
 
     def evaluate_budgets(self) -> None:
-        """The budget timer's work: the evaluated months' LLM logs first (a day that fails is not
-        fatal: the evaluation goes on with what the ledger holds, and says so), then the budgets,
-        then the usage API's kept sum of the month's settled days (the evaluation has just read
-        their compacted files), so that no request sums a month of days."""
+        """The budget timer's work: the usage API's kept sum of the month's settled days brought up
+        to date (so that no request sums a month of days; done first, while the process is small),
+        the evaluated months' LLM logs (a day that fails is not fatal: the evaluation goes on with
+        what the ledger holds, and says so), then the budgets. A failure to keep the sum never
+        stands in the budgets' way: it is raised once they are evaluated."""
         now = self.clock()
 
         def prepare(months: list[str]) -> llm_logs.CollectOutcome | None:
@@ -179,8 +180,14 @@ class Services:
                 raise CollectionError(outcome.failed)
             return outcome
 
+        kept: ChargebackError | None = None
+        try:
+            self.month_totals.keep(periods.month_of(now), now)
+        except ChargebackError as exc:
+            kept = exc
         budget_evaluation.run(self.budgets, now, prepare=prepare)
-        self.month_totals.keep(periods.month_of(now), now)
+        if kept is not None:
+            raise kept
 
     def run_schedule(self) -> list[report_jobs.ReportJob]:
         """The timer's work: queue every due month's report, bring the LLM logs of the other months
