@@ -46,6 +46,10 @@ def test_every_instrumentation_of_the_distro_is_switched_off() -> None:
     assert "credential" not in configured
 
 
+def test_only_the_apps_own_log_lines_are_exported() -> None:
+    assert telemetry.options({telemetry.CONNECTION_STRING: CONNECTION})["logger_name"] == "chargeback"
+
+
 PROBE = """
 import json, os, sys
 sys.path.insert(0, os.getcwd())
@@ -53,9 +57,13 @@ from opentelemetry import metrics
 import function_app
 from chargeback.adapters import telemetry
 provider = metrics.get_meter_provider()
+import logging
+def exporting(name):
+    return any(type(h).__module__.startswith("opentelemetry") for h in logging.getLogger(name).handlers)
 print(json.dumps({
     "provider": type(provider).__module__ + "." + type(provider).__name__,
     "again": telemetry.configure(),
+    "exporting": {name or "root": exporting(name) for name in ("", "chargeback")},
 }))
 sys.stdout.flush()
 os._exit(0)
@@ -75,6 +83,7 @@ def test_importing_the_app_with_a_connection_string_installs_the_sdk_meter_provi
     answer = run_app(env)
     assert answer["provider"] == "opentelemetry.sdk.metrics._internal.MeterProvider"
     assert answer["again"] == telemetry.ALREADY
+    assert answer["exporting"] == {"root": False, "chargeback": True}
 
 
 def test_importing_the_app_without_one_leaves_the_api_recording_nothing() -> None:

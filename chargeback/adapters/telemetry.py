@@ -28,6 +28,8 @@ CONFIGURED = "configured"
 NOT_CONFIGURED = "no_connection_string"
 BY_WORKER = "set_up_by_the_worker"
 ALREADY = "already_configured"
+LOGGER = "chargeback"
+"""The logger whose records are exported: every module of the app logs under it."""
 
 INSTRUMENTATIONS_OFF = ("azure_sdk", "django", "fastapi", "flask", "httpx", "psycopg2", "requests", "urllib", "urllib3")
 
@@ -49,6 +51,9 @@ def options(env: Mapping[str, str]) -> dict[str, Any]:
         "connection_string": env[CONNECTION_STRING],
         "instrumentation_options": {name: {"enabled": False} for name in INSTRUMENTATIONS_OFF},
         "enable_live_metrics": False,
+        # Only the app's own lines: the root logger would add every Azure SDK request the worker
+        # logs at INFO (billed in AppTraces, and no query reads them).
+        "logger_name": LOGGER,
     }
     identity = client_id(env.get(AUTHENTICATION_STRING))
     if identity is not None or env.get(AUTHENTICATION_STRING):

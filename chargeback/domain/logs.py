@@ -3,12 +3,13 @@
 Application Insights keeps a Python log record's message and not its ``extra`` fields, so each
 line carries its facts as one JSON object after a stable event name that a query can match:
 
-    traces
-    | where message startswith "chargeback.ingest "
-    | extend d = parse_json(substring(message, strlen("chargeback.ingest ")))
+    AppTraces
+    | where Message startswith "chargeback.ingest "
+    | extend d = parse_json(substring(Message, strlen("chargeback.ingest ")))
 
 Event names are part of the operator's interface (the README lists them); logger names are the
-modules' own (``logging.getLogger(__name__)``), so a level can be set per module in host.json.
+modules' own (``logging.getLogger(__name__)``), all under ``chargeback``, the one logger whose
+records are exported to Application Insights (chargeback.adapters.telemetry).
 Values are written with ``default=str``: dates, decimals and enums come out readable, never
 as an error. Callers pass no secret, body, key or connection string.
 """
@@ -41,9 +42,20 @@ BUDGET_REACTIVATE = "chargeback.budget.reactivate"
 BUDGET_EVALUATION = "chargeback.budget.evaluation"
 
 
+TRACE_PREFIX = "traceback of "
+"""How a traceback's own record begins: ``traceback of <event>``."""
+
+
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **facts: object) -> None:
-    """Write one ``<event> {json}`` line; ``exc_info`` may be passed in ``facts`` to attach a trace."""
+    """Write one ``<event> {json}`` line; ``exc_info`` in ``facts`` adds the traceback as a record of its own.
+
+    The line itself never carries the exception: Application Insights files a record that does
+    under ``AppExceptions``, not ``AppTraces``, where every query and alert rule reads the event
+    lines. The traceback's record (``traceback of <event>``) lands in ``AppExceptions``, for whoever
+    investigates, and matches no query of an event's lines.
+    """
     exc_info = facts.pop("exc_info", None)
     if logger.isEnabledFor(level):
-        message = f"{event} {json.dumps(facts, sort_keys=True, default=str)}"
-        logger.log(level, message, exc_info=exc_info)  # type: ignore[arg-type]
+        logger.log(level, f"{event} {json.dumps(facts, sort_keys=True, default=str)}")
+        if exc_info:
+            logger.log(level, f"{TRACE_PREFIX}{event}", exc_info=exc_info)  # type: ignore[arg-type]
