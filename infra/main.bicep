@@ -193,8 +193,9 @@ var wireApim = empty(apimServiceName)
           : true
 
 // The deployer's choice; auto serves files through the app with storage off public networks,
-// where callers could not follow a link to it.
-var downloads = reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')
+// where callers could not follow a link to it. Both branches are literals: Bicep does not narrow
+// reportDownloads by the condition, and the api module allows only 'redirect' and 'inline'.
+var downloads = reportDownloads == 'inline' || (reportDownloads == 'auto' && privateNetworking) ? 'inline' : 'redirect'
 
 // Where the FinOps hub's storage account lives: usually the hub's own resource group.
 var useFinopsHub = !empty(finopsHubStorageAccountId)

@@ -218,9 +218,15 @@ def test_the_workbooks_have_stable_names_and_load_their_json_from_the_files() ->
     assert loaded == {path.name for path in WORKBOOKS} == {"chargeback.workbook.json", "pipeline-health.workbook.json"}
 
 
+@pytest.mark.parametrize("path", [INFRA / "operations.bicep", INFRA / "budget-alerts.bicep"], ids=lambda p: p.name)
+def test_an_alert_rule_is_created_on_a_workspace_that_has_no_rows_yet(path: Path) -> None:
+    assert "skipQueryValidation: true" in path.read_text(encoding="utf-8")
+
+
 def test_every_alert_rule_notifies_the_action_group() -> None:
     bicep = (INFRA / "operations.bicep").read_text(encoding="utf-8")
-    assert "actions: notify ? { actionGroups: [actionGroup.id] } : {}" in bicep
+    assert "actions: { actionGroups: [actionGroup.id] }" in bicep
+    assert "resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {" in bicep  # always, not `if`
     assert "param alertEmails array = []" in bicep
 
 

@@ -249,9 +249,12 @@ def test_a_deployer_chooses_these_in_main_bicep_and_they_reach_the_app_unchanged
 
 def test_report_downloads_are_the_deployers_choice_and_auto_follows_private_networking() -> None:
     assert _api_call_params()["downloads"] == "downloads"
+    # Literals on both sides: a value typed 'auto' | 'redirect' | 'inline' would not fit the api
+    # module's @allowed(['redirect', 'inline']) parameter (Bicep's BCP036), whatever the condition.
     assert text(variables(INFRA / "main.bicep")["downloads"]) == (
-        "reportDownloads != 'auto' ? reportDownloads : (privateNetworking ? 'inline' : 'redirect')"
+        "reportDownloads == 'inline' || (reportDownloads == 'auto' && privateNetworking) ? 'inline' : 'redirect'"
     )
+    assert param_decorators(INFRA / "app" / "api.bicep", "downloads")["allowed"] == "['redirect', 'inline']"
     assert param_decorators(INFRA / "main.bicep", "reportDownloads")["allowed"] == "['auto', 'redirect', 'inline']"
 
 
