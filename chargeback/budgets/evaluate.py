@@ -105,7 +105,16 @@ def months_to_evaluate(context: BudgetContext, now: datetime) -> list[str]:
 
 def run(context: BudgetContext, now: datetime, prepare: Callable[[list[str]], object]) -> list[BudgetSnapshot]:
     """Bring the months' LLM-log usage up to date with ``prepare`` (non-fatal; None: no LLM-log source),
-    then evaluate. A budget file that cannot be used stops it first: nothing is done, it is logged."""
+    then evaluate. A budget file that cannot be used stops it first: nothing is done, it is logged.
+    An evaluation that fails (storage, the price sheet) is counted as ``failed``, then raised."""
+    try:
+        return _run(context, now, prepare)
+    except ChargebackError:
+        metrics.budget_evaluated("failed")
+        raise
+
+
+def _run(context: BudgetContext, now: datetime, prepare: Callable[[list[str]], object]) -> list[BudgetSnapshot]:
     sheet = context.price_sheet()
     try:
         budgets = context.budgets(sheet)

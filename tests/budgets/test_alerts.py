@@ -18,6 +18,7 @@ from chargeback.budgets.definitions import Budget
 from chargeback.budgets.evaluate import run
 from chargeback.budgets.records import LEASE, budget_key
 from chargeback.domain.errors import StorageError
+from devtools import metrics as local_metrics
 from devtools.emulator import Azurite
 from devtools.memory import InMemoryBudgetStore
 from tests.budgets.support import (
@@ -283,6 +284,16 @@ def test_storage_failing_after_the_crossings_before_the_suspension_loses_no_aler
     proxied.evaluate(FIFTEEN_LATER)
     assert len([line for line in alert_lines(caplog) if line["id"] == "team-b"]) == 3
     assert proxied.arm.history("team-b") == [("suspended", _comment())]
+
+
+def test_an_evaluation_that_storage_stops_is_counted_as_failed(proxied: BudgetApp, proxy: FaultProxy) -> None:
+    reader = local_metrics.install()
+    reader.take()
+    with proxy.rule(Rule(CREATE, Action.FAIL, status=403)), pytest.raises(StorageError):
+        proxied.evaluate(MID_NOVEMBER)
+    counted = reader.take()
+    failed = counted.total("chargeback.budget.evaluations", outcome="failed")
+    assert (failed, counted.total("chargeback.budget.evaluations", outcome="done")) == (1, 0)
 
 
 def test_storage_failing_after_the_suspension_before_its_record_suspends_nothing_twice(
