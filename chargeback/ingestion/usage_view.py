@@ -99,6 +99,17 @@ def totals_document(
                 ],
             }
         )
+    return _document(period, subscriptions, grand, dead_letters, unattributed)
+
+
+def _document(
+    period: str,
+    subscriptions: list[dict[str, Any]],
+    grand: Counters,
+    dead_letters: int,
+    unattributed: Iterable[UsageRow],
+) -> dict[str, Any]:
+    """The usage document around its subscriptions: the grand totals and their split, what is not attributed yet."""
     return {
         "period": period,
         "subscriptions": subscriptions,
@@ -136,14 +147,7 @@ def frame_document(
         )
         start = int(end)
     grand = Counters(*(int(frame[name].sum()) for name in COUNTER_FIELDS))
-    return {
-        "period": period,
-        "subscriptions": subscriptions,
-        "totals": counters_document(grand),
-        "sources": sources_document(grand),
-        "unattributed_llm_logs": unattributed_document(unattributed),
-        "dead_letters": dead_letters,
-    }
+    return _document(period, subscriptions, grand, dead_letters, unattributed)
 
 
 def _line_documents(frame: pd.DataFrame) -> list[dict[str, Any]]:
