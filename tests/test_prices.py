@@ -292,6 +292,29 @@ def test_a_next_page_link_to_another_host_is_refused() -> None:
             source.items("productName eq 'Azure OpenAI'", "USD")
 
 
+AZURE = "https://prices.azure.com/api/retail/prices"
+NEXT = "/api/retail/prices?api-version=2023-01-01-preview&$skip=100"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [f"https://prices.azure.com:443{NEXT}", f"https://Prices.Azure.com{NEXT}", f"https://prices.azure.com{NEXT}"],
+    ids=["azure's own link, with its port", "another case", "as the endpoint"],
+)
+def test_azures_next_page_link_is_the_endpoints_own_origin(link: str) -> None:
+    assert RetailPrices(AZURE)._followed(link) == link
+
+
+@pytest.mark.parametrize(
+    "link",
+    [f"https://prices.azure.com:8443{NEXT}", f"http://prices.azure.com{NEXT}", f"https://prices.azure.com:x{NEXT}"],
+    ids=["another port", "another scheme", "a port that is no number"],
+)
+def test_a_next_page_link_to_another_port_or_scheme_is_refused(link: str) -> None:
+    with pytest.raises(PriceListError, match=r"NextPageLink leaves prices\.azure\.com"):
+        RetailPrices(AZURE)._followed(link)
+
+
 @pytest.mark.parametrize(
     ("unit", "price", "kind", "expected"),
     [

@@ -56,7 +56,7 @@ class RetailPrices:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise PriceListError(f"the price list endpoint must be an http(s) URL, got {endpoint!r}")
         self._endpoint = endpoint
-        self._origin = (parts.scheme, parts.netloc)
+        self._origin = _origin(parts)
         self._timeout = timeout
         self._attempts = max(1, attempts)
         self._backoff = backoff
@@ -101,7 +101,11 @@ class RetailPrices:
 
     def _followed(self, link: str) -> str:
         parts = urllib.parse.urlsplit(link)
-        if (parts.scheme, parts.netloc) != self._origin:
+        try:
+            same = _origin(parts) == self._origin
+        except ValueError:  # a port that is not a number
+            same = False
+        if not same:
             raise PriceListError(f"the price list's NextPageLink leaves {self._origin[1]}: {parts.netloc or link!r}")
         return link
 
@@ -137,3 +141,10 @@ class RetailPrices:
         if not isinstance(document, Mapping):
             raise PriceListError(f"the price list at {self._origin[1]} answered JSON that is not an object")
         return document
+
+
+def _origin(parts: urllib.parse.SplitResult) -> tuple[str, str, int]:
+    """Scheme, host and port, the port as the scheme implies it when none is written: Azure's
+    NextPageLink names ``prices.azure.com:443`` where the endpoint says ``prices.azure.com``."""
+    default = 443 if parts.scheme == "https" else 80
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
