@@ -436,6 +436,20 @@ def test_a_new_entry_takes_effect_from_azures_date_but_never_in_a_past_month(
     assert {change.effective_from.isoformat() for change in plan.changes} == {expected}
 
 
+def test_a_price_with_more_places_than_the_sheet_keeps_is_compared_as_the_sheet_would_write_it() -> None:
+    # 0.0009299999 per 1K is 0.9299999 per 1M: the sheet writes six places, 0.93.
+    sheet = {**SHEET, "models": [{**SHEET["models"][0], "input": "0.93", "cached_input": "1.25", "output": "10.00"}]}
+    meter_map = parse_meter_map({**METER_MAP, "models": METER_MAP["models"][:1], "provisioned": []})
+    long = "gpt 4o 1120 Inp glbl Tokens"
+    entries = [
+        {**entry, "retailPrice": Decimal("0.0009299999")} if entry["meterName"] == long else entry
+        for entry in catalogue()
+    ]
+    meters = price_sync.select_meters(meter_map, [price_sync.retail_meter(entry) for entry in entries], "USD")
+    plan = price_sync.plan(sheet, meter_map, meters, date.fromisoformat(AS_OF))
+    assert (plan.changes, plan.unchanged) == ((), 3)
+
+
 def test_a_model_left_out_of_the_sheet_needs_its_input_and_output_meters() -> None:
     input_only = {**METER_MAP["models"][0], "meters": {"input": "gpt 4o 1120 Inp glbl Tokens"}}
     meter_map = parse_meter_map({**METER_MAP, "models": [input_only], "provisioned": []})

@@ -202,6 +202,12 @@ def price_text(value: Decimal) -> str:
     return str(rounded.quantize(_CENTS)) if exponent > -2 else f"{rounded:f}"
 
 
+def sheet_price(value: Decimal) -> Decimal:
+    """Azure's price as the sheet can hold it (:func:`price_text`): compared so, a price with more
+    places than the sheet keeps does not differ again at every run once it is written."""
+    return Decimal(price_text(value))
+
+
 def plan(
     document: Mapping[str, Any], meter_map: MeterMap, meters: Mapping[tuple[str, str], RetailMeter], as_of: date
 ) -> SyncPlan:
@@ -234,7 +240,7 @@ def _model_plan(
 ) -> _Planned:
     latest = _latest(document, "models", "model", mapped.model)
     items = {kind: meters[(mapped.product, name)] for kind, name in mapped.meters.items()}
-    azure = {kind: unit_price(item, kind) for kind, item in items.items()}
+    azure = {kind: sheet_price(unit_price(item, kind)) for kind, item in items.items()}
     current = _token_prices(latest)
     differing = [kind for kind in TOKEN_KINDS if kind in azure and current.get(kind) != azure[kind]]
     if not differing:
@@ -303,7 +309,7 @@ def _provisioned_plan(
             f"{where} is priced by the month (a reservation) in the price sheet; leave it out of the meter map"
         )
     item = meters[(mapped.product, mapped.meter)]
-    azure = unit_price(item, PTU_HOUR) * mapped.ptu
+    azure = sheet_price(unit_price(item, PTU_HOUR) * mapped.ptu)
     current = Decimal(str(latest["hourly_cost"]))
     if current == azure:
         return [], None, 1
