@@ -72,6 +72,18 @@ def app_path(setting: str) -> Path:
     return path if path.is_absolute() else APP_ROOT / path
 
 
+def _each_tried(*steps: Callable[[], object] | None) -> ChargebackError | None:
+    """Run every step there is, whatever the others did; the first failure, if any."""
+    failure: ChargebackError | None = None
+    for step in steps:
+        try:
+            if step is not None:
+                step()
+        except ChargebackError as exc:
+            failure = failure or exc
+    return failure
+
+
 @dataclass
 class Services:
     """The app's long-lived objects; clients are built on first use and reused."""
@@ -214,18 +226,11 @@ class Services:
 
     def _schedule_follow_ups(self, now: datetime) -> ChargebackError | None:
         """Queue the hub deliveries and line publications a commit could not; the first failure, if any."""
-        failure: ChargebackError | None = None
         hub, lines = self.finops_hub, self.line_publication
-        for scheduled in (
+        return _each_tried(
             None if hub is None else lambda: finops_hub.schedule(hub, now),
             None if lines is None else lambda: published_lines.schedule(lines, now),
-        ):
-            try:
-                if scheduled is not None:
-                    scheduled()
-            except ChargebackError as exc:
-                failure = failure or exc
-        return failure
+        )
 
     @cached_property
     def _report_store(self) -> BlobReportStore:
@@ -349,16 +354,10 @@ class Services:
         """Queue what follows a commit: the hub delivery and the lines' publication, each tried;
         the first failure is raised once both were (the timer queues what was not)."""
         hub, lines = self.finops_hub, self.line_publication
-        failure: ChargebackError | None = None
-        for follow_up in (
+        failure = _each_tried(
             None if hub is None else lambda: finops_hub.request(hub, manifest),
             None if lines is None else lambda: published_lines.request(lines, manifest),
-        ):
-            try:
-                if follow_up is not None:
-                    follow_up()
-            except ChargebackError as exc:
-                failure = failure or exc
+        )
         if failure is not None:
             raise failure
 
